@@ -1,0 +1,4 @@
+//! The `cgroup` capability.
+
+#[cfg(target_os = "linux")]
+pub mod linux;

@@ -1,0 +1,4 @@
+//! The `network` capability.
+
+#[cfg(target_os = "linux")]
+pub mod linux;

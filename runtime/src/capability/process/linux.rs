@@ -1,0 +1,1 @@
+//! Linux backend of the `process` capability.

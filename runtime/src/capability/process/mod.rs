@@ -1,0 +1,4 @@
+//! The `process` capability.
+
+#[cfg(target_os = "linux")]
+pub mod linux;

@@ -1,0 +1,1 @@
+//! Chaos hub: index, fetch, verify, cache, sign, resolve.

@@ -1,0 +1,1 @@
+//! Faultline's integration tests: one binary, one module per topic.
