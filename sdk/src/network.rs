@@ -1,0 +1,3 @@
+//! Network faults, through the host's `network` capability.
+
+pub use crate::bindings::faultline::contract::network::*;

@@ -1,0 +1,43 @@
+//! Find processes and signal them, through the host's `process` capability.
+
+pub use crate::bindings::faultline::contract::process::*;
+
+use crate::Error as ContractError;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Parameters that pick target processes: exactly one of `pid`, `name` or `cmdline`. Flatten it
+/// into a fault's parameters with `#[serde(flatten)]`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+pub struct Target {
+    /// Process id of the target.
+    pub pid: Option<u32>,
+    /// Processes whose name (`/proc/<pid>/comm`) equals this.
+    pub name: Option<String>,
+    /// Processes whose command line (arguments joined by spaces) matches this regex.
+    pub cmdline: Option<String>,
+}
+
+impl Target {
+    /// The host selector these parameters name.
+    pub fn selector(&self) -> Result<Selector, ContractError> {
+        match (self.pid, &self.name, &self.cmdline) {
+            (Some(pid), None, None) => Ok(Selector::Pid(pid)),
+            (None, Some(name), None) => Ok(Selector::Name(name.clone())),
+            (None, None, Some(pattern)) => Ok(Selector::Cmdline(pattern.clone())),
+            _ => Err(ContractError::invalid("give exactly one of `pid`, `name` or `cmdline`")),
+        }
+    }
+
+    /// Finds the processes in scope, at most `max` of them (0: all); none found is an error.
+    pub fn find(&self, max: u32) -> Result<Vec<ProcessInfo>, ContractError> {
+        let mut found = find(&self.selector()?)?;
+        if found.is_empty() {
+            return Err(ContractError::target_gone("no process in scope matches the selector"));
+        }
+        if max > 0 {
+            found.truncate(max as usize);
+        }
+        Ok(found)
+    }
+}
