@@ -1,1 +1,466 @@
-//! Durable undo journal.
+//! Durable undo journal: the inverse of every change is written, and fsynced, before the change
+//! touches the system, so a crash at any point leaves enough on disk to undo it.
+//!
+//! Each process owns one journal file in the state directory and holds an exclusive `flock` on it
+//! while it lives. A file nobody holds belongs to a process that died: [`orphans`] finds those
+//! for recovery. A file is a sequence of lines `<crc32 hex> <json record>`; a torn last line (a
+//! crash mid-write) is ignored, any other bad line is reported and skipped.
+//!
+//! The journal knows nothing of capabilities: an inverse is an opaque JSON value.
+
+use anyhow::{Context as _, Result, bail};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Identifies a journal entry; the contract calls it a `change`.
+pub type EntryId = u64;
+
+/// One recorded change and how to undo it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Unique within the journal file.
+    pub id: EntryId,
+    /// The execution that made the change.
+    pub execution: String,
+    /// The plug-in that asked for it (`name@version` or a digest).
+    pub plugin: String,
+    /// The boot the change was made in (`/proc/sys/kernel/random/boot_id`).
+    pub boot_id: String,
+    /// When the entry was written, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// One line on what changed, for people.
+    pub summary: String,
+    /// How to undo it, as the capability that made it understands it.
+    pub inverse: serde_json::Value,
+    /// Whether the change is known to have been made (otherwise a crash may have come first).
+    pub applied: bool,
+    /// The last reason undoing it failed, if it did.
+    pub undo_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+enum Record {
+    Begin(Entry),
+    Applied { id: EntryId },
+    Undone { id: EntryId },
+    UndoFailed { id: EntryId, reason: String },
+}
+
+/// A line of a journal file that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.reason)
+    }
+}
+
+/// A journal file owned (locked) by this process.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: Flock<File>,
+    next_id: EntryId,
+    entries: BTreeMap<EntryId, Entry>,
+}
+
+/// The current boot's id; changes from another boot may have been undone by the reboot.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock(file: File, path: &Path) -> Result<Option<Flock<File>>> {
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => Ok(Some(locked)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).with_context(|| format!("failed to lock {}", path.display())),
+    }
+}
+
+impl Journal {
+    /// Creates a new journal file for this process in `dir` and locks it.
+    pub fn create(dir: &Path) -> Result<Journal> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create state directory {}", dir.display()))?;
+        let name = format!(
+            "{}-{}-{:08x}.journal",
+            now_ms(),
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let path = dir.join(name);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("failed to create journal {}", path.display()))?;
+        let Some(file) = lock(file, &path)? else {
+            bail!("journal {} is locked by another process", path.display());
+        };
+        sync_dir(dir)?;
+        Ok(Journal {
+            path,
+            inner: Mutex::new(Inner {
+                file,
+                next_id: 1,
+                entries: BTreeMap::new(),
+            }),
+        })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn inner(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
+        self.inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("journal lock poisoned"))
+    }
+
+    /// Records the inverse of a change about to be made, durably. Call before touching the
+    /// system; then [`Journal::applied`] after.
+    pub fn begin(
+        &self,
+        execution: &str,
+        plugin: &str,
+        summary: &str,
+        inverse: serde_json::Value,
+    ) -> Result<EntryId> {
+        let mut inner = self.inner()?;
+        let id = inner.next_id;
+        let entry = Entry {
+            id,
+            execution: execution.to_string(),
+            plugin: plugin.to_string(),
+            boot_id: boot_id(),
+            created_ms: now_ms(),
+            summary: summary.to_string(),
+            inverse,
+            applied: false,
+            undo_error: None,
+        };
+        write_record(&mut inner.file, &Record::Begin(entry.clone()), true)?;
+        inner.next_id += 1;
+        inner.entries.insert(id, entry);
+        Ok(id)
+    }
+
+    /// Marks a change as made. Not fsynced: undoing is idempotent, so a lost mark costs nothing.
+    pub fn applied(&self, id: EntryId) -> Result<()> {
+        let mut inner = self.inner()?;
+        write_record(&mut inner.file, &Record::Applied { id }, false)?;
+        if let Some(e) = inner.entries.get_mut(&id) {
+            e.applied = true;
+        }
+        Ok(())
+    }
+
+    /// Marks a change as undone (or never made): recovery will not touch it again.
+    pub fn undone(&self, id: EntryId) -> Result<()> {
+        let mut inner = self.inner()?;
+        write_record(&mut inner.file, &Record::Undone { id }, true)?;
+        inner.entries.remove(&id);
+        if inner.entries.is_empty() {
+            // Nothing outstanding: start the file afresh so it never grows without bound.
+            inner
+                .file
+                .set_len(0)
+                .context("failed to truncate the journal")?;
+            inner.file.sync_all().context("failed to sync the journal")?;
+        }
+        Ok(())
+    }
+
+    /// Records that undoing failed; the entry stays for a later recovery to retry.
+    pub fn undo_failed(&self, id: EntryId, reason: &str) -> Result<()> {
+        let mut inner = self.inner()?;
+        let record = Record::UndoFailed {
+            id,
+            reason: reason.to_string(),
+        };
+        write_record(&mut inner.file, &record, true)?;
+        if let Some(e) = inner.entries.get_mut(&id) {
+            e.undo_error = Some(reason.to_string());
+        }
+        Ok(())
+    }
+
+    /// One entry, if it is still outstanding.
+    pub fn get(&self, id: EntryId) -> Option<Entry> {
+        self.inner().ok()?.entries.get(&id).cloned()
+    }
+
+    /// Outstanding entries, newest first; only `execution`'s when given.
+    pub fn outstanding(&self, execution: Option<&str>) -> Vec<Entry> {
+        let Ok(inner) = self.inner() else {
+            return Vec::new();
+        };
+        inner
+            .entries
+            .values()
+            .rev()
+            .filter(|e| execution.is_none_or(|x| e.execution == x))
+            .cloned()
+            .collect()
+    }
+
+    /// Adopts an orphan's outstanding entries (with fresh ids) so a failed undo stays journalled
+    /// by a living process; returns the new ids, newest first.
+    pub fn adopt(&self, entries: &[Entry]) -> Result<Vec<EntryId>> {
+        let mut ids = Vec::new();
+        for e in entries.iter().rev() {
+            let id = self.begin(&e.execution, &e.plugin, &e.summary, e.inverse.clone())?;
+            let mut inner = self.inner()?;
+            if let Some(new) = inner.entries.get_mut(&id) {
+                new.boot_id = e.boot_id.clone();
+                new.applied = e.applied;
+            }
+            ids.push(id);
+        }
+        ids.reverse();
+        Ok(ids)
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // A journal with nothing outstanding is of no use to recovery: remove it.
+        if let Ok(inner) = self.inner.get_mut()
+            && inner.entries.is_empty()
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn write_record(file: &mut File, record: &Record, sync: bool) -> Result<()> {
+    let json = serde_json::to_string(record).context("failed to encode a journal record")?;
+    let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
+    file.write_all(line.as_bytes())
+        .context("failed to write the journal")?;
+    if sync {
+        file.sync_data().context("failed to sync the journal")?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("failed to sync directory {}", dir.display()))
+}
+
+/// Reads a journal file: its outstanding entries (oldest first) and the lines it could not read.
+pub fn read(path: &Path) -> Result<(Vec<Entry>, Vec<Problem>)> {
+    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let lines: Vec<_> = BufReader::new(file).split(b'\n').collect();
+    let count = lines.len();
+    let mut entries: BTreeMap<EntryId, Entry> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        let problem = |reason: String| Problem {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                problems.push(problem(format!("unreadable: {e}")));
+                continue;
+            }
+        };
+        if line.is_empty() {
+            continue;
+        }
+        match parse_line(&line) {
+            Ok(Record::Begin(e)) => {
+                entries.insert(e.id, e);
+            }
+            Ok(Record::Applied { id }) => {
+                if let Some(e) = entries.get_mut(&id) {
+                    e.applied = true;
+                }
+            }
+            Ok(Record::Undone { id }) => {
+                entries.remove(&id);
+            }
+            Ok(Record::UndoFailed { id, reason }) => {
+                if let Some(e) = entries.get_mut(&id) {
+                    e.undo_error = Some(reason);
+                }
+            }
+            // A torn last line is what a crash mid-write leaves: the change it began was not
+            // made yet (the record is written first), so there is nothing to undo for it.
+            Err(_) if i + 1 == count => {}
+            Err(reason) => problems.push(problem(reason)),
+        }
+    }
+    Ok((entries.into_values().collect(), problems))
+}
+
+fn parse_line(line: &[u8]) -> Result<Record, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_string())?;
+    let (crc, json) = text
+        .split_once(' ')
+        .ok_or_else(|| "no checksum".to_string())?;
+    let crc = u32::from_str_radix(crc, 16).map_err(|_| format!("bad checksum field {crc:?}"))?;
+    if crc32fast::hash(json.as_bytes()) != crc {
+        return Err("checksum mismatch (corrupt record)".to_string());
+    }
+    serde_json::from_str(json).map_err(|e| format!("bad record: {e}"))
+}
+
+/// A journal file left by a process that is gone; locked by us while we hold it.
+#[derive(Debug)]
+pub struct Orphan {
+    /// The file.
+    pub path: PathBuf,
+    /// Its outstanding entries, oldest first.
+    pub entries: Vec<Entry>,
+    /// Lines that could not be read.
+    pub problems: Vec<Problem>,
+    _lock: Flock<File>,
+}
+
+impl Orphan {
+    /// Deletes the file once every entry is dealt with.
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_file(&self.path)
+            .with_context(|| format!("failed to remove {}", self.path.display()))
+    }
+}
+
+/// Journal files in `dir` whose owner is gone (no lock held), locked for recovery.
+pub fn orphans(dir: &Path) -> Result<Vec<Orphan>> {
+    let read_dir = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = read_dir
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "journal"))
+        .collect();
+    paths.sort();
+    let mut found = Vec::new();
+    for path in paths {
+        let Ok(file) = OpenOptions::new().read(true).append(true).open(&path) else {
+            continue;
+        };
+        let Some(lock) = lock(file, &path)? else {
+            continue; // a living process owns it
+        };
+        let (entries, problems) = read(&path)?;
+        found.push(Orphan {
+            path,
+            entries,
+            problems,
+            _lock: lock,
+        });
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_survive_a_crash_and_undone_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path()).unwrap();
+        let a = j.begin("e1", "p", "a", serde_json::json!({"k": 1})).unwrap();
+        let b = j.begin("e1", "p", "b", serde_json::json!({"k": 2})).unwrap();
+        j.applied(a).unwrap();
+        j.undone(b).unwrap();
+        let path = j.path().to_path_buf();
+        std::mem::forget(j); // a crash: no Drop, and the lock goes when the fd is leaked… keep it
+        let (entries, problems) = read(&path).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].id, a);
+        assert!(entries[0].applied);
+        assert_eq!(entries[0].inverse, serde_json::json!({"k": 1}));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_a_corrupt_one_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path()).unwrap();
+        j.begin("e", "p", "a", serde_json::json!(1)).unwrap();
+        j.begin("e", "p", "b", serde_json::json!(2)).unwrap();
+        let path = j.path().to_path_buf();
+        drop(j);
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Flip a byte inside the first record and tear the last one.
+        let mut bytes = text.into_bytes();
+        let pos = bytes.iter().position(|&b| b == b'"').unwrap() + 1;
+        bytes[pos] ^= 0x01;
+        let cut = bytes.len() - 10;
+        bytes.truncate(cut);
+        std::fs::write(&path, &bytes).unwrap();
+        let (entries, problems) = read(&path).unwrap();
+        assert!(entries.is_empty());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, 1);
+        assert!(problems[0].reason.contains("checksum"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn a_living_journal_is_not_an_orphan_and_a_dead_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Journal::create(dir.path()).unwrap();
+        live.begin("e", "p", "a", serde_json::json!(1)).unwrap();
+        assert!(orphans(dir.path()).unwrap().is_empty());
+        let path = live.path().to_path_buf();
+        drop(live); // outstanding entry: the file stays, unlocked
+        let found = orphans(dir.path()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, path);
+        assert_eq!(found[0].entries.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_journal_removes_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path()).unwrap();
+        let id = j.begin("e", "p", "a", serde_json::json!(1)).unwrap();
+        j.undone(id).unwrap();
+        let path = j.path().to_path_buf();
+        drop(j);
+        assert!(!path.exists());
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod capability;
 pub mod cli;
+pub mod contract;
 pub mod host;
 pub mod hub;
 pub mod journal;

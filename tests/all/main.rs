@@ -1,1 +1,4 @@
 //! Faultline's integration tests: one binary, one module per topic.
+
+mod cli;
+mod host;

@@ -3,10 +3,15 @@
 
 use std::path::PathBuf;
 
+/// Paths of the guest components `build.rs` built from source.
+pub mod components {
+    include!(concat!(env!("OUT_DIR"), "/components.rs"));
+}
+
 /// Whether privileged tests may run here. When not root, prints the skip reason and returns
 /// false, unless `FAULTLINE_REQUIRE_PRIVILEGED=1`, where a skip is a failure.
 pub fn privileged(test: &str) -> bool {
-    if nix_is_root() {
+    if is_root() {
         return true;
     }
     let reason = format!("skipping {test}: needs root (network namespaces, cgroups, tc, nft)");
@@ -18,7 +23,7 @@ pub fn privileged(test: &str) -> bool {
     false
 }
 
-fn nix_is_root() -> bool {
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -35,4 +40,70 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default()
+}
+
+/// A child process (`sleep`) killed when dropped, even when the test fails.
+pub struct Sleeper(pub std::process::Child);
+
+impl Sleeper {
+    /// Starts `sleep 300`.
+    pub fn start() -> Sleeper {
+        Sleeper(
+            std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .expect("spawn sleep"),
+        )
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Its one-letter state from `/proc/<pid>/stat`.
+    pub fn state(&self) -> char {
+        proc_state(self.pid())
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The one-letter state of a process from `/proc/<pid>/stat` (`?` when it is gone).
+pub fn proc_state(pid: u32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()))
+        .unwrap_or('?')
+}
+
+/// A policy granting `process` on exactly these pids to every component.
+pub fn policy_for_pids(pids: &[u32]) -> faultline::policy::Policy {
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    faultline::policy::Policy::parse(&format!(
+        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{}] }}\n",
+        list.join(", ")
+    ))
+    .expect("policy")
+}
+
+/// A host with its own state directory (kept alive by the returned guard).
+pub fn host() -> (faultline::host::Host, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = faultline::host::HostConfig::new(dir.path().to_path_buf());
+    config.call_timeout = std::time::Duration::from_millis(1500);
+    config.revert_timeout = std::time::Duration::from_millis(1500);
+    config.memory_limit = 32 << 20;
+    let host = faultline::host::Host::new(config, faultline::host::tracing_log()).expect("host");
+    (host, dir)
+}
+
+/// Reads a component built by `build.rs`.
+pub fn wasm(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }

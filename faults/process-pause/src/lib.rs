@@ -32,7 +32,7 @@ impl Fault for ProcessPause {
 
     const SUMMARY: &'static str =
         "Pauses processes (SIGSTOP) for the fault's duration and resumes them (SIGCONT) on revert";
-    const CAPABILITIES: &'static [Capability] = &[Capability::Log, Capability::Process];
+    const CAPABILITIES: &'static [Capability] = &[Capability::Log, Capability::Rollback, Capability::Process];
 
     fn validate(params: &Params) -> Result<(), Error> {
         params.target.selector().map(|_| ())

@@ -1,8 +1,23 @@
 //! Capability interfaces: linker glue, scope check and OS backend, one module each.
+//!
+//! A [`Context`] is what one store's host functions see: who is calling, what the policy grants
+//! it, the journal its changes go to, and the OS backends. Every mutating call goes through
+//! [`Context::change`]: the inverse is journalled (fsynced) before the system is touched.
 
 pub mod cgroup;
+pub mod log;
 pub mod network;
+pub mod outbound;
 pub mod process;
+pub mod rollback;
+
+use crate::contract;
+use crate::journal::{EntryId, Journal};
+use crate::policy::{Capability, Grants};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker};
 
 /// Why a capability operation failed; maps one-to-one onto the contract's `error` variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,3 +41,187 @@ pub enum CapError {
 
 /// Result of a capability operation.
 pub type CapResult<T> = Result<T, CapError>;
+
+impl From<CapError> for contract::types::Error {
+    fn from(e: CapError) -> Self {
+        use contract::types::Error as E;
+        match e {
+            CapError::Denied(r) => E::Denied(r),
+            CapError::Invalid(r) => E::Invalid(r),
+            CapError::Unsupported(r) => E::Unsupported(r),
+            CapError::TargetGone(r) => E::TargetGone(r),
+            CapError::Failed(r) => E::Failed(r),
+        }
+    }
+}
+
+/// What a host function returns to the guest: a trap only for host bugs, the contract's error
+/// for everything the guest should handle.
+pub type GuestResult<T> = wasmtime::Result<Result<T, contract::types::Error>>;
+
+fn to_guest<T>(r: CapResult<T>) -> GuestResult<T> {
+    Ok(r.map_err(Into::into))
+}
+
+/// How to undo one change: what the journal stores. Each capability owns its variants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Inverse {
+    /// A stopped process: continue it (if it is still the same process).
+    Continue {
+        /// Process id.
+        pid: u32,
+        /// Start time in clock ticks since boot, against pid reuse.
+        start_time: u64,
+    },
+}
+
+/// A line a plug-in logged.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// The plug-in.
+    pub plugin: String,
+    /// Severity.
+    pub level: contract::log::Level,
+    /// The text.
+    pub message: String,
+}
+
+/// Where plug-in log lines go.
+pub type LogSink = Arc<dyn Fn(LogLine) + Send + Sync>;
+
+/// The OS backends, shared by every store of an agent.
+#[derive(Debug)]
+pub struct Backends {
+    /// Processes never in scope: pid 1, the agent, its ancestors.
+    pub protected_pids: Vec<u32>,
+    /// The executable that runs stress workers (`faultline stress-worker`).
+    pub worker_exe: PathBuf,
+}
+
+impl Backends {
+    /// Backends for this process.
+    pub fn new(worker_exe: PathBuf) -> Backends {
+        Backends {
+            protected_pids: process::linux::protected_pids(),
+            worker_exe,
+        }
+    }
+
+    /// Undoes one change. Idempotent; a target that is gone counts as undone.
+    pub fn undo(&self, inverse: &Inverse) -> CapResult<()> {
+        match inverse {
+            Inverse::Continue { pid, start_time } => process::undo_stop(*pid, *start_time),
+        }
+    }
+
+    /// Undoes a change from its journalled JSON.
+    pub fn undo_json(&self, inverse: &serde_json::Value) -> CapResult<()> {
+        let inverse: Inverse = serde_json::from_value(inverse.clone())
+            .map_err(|e| CapError::Failed(format!("unreadable journal inverse: {e}")))?;
+        self.undo(&inverse)
+    }
+
+    /// Whether a change from an earlier boot is still present on this one.
+    pub fn survives_reboot(&self, inverse: &Inverse) -> bool {
+        match inverse {
+            // Processes do not survive a reboot.
+            Inverse::Continue { .. } => false,
+        }
+    }
+}
+
+/// What one store's host functions see.
+pub struct Context {
+    /// The execution the calls belong to.
+    pub execution: String,
+    /// What the policy grants this plug-in.
+    pub grants: Arc<Grants>,
+    /// Where changes are journalled.
+    pub journal: Arc<Journal>,
+    /// The OS backends.
+    pub backends: Arc<Backends>,
+    /// Where log lines go.
+    pub log: LogSink,
+    /// Changes this store made, oldest first.
+    pub changes: Vec<EntryId>,
+}
+
+impl Context {
+    fn denied(&self, what: &str) -> CapError {
+        CapError::Denied(format!(
+            "{what} is outside the scope granted to {} ({})",
+            self.grants.component,
+            self.grants.rules_text()
+        ))
+    }
+
+    /// Makes a change the journal can undo: inverse first (fsynced), then `apply`. When `apply`
+    /// fails, whatever it did is undone at once.
+    pub fn change(
+        &mut self,
+        summary: &str,
+        inverse: Inverse,
+        apply: impl FnOnce() -> CapResult<()>,
+    ) -> CapResult<EntryId> {
+        let json = serde_json::to_value(&inverse)
+            .map_err(|e| CapError::Failed(format!("cannot encode inverse: {e}")))?;
+        let id = self
+            .journal
+            .begin(&self.execution, &self.grants.component, summary, json)
+            .map_err(|e| CapError::Failed(format!("journal: {e:#}")))?;
+        match apply() {
+            Ok(()) => {
+                if let Err(e) = self.journal.applied(id) {
+                    tracing::warn!("journal: {e:#}");
+                }
+                self.changes.push(id);
+                tracing::info!(change = id, plugin = %self.grants.component, "{summary}");
+                Ok(id)
+            }
+            Err(e) => {
+                match self.backends.undo(&inverse) {
+                    Ok(()) => {
+                        let _ = self.journal.undone(id);
+                    }
+                    Err(u) => {
+                        let _ = self.journal.undo_failed(id, &u.to_string());
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl contract::types::Host for Context {}
+
+/// Links the granted capability interfaces, and only those, into `linker`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    granted: &[Capability],
+    get: fn(&mut T) -> &mut Context,
+) -> wasmtime::Result<()> {
+    contract::types::add_to_linker::<T, HasSelf<Context>>(linker, get)?;
+    for capability in granted {
+        match capability {
+            Capability::Log => contract::log::add_to_linker::<T, HasSelf<Context>>(linker, get)?,
+            Capability::Rollback => {
+                contract::rollback::add_to_linker::<T, HasSelf<Context>>(linker, get)?
+            }
+            Capability::Process => {
+                contract::process::add_to_linker::<T, HasSelf<Context>>(linker, get)?
+            }
+            Capability::Cgroup => {
+                contract::cgroup::add_to_linker::<T, HasSelf<Context>>(linker, get)?
+            }
+            Capability::Network => {
+                contract::network::add_to_linker::<T, HasSelf<Context>>(linker, get)?
+            }
+            Capability::Outbound => {
+                contract::outbound::add_to_linker::<T, HasSelf<Context>>(linker, get)?
+            }
+        }
+    }
+    Ok(())
+}

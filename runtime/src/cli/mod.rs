@@ -1,1 +1,89 @@
-//! Command-line interface.
+//! Command-line interface: one module per command group. `main.rs` only parses and calls
+//! [`main`], which returns the exit code.
+//!
+//! Exit codes scripts can rely on:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | done; every change reverted (or the probe passed) |
+//! | 1 | the probe ran and failed |
+//! | 2 | bad usage or bad input (arguments, parameters, files) |
+//! | 3 | the component was refused (contract or policy) |
+//! | 4 | inject failed (error, trap, deadline); everything it did was reverted |
+//! | 5 | revert failed: the host may still be changed; the journal keeps it for `recover` |
+//! | 130, 143 | interrupted by SIGINT or SIGTERM; everything was reverted |
+
+mod demo;
+mod inject;
+mod inspect;
+mod params;
+mod recover;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Exit code: done.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the probe failed.
+pub const EXIT_PROBE_FAILED: u8 = 1;
+/// Exit code: bad usage or input.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: component refused.
+pub const EXIT_REFUSED: u8 = 3;
+/// Exit code: inject failed, reverted.
+pub const EXIT_INJECT_FAILED: u8 = 4;
+/// Exit code: revert failed.
+pub const EXIT_REVERT_FAILED: u8 = 5;
+
+/// Faultline: chaos faults as sandboxed Wasm components, with a rollback you can trust.
+#[derive(Debug, Parser)]
+#[command(name = "faultline", version, about)]
+pub struct Cli {
+    /// Where the undo journal and the compile cache live.
+    #[arg(long, global = true, env = "FAULTLINE_STATE_DIR", default_value = "/var/lib/faultline")]
+    pub state_dir: PathBuf,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show a component's description, imports, exports and the host's verdict.
+    Inspect(inspect::InspectArgs),
+    /// Inject a fault, hold it for a duration, revert it (Ctrl-C or SIGTERM reverts early).
+    Inject(inject::InjectArgs),
+    /// Run a probe once.
+    Probe(inject::ProbeArgs),
+    /// Undo whatever earlier runs that crashed left in the journal.
+    Recover,
+    /// Pause and resume a demo process with the bundled `process-pause` fault.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs a command, writing its report to `out`; returns the exit code.
+pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "error: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let state_dir = cli.state_dir;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Inspect(a) => inspect::run(a, &state_dir, out).await,
+            Command::Inject(a) => inject::inject(a, &state_dir, out).await,
+            Command::Probe(a) => inject::probe(a, &state_dir, out).await,
+            Command::Recover => recover::run(&state_dir, out).await,
+            Command::Demo(a) => demo::run(a, &state_dir, out).await,
+        }
+    })
+}

@@ -1,4 +1,155 @@
-//! The `process` capability.
+//! The `process` capability: find processes in scope, signal them, run stress workers.
+//!
+//! Scope: a process is in scope when any grant's process scope matches it (pid, name, cmdline
+//! regex, user, cgroup subtree); pid 1, the agent and its ancestors never are.
 
 #[cfg(target_os = "linux")]
 pub mod linux;
+
+use super::{CapError, CapResult, Context, GuestResult, Inverse, to_guest};
+use crate::contract::process::{Host, ProcessInfo, Selector, Signal, StressSpec};
+use linux::ProcInfo;
+use nix::sys::signal::Signal as NixSignal;
+use regex::Regex;
+
+impl Context {
+    /// Whether `p` is in this plug-in's process scope; `Err` names the rule that denies it.
+    pub fn process_in_scope(&self, p: &ProcInfo) -> CapResult<()> {
+        if self.backends.protected_pids.contains(&p.pid) {
+            let why = if p.pid == 1 {
+                "pid 1 is never in scope".to_string()
+            } else {
+                format!(
+                    "process {} is the agent or one of its ancestors, never in scope",
+                    p.pid
+                )
+            };
+            return Err(CapError::Denied(why));
+        }
+        let joined = p.cmdline.join(" ");
+        let matched = self.grants.process.iter().any(|s| {
+            s.pids.contains(&p.pid)
+                || s.names.iter().any(|n| n == &p.name)
+                || s.users.contains(&p.uid)
+                || s.cmdlines
+                    .iter()
+                    .any(|re| Regex::new(re).is_ok_and(|re| re.is_match(&joined)))
+                || s.cgroups.iter().any(|c| {
+                    p.cgroups
+                        .iter()
+                        .any(|pc| pc == c || pc.starts_with(&format!("{}/", c.trim_end_matches('/'))))
+                })
+        });
+        if matched {
+            Ok(())
+        } else {
+            Err(self.denied(&format!("process {} ({})", p.pid, p.name)))
+        }
+    }
+
+    /// Processes matching `selector` that are in scope.
+    pub fn find_processes(&self, selector: &Selector) -> CapResult<Vec<ProcInfo>> {
+        let all = match selector {
+            Selector::Pid(pid) => linux::info(*pid).into_iter().collect(),
+            _ => linux::list(),
+        };
+        let pattern = match selector {
+            Selector::Cmdline(re) => Some(
+                Regex::new(re).map_err(|e| CapError::Invalid(format!("cmdline regex: {e}")))?,
+            ),
+            _ => None,
+        };
+        let wanted = |p: &ProcInfo| match selector {
+            Selector::Pid(pid) => p.pid == *pid,
+            Selector::Name(n) => &p.name == n,
+            Selector::Cmdline(_) => pattern
+                .as_ref()
+                .is_some_and(|re| !p.cmdline.is_empty() && re.is_match(&p.cmdline.join(" "))),
+            Selector::Cgroup(c) => p.cgroups.iter().any(|pc| pc == c),
+        };
+        Ok(all
+            .into_iter()
+            .filter(|p| wanted(p) && self.process_in_scope(p).is_ok())
+            .collect())
+    }
+
+    /// Sends a signal to a process in scope; a stop is journalled with its inverse.
+    pub fn signal_process(&mut self, pid: u32, signal: Signal) -> CapResult<Option<u64>> {
+        let Some(p) = linux::info(pid) else {
+            return Err(CapError::TargetGone(format!("process {pid} does not exist")));
+        };
+        self.process_in_scope(&p)?;
+        let sig = nix_signal(signal);
+        if signal != Signal::Stop {
+            linux::signal(pid, Some(p.start_time), sig)?;
+            tracing::info!(pid, signal = %sig, plugin = %self.grants.component, "signalled");
+            return Ok(None);
+        }
+        let inverse = Inverse::Continue {
+            pid,
+            start_time: p.start_time,
+        };
+        let summary = format!("SIGSTOP {pid} ({})", p.name);
+        self.change(&summary, inverse, || {
+            linux::signal(pid, Some(p.start_time), sig)
+        })
+        .map(Some)
+    }
+}
+
+/// Undoes a stop: continues the process if it is still the same one.
+pub fn undo_stop(pid: u32, start_time: u64) -> CapResult<()> {
+    match linux::signal(pid, Some(start_time), NixSignal::SIGCONT) {
+        Ok(()) => Ok(()),
+        Err(CapError::TargetGone(why)) => {
+            tracing::info!("{why}: nothing to continue");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn nix_signal(s: Signal) -> NixSignal {
+    match s {
+        Signal::Hup => NixSignal::SIGHUP,
+        Signal::Int => NixSignal::SIGINT,
+        Signal::Quit => NixSignal::SIGQUIT,
+        Signal::Kill => NixSignal::SIGKILL,
+        Signal::Usr1 => NixSignal::SIGUSR1,
+        Signal::Usr2 => NixSignal::SIGUSR2,
+        Signal::Term => NixSignal::SIGTERM,
+        Signal::Cont => NixSignal::SIGCONT,
+        Signal::Stop => NixSignal::SIGSTOP,
+    }
+}
+
+fn to_wit(p: ProcInfo) -> ProcessInfo {
+    ProcessInfo {
+        pid: p.pid,
+        ppid: p.ppid,
+        name: p.name,
+        cmdline: p.cmdline,
+        state: p.state.to_string(),
+        uid: p.uid,
+        start_time: p.start_time,
+    }
+}
+
+impl Host for Context {
+    async fn find(&mut self, selector: Selector) -> GuestResult<Vec<ProcessInfo>> {
+        to_guest(
+            self.find_processes(&selector)
+                .map(|v| v.into_iter().map(to_wit).collect()),
+        )
+    }
+
+    async fn send_signal(&mut self, pid: u32, signal: Signal) -> GuestResult<Option<u64>> {
+        to_guest(self.signal_process(pid, signal))
+    }
+
+    async fn start_stress(&mut self, _spec: StressSpec) -> GuestResult<u64> {
+        to_guest(Err(CapError::Unsupported(
+            "stress workers are not available in this build".into(),
+        )))
+    }
+}

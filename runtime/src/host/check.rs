@@ -1,0 +1,223 @@
+//! Checks a component against the contract before anything runs: what it exports and what it
+//! imports.
+
+use crate::contract;
+use crate::policy::Capability;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+
+/// What kind of plug-in a component is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Exports `describe`, `validate`, `inject`, `revert`.
+    Fault,
+    /// Exports `describe`, `validate`, `check`.
+    Probe,
+}
+
+impl Kind {
+    /// The exports the contract requires.
+    pub fn required_exports(self) -> &'static [&'static str] {
+        match self {
+            Kind::Fault => &["describe", "validate", "inject", "revert"],
+            Kind::Probe => &["describe", "validate", "check"],
+        }
+    }
+
+    /// The contract interfaces this kind may import.
+    pub fn allowed_capabilities(self) -> &'static [Capability] {
+        match self {
+            Kind::Fault => &[
+                Capability::Log,
+                Capability::Rollback,
+                Capability::Process,
+                Capability::Cgroup,
+                Capability::Network,
+            ],
+            Kind::Probe => &[Capability::Log, Capability::Process, Capability::Outbound],
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Fault => "fault",
+            Kind::Probe => "probe",
+        })
+    }
+}
+
+/// What a component exports and imports, and what the contract makes of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Shape {
+    /// Export names.
+    pub exports: Vec<String>,
+    /// Import names (`faultline:contract/process@0.1.0`, `wasi:io/streams@0.2.3`…).
+    pub imports: Vec<String>,
+    /// The contract capabilities it imports.
+    pub capabilities: Vec<Capability>,
+}
+
+/// Why a component is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A required export is missing.
+    #[error("component does not export '{0}'")]
+    MissingExport(String),
+    /// Exports a function the contract does not know, or neither a fault nor a probe.
+    #[error("component exports {0}, which is neither a fault (inject, revert) nor a probe (check)")]
+    UnknownKind(String),
+    /// Imports something outside the contract.
+    #[error("component imports '{0}', which is outside the contract")]
+    OutsideContract(String),
+    /// Imports a contract interface its kind may not use.
+    #[error("a {kind} may not import '{interface}'")]
+    WrongKind {
+        /// Fault or probe.
+        kind: Kind,
+        /// The interface.
+        interface: String,
+    },
+    /// Targets another contract version.
+    #[error("component imports '{0}', but this host implements faultline:contract@{v}", v = contract::VERSION)]
+    ContractVersion(String),
+    /// The policy does not grant an interface it imports.
+    #[error("component imports '{interface}', which the policy does not grant to {component} ({rules})")]
+    NotGranted {
+        /// The interface.
+        interface: String,
+        /// The component.
+        component: String,
+        /// The rules consulted.
+        rules: String,
+    },
+    /// An export has the wrong type.
+    #[error("component exports do not match the contract's types: {0}")]
+    ExportTypes(String),
+    /// Not a valid component at all.
+    #[error("not a valid Wasm component: {0}")]
+    Invalid(String),
+}
+
+/// WASI interfaces Rust's `std` imports. They are linked to an empty context (no files, no
+/// environment, no arguments), so importing them grants nothing.
+const WASI_ALLOWED: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// Reads a component's shape.
+pub fn shape(engine: &Engine, component: &Component) -> Shape {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let mut capabilities: Vec<Capability> = imports
+        .iter()
+        .filter_map(|i| contract_interface(i))
+        .filter_map(|(iface, _)| Capability::from_interface(iface))
+        .collect();
+    capabilities.sort();
+    capabilities.dedup();
+    Shape {
+        exports,
+        imports,
+        capabilities,
+    }
+}
+
+/// `faultline:contract/process@0.1.0` → `("process", "0.1.0")`.
+fn contract_interface(import: &str) -> Option<(&str, &str)> {
+    let rest = import.strip_prefix(contract::PACKAGE)?.strip_prefix('/')?;
+    Some(rest.split_once('@').unwrap_or((rest, "")))
+}
+
+/// Whether two versions are compatible in the component model's sense (same major, or same
+/// minor for 0.x).
+fn compatible(a: &str, b: &str) -> bool {
+    match (semver::Version::parse(a), semver::Version::parse(b)) {
+        (Ok(a), Ok(b)) if a.major == 0 && b.major == 0 => a.minor == b.minor,
+        (Ok(a), Ok(b)) => a.major == b.major,
+        _ => false,
+    }
+}
+
+/// Decides the kind from the exports and checks them all.
+pub fn check_exports(engine: &Engine, component: &Component) -> Result<Kind, Refusal> {
+    let ty = component.component_type();
+    let funcs: Vec<String> = ty
+        .exports(engine)
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let has = |n: &str| funcs.iter().any(|f| f == n);
+    let kind = if has("inject") || has("revert") {
+        Kind::Fault
+    } else if has("check") {
+        Kind::Probe
+    } else {
+        let all: Vec<String> = ty.exports(engine).map(|(n, _)| format!("'{n}'")).collect();
+        let list = if all.is_empty() {
+            "nothing".to_string()
+        } else {
+            all.join(", ")
+        };
+        return Err(Refusal::UnknownKind(list));
+    };
+    for name in kind.required_exports() {
+        if !has(name) {
+            return Err(Refusal::MissingExport(name.to_string()));
+        }
+    }
+    Ok(kind)
+}
+
+/// Checks every import is in the contract for this kind, or harmless WASI.
+pub fn check_imports(kind: Kind, shape: &Shape) -> Result<(), Refusal> {
+    for import in &shape.imports {
+        if let Some((iface, version)) = contract_interface(import) {
+            if !compatible(version, contract::VERSION) {
+                return Err(Refusal::ContractVersion(import.clone()));
+            }
+            if iface == "types" {
+                continue;
+            }
+            match Capability::from_interface(iface) {
+                Some(c) if kind.allowed_capabilities().contains(&c) => {}
+                Some(_) => {
+                    return Err(Refusal::WrongKind {
+                        kind,
+                        interface: import.clone(),
+                    });
+                }
+                None => return Err(Refusal::OutsideContract(import.clone())),
+            }
+            continue;
+        }
+        let unversioned = import.split('@').next().unwrap_or(import);
+        if !WASI_ALLOWED.contains(&unversioned) {
+            return Err(Refusal::OutsideContract(import.clone()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The `faultline` binary end to end: real processes, real signals, exit codes.
+
+use faultline_tests::{Sleeper, components as c, proc_state, repo_root};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_faultline-e2e");
+
+fn policy_file(dir: &std::path::Path, pid: u32) -> std::path::PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{pid}] }}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn faultline(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--state-dir").arg(dir.join("state")).args(args);
+    cmd
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn bundled(name: &str) -> String {
+    repo_root()
+        .join(format!("hub/components/{name}-0.1.0.wasm"))
+        .display()
+        .to_string()
+}
+
+/// Waits until `pid` is in `state`, up to `limit`.
+fn wait_state(pid: u32, state: char, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if proc_state(pid) == state {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn inject_pauses_a_real_process_for_the_duration_then_resumes_it() {
+    let target = Sleeper::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), target.pid());
+    let pid = target.pid().to_string();
+    let component = bundled("process-pause");
+    let child = faultline(dir.path(), &["inject", &component, "--param"])
+        .arg(format!("pid={pid}"))
+        .args(["--duration", "1500ms", "--policy"])
+        .arg(&policy)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_state(target.pid(), 'T', Duration::from_secs(20)),
+        "the target was never stopped"
+    );
+    let out = child.wait_with_output().unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("injected process-pause@0.1.0"), "{said}");
+    assert!(said.contains("reverted in"), "{said}");
+    assert_eq!(target.state(), 'S', "{said}");
+}
+
+#[test]
+fn sigterm_while_injected_reverts_at_once() {
+    let target = Sleeper::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), target.pid());
+    let child = faultline(dir.path(), &["inject", &bundled("process-pause")])
+        .arg("--param")
+        .arg(format!("pid={}", target.pid()))
+        .args(["--duration", "10m", "--policy"])
+        .arg(&policy)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_state(target.pid(), 'T', Duration::from_secs(20)));
+    let sent = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(143), "{said}");
+    assert!(sent.elapsed() < Duration::from_secs(5), "{said}");
+    assert!(said.contains("SIGTERM: reverting early"), "{said}");
+    assert_eq!(target.state(), 'S', "{said}");
+}
+
+#[test]
+fn a_looping_fault_is_cut_off_and_reverted_with_exit_code_4() {
+    let target = Sleeper::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), target.pid());
+    let start = Instant::now();
+    let out = faultline(dir.path(), &["inject", c::MISBEHAVE, "--param", "inject=\"loop\""])
+        .arg("--param")
+        .arg(format!("pid={}", target.pid()))
+        .args(["--call-timeout", "1s", "--duration", "1s", "--policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    assert!(
+        said.contains("inject ran past its deadline of 1s and was cut off"),
+        "{said}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(15), "{said}");
+    assert_eq!(target.state(), 'S', "{said}");
+}
+
+#[test]
+fn inspect_gives_the_verdict_and_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = faultline(dir.path(), &["inspect", c::NO_REVERT]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("refused: component does not export 'revert'"));
+    let out = faultline(dir.path(), &["inspect", &bundled("process-kill"), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "fault");
+    assert_eq!(v["description"]["revertible"], false);
+    assert_eq!(v["description"]["name"], "process-kill");
+}
+
+#[test]
+fn bad_input_gets_exit_code_2_and_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = faultline(dir.path(), &["inject", "/nonexistent.wasm"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("cannot read component /nonexistent.wasm"));
+    let out = faultline(dir.path(), &["inject", &bundled("process-pause"), "--param", "novalue"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("is not key=value"), "{}", text(&out));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[grant]]\ncomponent = 3\n").unwrap();
+    let out = faultline(dir.path(), &["inject", &bundled("process-pause"), "--policy"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("invalid policy"), "{}", text(&out));
+}
+
+#[test]
+fn demo_pauses_and_resumes_its_own_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = faultline(dir.path(), &["demo", "--duration", "1s"]).output().unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("while injected: pid"), "{said}");
+    assert!(said.contains("state T"), "{said}");
+    assert!(said.contains("demo passed"), "{said}");
+}

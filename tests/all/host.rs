@@ -1,0 +1,225 @@
+//! The component host: checks, limits and rollback, against real components and real processes.
+
+use faultline::host::{CallError, LoadError};
+use faultline::policy::Policy;
+use faultline_tests::{Sleeper, components as c, host, policy_for_pids, wasm};
+use std::time::{Duration, Instant};
+
+fn refusal(r: Result<faultline::host::Plugin, LoadError>) -> String {
+    match r {
+        Err(LoadError::Refused(e)) => e.to_string(),
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(p) => panic!("expected a refusal, {} loaded", p.label()),
+    }
+}
+
+#[tokio::test]
+async fn a_fault_without_revert_is_refused_by_name() {
+    let (host, _d) = host();
+    let msg = refusal(host.load(&wasm(c::NO_REVERT), &Policy::default()).await);
+    assert_eq!(msg, "component does not export 'revert'");
+}
+
+#[tokio::test]
+async fn an_import_outside_the_contract_is_refused_by_name() {
+    let (host, _d) = host();
+    let msg = refusal(host.load(&wasm(c::OUTSIDE_CONTRACT), &Policy::default()).await);
+    assert!(msg.starts_with("component imports 'wasi:sockets/"), "{msg}");
+    assert!(msg.ends_with("which is outside the contract"), "{msg}");
+}
+
+#[tokio::test]
+async fn an_ungranted_interface_is_refused_at_load() {
+    let (host, _d) = host();
+    let msg = refusal(host.load(&wasm(c::PROCESS_PAUSE), &Policy::default()).await);
+    assert!(
+        msg.starts_with("component imports 'faultline:contract/process@0.1.0', which the policy does not grant to process-pause@0.1.0"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_is_refused_not_a_panic() {
+    let (host, _d) = host();
+    let msg = refusal(host.load(b"\0asm not really", &Policy::default()).await);
+    assert!(msg.starts_with("not a valid Wasm component"), "{msg}");
+}
+
+#[tokio::test]
+async fn process_pause_stops_and_resumes_a_real_process() {
+    let target = Sleeper::start();
+    let (host, _d) = host();
+    let plugin = host
+        .load(&wasm(c::PROCESS_PAUSE), &policy_for_pids(&[target.pid()]))
+        .await
+        .unwrap();
+    let params = format!(r#"{{"pid": {}}}"#, target.pid());
+    plugin.validate(&host, &params).await.unwrap();
+    let injected = plugin
+        .inject(&host, "ex-pause", &params, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(injected.changes.len(), 1);
+    assert_eq!(target.state(), 'T');
+    let reverted = plugin.revert(&host, "ex-pause", Some(&injected.state)).await;
+    assert!(reverted.failures.is_empty(), "{:?}", reverted.failures);
+    assert_eq!(reverted.guest_error, None);
+    assert_eq!(target.state(), 'S');
+    assert!(host.journal().outstanding(None).is_empty());
+}
+
+#[tokio::test]
+async fn bad_parameters_are_refused_before_inject() {
+    let target = Sleeper::start();
+    let (host, _d) = host();
+    let plugin = host
+        .load(&wasm(c::PROCESS_PAUSE), &policy_for_pids(&[target.pid()]))
+        .await
+        .unwrap();
+    let e = plugin.validate(&host, r#"{"pid": "x"}"#).await.unwrap_err();
+    assert!(e.to_string().contains("invalid"), "{e}");
+    let e = plugin.validate(&host, r#"{"pid": 1, "name": "x"}"#).await.unwrap_err();
+    assert!(e.to_string().contains("exactly one of"), "{e}");
+    assert_eq!(target.state(), 'S');
+}
+
+async fn misbehave(
+    target: &Sleeper,
+    inject: &str,
+    revert: &str,
+) -> (Result<faultline::host::Injected, CallError>, faultline::host::Host, tempfile::TempDir, faultline::host::Plugin) {
+    let (host, d) = host();
+    let plugin = host
+        .load(&wasm(c::MISBEHAVE), &policy_for_pids(&[target.pid()]))
+        .await
+        .unwrap();
+    let params = format!(
+        r#"{{"pid": {}, "inject": "{inject}", "revert": "{revert}"}}"#,
+        target.pid()
+    );
+    let r = plugin
+        .inject(&host, "ex-mis", &params, Duration::from_secs(1))
+        .await;
+    (r, host, d, plugin)
+}
+
+#[tokio::test]
+async fn a_trap_in_inject_leads_to_revert_and_the_process_runs_again() {
+    let target = Sleeper::start();
+    let (r, host, _d, plugin) = misbehave(&target, "trap", "ok").await;
+    match r {
+        Err(CallError::Trap { phase: "inject", message }) => {
+            assert!(message.contains("deliberate panic"), "{message}")
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(target.state(), 'T', "the stop before the trap took effect");
+    let reverted = plugin.revert(&host, "ex-mis", None).await;
+    assert!(reverted.failures.is_empty(), "{:?}", reverted.failures);
+    assert_eq!(target.state(), 'S');
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_cut_off_at_its_deadline_and_the_host_stays_healthy() {
+    let target = Sleeper::start();
+    let start = Instant::now();
+    let (r, host, _d, plugin) = misbehave(&target, "loop", "ok").await;
+    let took = start.elapsed();
+    match r {
+        Err(CallError::Deadline { phase: "inject", limit }) => {
+            assert_eq!(limit, Duration::from_millis(1500))
+        }
+        other => panic!("expected a deadline, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(10), "cut off after {took:?}");
+    let reverted = plugin.revert(&host, "ex-mis", None).await;
+    assert!(reverted.failures.is_empty());
+    assert_eq!(target.state(), 'S');
+    // The same host still runs a well-behaved call.
+    let ok = plugin
+        .inject(&host, "ex-ok", r#"{"inject": "ok"}"#, Duration::from_secs(1))
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_its_cap() {
+    let target = Sleeper::start();
+    let (r, host, _d, plugin) = misbehave(&target, "bomb", "ok").await;
+    match r {
+        Err(CallError::MemoryLimit { phase: "inject", limit, asked }) => {
+            assert_eq!(limit, 32 << 20);
+            assert!(asked > limit);
+        }
+        other => panic!("expected the memory limit, got {other:?}"),
+    }
+    let reverted = plugin.revert(&host, "ex-mis", None).await;
+    assert!(reverted.failures.is_empty());
+    assert_eq!(target.state(), 'S');
+}
+
+#[tokio::test]
+async fn a_revert_that_lies_traps_or_hangs_still_leaves_the_host_clean() {
+    for mode in ["noop", "trap", "loop", "fail"] {
+        let target = Sleeper::start();
+        let (r, host, _d, plugin) = misbehave(&target, "ok", mode).await;
+        let injected = r.unwrap();
+        assert_eq!(target.state(), 'T');
+        let reverted = plugin.revert(&host, "ex-mis", Some(&injected.state)).await;
+        assert!(reverted.failures.is_empty(), "{mode}: {:?}", reverted.failures);
+        if mode != "noop" {
+            assert!(reverted.guest_error.is_some(), "{mode}: guest error expected");
+        }
+        assert_eq!(target.state(), 'S', "{mode}: the journal resumed the process");
+    }
+}
+
+#[tokio::test]
+async fn out_of_scope_processes_are_denied_naming_the_rule() {
+    let target = Sleeper::start();
+    let other = Sleeper::start();
+    let own = std::process::id();
+    let (host, _d) = host();
+    let policy = policy_for_pids(&[target.pid(), 1, own]);
+    let plugin = host.load(&wasm(c::PROCESS_PAUSE), &policy).await.unwrap();
+    for (pid, expected) in [
+        (other.pid(), "is outside the scope granted to process-pause@0.1.0 (grant 1 (*))"),
+        (1, "pid 1 is never in scope"),
+        (own, "is the agent or one of its ancestors, never in scope"),
+    ] {
+        let params = format!(r#"{{"pid": {pid}}}"#);
+        let e = plugin
+            .inject(&host, "ex-deny", &params, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        // `find` leaves out-of-scope processes out; so does the pause, which then finds none.
+        let text = e.to_string();
+        assert!(
+            text.contains(expected) || text.contains("no process in scope"),
+            "pid {pid}: {text}"
+        );
+    }
+    assert_eq!(other.state(), 'S');
+    assert!(host.journal().outstanding(None).is_empty());
+}
+
+#[tokio::test]
+async fn probe_process_sees_a_paused_process() {
+    let target = Sleeper::start();
+    let (host, _d) = host();
+    let policy = policy_for_pids(&[target.pid()]);
+    let probe = host.load(&wasm(c::PROBE_PROCESS), &policy).await.unwrap();
+    let params = format!(r#"{{"pid": {}}}"#, target.pid());
+    let o = probe.check(&host, "ex-probe", &params).await.unwrap();
+    assert!(o.ok, "{}", o.message);
+    assert_eq!(o.value, Some(1.0));
+    let fault = host.load(&wasm(c::PROCESS_PAUSE), &policy).await.unwrap();
+    let injected = fault
+        .inject(&host, "ex-probe", &params, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let o = probe.check(&host, "ex-probe", &params).await.unwrap();
+    assert!(!o.ok, "a stopped process must fail the probe: {}", o.message);
+    fault.revert(&host, "ex-probe", Some(&injected.state)).await;
+    assert_eq!(target.state(), 'S');
+}

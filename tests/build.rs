@@ -1,0 +1,91 @@
+//! Builds every guest from source for wasm32-wasip2: the published faults and probes in
+//! `faults/` (with the same reproducible flags as `faultline hub build`, so a test can compare
+//! their digests with `hub-index.json`) and the misbehaving fixtures in `tests/components/`.
+//! Writes `$OUT_DIR/components.rs` with a path constant per component.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Faults and probes are built in separate cargo invocations: they enable different SDK
+/// features, which one invocation would unify.
+const GROUPS: &[(&str, &[&str])] = &[
+    ("faults", &["process-pause", "process-kill"]),
+    ("faults", &["probe-process"]),
+    (
+        "tests/components",
+        &["fixture-misbehave", "fixture-no-revert", "fixture-outside-contract"],
+    ),
+];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"));
+    let root = manifest.parent().expect("repo root").to_path_buf();
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let target = out.join("guests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+
+    for dir in ["sdk/src", "sdk/wit", "sdk/Cargo.toml", "faults/Cargo.toml", "faults/Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    let mut consts = String::new();
+    for (workspace, packages) in GROUPS {
+        let ws = root.join(workspace);
+        println!("cargo:rerun-if-changed={}", ws.join("Cargo.toml").display());
+        println!("cargo:rerun-if-changed={}", ws.join("Cargo.lock").display());
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&ws)
+            .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
+            .arg("--target-dir")
+            .arg(&target);
+        for p in *packages {
+            cmd.args(["-p", p]);
+            let dir = ws.join(p.strip_prefix("fixture-").unwrap_or(p));
+            println!("cargo:rerun-if-changed={}", dir.join("src").display());
+            println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
+        }
+        reproducible(&mut cmd, &root);
+        let status = cmd.status().expect("failed to run cargo for the wasm guests");
+        assert!(status.success(), "building guests in {} failed", ws.display());
+        for p in *packages {
+            let wasm = target
+                .join("wasm32-wasip2/release")
+                .join(format!("{}.wasm", p.replace('-', "_")));
+            let name = p.strip_prefix("fixture-").unwrap_or(p);
+            consts.push_str(&format!(
+                "/// `{p}` built from source.\npub const {}: &str = {:?};\n",
+                name.replace('-', "_").to_uppercase(),
+                wasm.display().to_string()
+            ));
+        }
+    }
+    std::fs::write(out.join("components.rs"), consts).expect("write components.rs");
+}
+
+/// The environment `faultline hub build` uses: no flags from the outer build, paths remapped so
+/// the artefact does not depend on where the repository or the cargo home are.
+fn reproducible(cmd: &mut Command, root: &Path) {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| {
+        format!("{}/.cargo", std::env::var("HOME").unwrap_or_default())
+    });
+    cmd.env(
+        "RUSTFLAGS",
+        format!(
+            "--remap-path-prefix={}=/faultline --remap-path-prefix={cargo_home}=/cargo -C debuginfo=0",
+            root.display()
+        ),
+    );
+}
