@@ -486,7 +486,8 @@ fn bad_parameters_are_refused() {
     let backend = NetworkBackend::new();
     let good = towards_b(&pair, Protocol::Tcp, vec![]);
     let loss = Effect::Loss { percent: 1.0 };
-    let cases: Vec<(Traffic, Effect, fn(&CapError) -> bool)> = vec![
+    type Case = (Traffic, Effect, fn(&CapError) -> bool);
+    let cases: Vec<Case> = vec![
         (
             Traffic {
                 destinations: vec!["10.0.0.0/40".into()],

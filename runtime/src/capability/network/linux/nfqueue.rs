@@ -54,13 +54,13 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("faultline-nfq-{tag}"))
             .spawn(move || {
-                if let Some(file) = file {
-                    if let Err(e) = setns(file, CloneFlags::CLONE_NEWNET) {
-                        let _ = ready.send(Err(CapError::Failed(format!(
-                            "failed to enter the network namespace: {e}"
-                        ))));
-                        return;
-                    }
+                if let Some(file) = file
+                    && let Err(e) = setns(file, CloneFlags::CLONE_NEWNET)
+                {
+                    let _ = ready.send(Err(CapError::Failed(format!(
+                        "failed to enter the network namespace: {e}"
+                    ))));
+                    return;
                 }
                 match open(first, &avoid, mode) {
                     Ok((queue, num)) => {
@@ -278,10 +278,10 @@ pub(super) fn queues_in_use(ns: &NetNs) -> CapResult<Vec<u16>> {
             match pair {
                 ["--queue-num", n] => used.extend(n.parse::<u16>().ok()),
                 ["--queue-balance", range] => {
-                    if let Some((a, b)) = range.split_once(':') {
-                        if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
-                            used.extend(a..=b);
-                        }
+                    if let Some((a, b)) = range.split_once(':')
+                        && let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                    {
+                        used.extend(a..=b);
                     }
                 }
                 _ => {}
