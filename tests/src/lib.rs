@@ -107,3 +107,4 @@ pub fn host() -> (faultline::host::Host, tempfile::TempDir) {
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
+pub mod netns;
