@@ -36,3 +36,4 @@ pub fn repo_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_default()
 }
+pub mod cgroups;
