@@ -507,3 +507,44 @@ fn stress_undo_kills_the_whole_group() {
     stress::undo(&workers).unwrap();
     assert!(fds.iter().any(|f| f.ends_with("(deleted)")), "fds: {fds:?}");
 }
+
+#[test]
+fn harness_cleans_up_after_a_panic() {
+    if !faultline_tests::privileged("harness_cleans_up_after_a_panic") {
+        return;
+    }
+    let left = std::sync::Mutex::new((Vec::new(), Vec::new()));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cg = TestCgroup::new(&["freezer", "cpu"], true);
+        let backend = CgroupBackend::new().unwrap();
+        let workers =
+            stress::spawn(&cpu_spec(cg.path(), 2, 10), &worker_exe(), &backend, &all()).unwrap();
+        // Frozen on v1, where a frozen task cannot even die.
+        let freezer = cg.v1("freezer").to_path_buf();
+        faultline_tests::cgroups::write(freezer.join("freezer.state"), "FROZEN");
+        *left.lock().unwrap() = (
+            vec![freezer, cg.v1("cpu").to_path_buf(), cg.v2().to_path_buf()],
+            workers
+                .workers
+                .iter()
+                .map(|w| w.pid)
+                .chain([cg.pid() as i32])
+                .collect(),
+        );
+        panic!("deliberate panic: the harness must clean up after it");
+    }));
+    assert!(outcome.is_err());
+    let (dirs, pids) = left.into_inner().unwrap();
+    assert_eq!(dirs.len(), 3);
+    for dir in dirs {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for pid in pids {
+        // Killed; a zombie until this process reaps it, but no longer running.
+        assert!(
+            matches!(state(pid), None | Some('Z')),
+            "process {pid} survived"
+        );
+    }
+}

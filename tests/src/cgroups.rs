@@ -12,6 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 /// Prefix of every cgroup the harness creates; the creating process's pid follows.
 pub const PREFIX: &str = "faultline-test-";
 
@@ -160,6 +163,10 @@ impl TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
+        // Thaw first: a task frozen by v1 cannot die, and waiting for it would hang.
+        for (_, dir) in &self.dirs {
+            thaw(dir);
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -170,11 +177,17 @@ impl Drop for TestCgroup {
     }
 }
 
+fn thaw(dir: &Path) {
+    let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+    let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+}
+
 fn mkdir(dir: &Path) {
     std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
 }
 
-/// Thaws `dir`, moves whatever it still holds to the hierarchy root, and removes it.
+/// Thaws `dir`, kills whatever it still holds (every task in a test cgroup is the test's: a
+/// worker left by a failed assertion, a shell), and removes it.
 fn remove(root: &Path, dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -183,15 +196,16 @@ fn remove(root: &Path, dir: &Path) {
             }
         }
     }
-    let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
-    let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+    thaw(dir);
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
             .unwrap_or_default()
             .lines()
+            .filter_map(|p| p.parse().ok())
         {
-            let _ = std::fs::write(root.join("cgroup.procs"), pid);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = std::fs::write(root.join("cgroup.procs"), pid.to_string());
         }
         match std::fs::remove_dir(dir) {
             Ok(()) => return,

@@ -40,6 +40,7 @@
 //! ```
 
 mod hierarchy;
+mod plan;
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -50,16 +51,11 @@ use serde::{Deserialize, Serialize};
 use self::hierarchy::{
     Hierarchy, check_scope, locate, normalize, parse_mountinfo, parse_proc_cgroup, relative, within,
 };
+use self::plan::{plan, validate};
 use crate::capability::{CapError, CapResult};
 
 /// How long a freeze may take before it is rolled back and reported as failed.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Smallest CFS quota the kernel accepts, in microseconds.
-const MIN_QUOTA_US: u64 = 1_000;
-
-/// Largest CFS period the kernel accepts, in microseconds.
-const MAX_PERIOD_US: u64 = 1_000_000;
 
 /// Which cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -565,196 +561,11 @@ impl CgroupBackend {
     }
 }
 
-/// Refuses settings no kernel would take or that mean nothing.
-fn validate(setting: &Setting) -> CapResult<()> {
-    match setting {
-        Setting::CpuLimit { millicores: 0 } => Err(CapError::Invalid(
-            "a cpu limit must be at least 1 millicore".to_string(),
-        )),
-        Setting::MemoryLimit { bytes: 0 } => Err(CapError::Invalid(
-            "a memory limit must be at least 1 byte".to_string(),
-        )),
-        Setting::IoLimit {
-            device,
-            read_bps,
-            write_bps,
-        } => {
-            let valid = device
-                .split_once(':')
-                .is_some_and(|(maj, min)| maj.parse::<u32>().is_ok() && min.parse::<u32>().is_ok());
-            if !valid {
-                return Err(CapError::Invalid(format!(
-                    "block device {device:?} is not major:minor"
-                )));
-            }
-            if *read_bps == 0 && *write_bps == 0 {
-                return Err(CapError::Invalid(
-                    "an io limit needs a read or a write rate (0 means unlimited)".to_string(),
-                ));
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The files `setting` changes in cgroup `dir`, with their current contents.
-fn plan(dir: &Dir, path: &str, setting: &Setting, version: u8) -> CapResult<Vec<FileChange>> {
-    let read = |file: &str| {
-        dir.read_to_string(file).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                CapError::Unsupported(format!("cgroup {path} has no {file}"))
-            } else {
-                io_error(e, &format!("failed to read {file} of cgroup {path}"))
-            }
-        })
-    };
-    let same = |file: &str, previous: String, apply: String| FileChange {
-        file: file.to_string(),
-        restore: previous.trim_end().to_string(),
-        previous,
-        apply,
-    };
-    let changes = match (setting, version) {
-        (Setting::CpuLimit { millicores }, 1) => {
-            let period_now = read("cpu.cfs_period_us")?;
-            let quota_now = read("cpu.cfs_quota_us")?;
-            let (quota, period) =
-                cpu_quota(*millicores, parse_u64(&period_now, "cpu.cfs_period_us")?);
-            // Period first: the quota is checked against it.
-            vec![
-                same("cpu.cfs_period_us", period_now, period.to_string()),
-                same("cpu.cfs_quota_us", quota_now, quota.to_string()),
-            ]
-        }
-        (Setting::CpuLimit { millicores }, _) => {
-            let now = read("cpu.max")?;
-            let period = now.split_whitespace().nth(1).unwrap_or("100000");
-            let (quota, period) = cpu_quota(*millicores, parse_u64(period, "cpu.max")?);
-            vec![same("cpu.max", now, format!("{quota} {period}"))]
-        }
-        (Setting::MemoryLimit { bytes }, 1) => {
-            vec![same(
-                "memory.limit_in_bytes",
-                read("memory.limit_in_bytes")?,
-                bytes.to_string(),
-            )]
-        }
-        (Setting::MemoryLimit { bytes }, _) => {
-            vec![same("memory.max", read("memory.max")?, bytes.to_string())]
-        }
-        (Setting::PidsLimit { max }, _) => {
-            vec![same("pids.max", read("pids.max")?, max.to_string())]
-        }
-        (
-            Setting::IoLimit {
-                device,
-                read_bps,
-                write_bps,
-            },
-            1,
-        ) => {
-            // One rule per device and direction; writing rate 0 removes the rule.
-            let rule = |file: &str, bps: u64| -> CapResult<FileChange> {
-                let previous = read(file)?;
-                let restore =
-                    device_line(&previous, device).unwrap_or_else(|| format!("{device} 0"));
-                Ok(FileChange {
-                    file: file.to_string(),
-                    apply: format!("{device} {bps}"),
-                    restore,
-                    previous,
-                })
-            };
-            vec![
-                rule("blkio.throttle.read_bps_device", *read_bps)?,
-                rule("blkio.throttle.write_bps_device", *write_bps)?,
-            ]
-        }
-        (
-            Setting::IoLimit {
-                device,
-                read_bps,
-                write_bps,
-            },
-            _,
-        ) => {
-            let previous = read("io.max")?;
-            let restore = device_line(&previous, device)
-                .unwrap_or_else(|| format!("{device} rbps=max wbps=max riops=max wiops=max"));
-            let rate = |bps: u64| {
-                if bps == 0 {
-                    "max".to_string()
-                } else {
-                    bps.to_string()
-                }
-            };
-            vec![FileChange {
-                file: "io.max".to_string(),
-                apply: format!(
-                    "{device} rbps={} wbps={}",
-                    rate(*read_bps),
-                    rate(*write_bps)
-                ),
-                restore,
-                previous,
-            }]
-        }
-        (Setting::Freeze, 1) => {
-            let previous = read("freezer.state")?;
-            // freezer.state also reads FROZEN when only an ancestor is frozen: what this cgroup
-            // itself asked for is in freezer.self_freezing.
-            let own = read("freezer.self_freezing")?;
-            let restore = if own.trim() == "1" {
-                "FROZEN"
-            } else {
-                "THAWED"
-            };
-            vec![FileChange {
-                file: "freezer.state".to_string(),
-                previous,
-                apply: "FROZEN".to_string(),
-                restore: restore.to_string(),
-            }]
-        }
-        (Setting::Freeze, _) => vec![same(
-            "cgroup.freeze",
-            read("cgroup.freeze")?,
-            "1".to_string(),
-        )],
-    };
-    Ok(changes)
-}
-
-/// CFS quota and period for `millicores`, keeping `period` unless the quota would fall below the
-/// kernel's 1 ms minimum, in which case the period grows to its 1 s maximum.
-fn cpu_quota(millicores: u32, period: u64) -> (u64, u64) {
-    let quota = u64::from(millicores).saturating_mul(period) / 1000;
-    if quota >= MIN_QUOTA_US {
-        (quota, period)
-    } else {
-        let quota = u64::from(millicores).saturating_mul(MAX_PERIOD_US) / 1000;
-        (quota.max(MIN_QUOTA_US), MAX_PERIOD_US)
-    }
-}
-
-fn parse_u64(text: &str, file: &str) -> CapResult<u64> {
-    text.trim()
-        .parse()
-        .map_err(|_| CapError::Failed(format!("unexpected contents of {file}: {text:?}")))
-}
-
-/// The line for `device` in a per-device cgroup file (`io.max`, `blkio.throttle.*`).
-fn device_line(contents: &str, device: &str) -> Option<String> {
-    contents
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(device))
-        .map(str::to_string)
-}
-
 /// Writes a cgroup file in one `write`, as cgroup files want.
 fn write_file(dir: &Dir, file: &str, value: &str) -> io::Result<()> {
-    let mut f = dir.open_with(file, OpenOptions::new().write(true))?;
+    // Truncating is a no-op on cgroup files (shells do it on every `echo >`), and keeps plain
+    // files in the unit tests' fake hierarchies exact.
+    let mut f = dir.open_with(file, OpenOptions::new().write(true).truncate(true))?;
     let n = f.write(value.as_bytes())?;
     if n != value.len() {
         return Err(io::Error::other(format!(
@@ -849,39 +660,137 @@ fn describe(target: &Target) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
-    #[test]
-    fn cpu_quota_keeps_the_period_when_it_can() {
-        assert_eq!(cpu_quota(200, 100_000), (20_000, 100_000));
-        assert_eq!(cpu_quota(1500, 100_000), (150_000, 100_000));
-        assert_eq!(cpu_quota(5, 100_000), (5_000, 1_000_000));
-        assert_eq!(cpu_quota(1, 100_000), (1_000, 1_000_000));
+    fn backend_send_sync<T: Send + Sync>() {}
+
+    /// Writes `files` (name, contents) under `root`, creating directories.
+    fn fake(root: &Path, files: &[(&str, &str)]) {
+        for (name, contents) in files {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+    }
+
+    /// Prepares, applies and undoes `setting` on `/a`; returns the inverse and the applied
+    /// contents of its first file.
+    fn round_trip(backend: &CgroupBackend, root: &Path, setting: Setting) -> (Inverse, String) {
+        let target = Target::Path("/a".to_string());
+        let inverse = backend
+            .prepare(&target, &setting, &["/a".to_string()])
+            .unwrap();
+        let file = root.join("a").join(&inverse.files[0].file);
+        let before = std::fs::read_to_string(&file).unwrap();
+        backend.apply(&target, &setting, &inverse).unwrap();
+        let applied = std::fs::read_to_string(&file).unwrap();
+        assert!(backend.is_present(&inverse).unwrap());
+        backend.undo(&inverse).unwrap();
+        // Plain files keep what was written; cgroup files print it back with a newline.
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), before.trim_end());
+        (inverse, applied)
     }
 
     #[test]
-    fn settings_are_validated() {
-        assert!(validate(&Setting::CpuLimit { millicores: 0 }).is_err());
-        let io = |device: &str, r, w| Setting::IoLimit {
-            device: device.to_string(),
-            read_bps: r,
-            write_bps: w,
-        };
-        assert!(validate(&io("8:0", 1, 0)).is_ok());
-        assert!(validate(&io("8:0", 0, 0)).is_err());
-        assert!(validate(&io("sda", 1, 0)).is_err());
-        assert!(validate(&io("8:x", 1, 0)).is_err());
-    }
-
-    #[test]
-    fn device_lines() {
-        let io =
-            "8:0 rbps=1 wbps=max riops=max wiops=max\n254:0 rbps=max wbps=2 riops=max wiops=max\n";
-        assert_eq!(
-            device_line(io, "254:0").as_deref(),
-            Some("254:0 rbps=max wbps=2 riops=max wiops=max")
+    fn pure_v2_uses_the_v2_files() {
+        backend_send_sync::<CgroupBackend>();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake(
+            root,
+            &[
+                ("cgroup.controllers", "cpu io memory pids\n"),
+                ("a/cgroup.controllers", "cpu io memory pids\n"),
+                ("a/cpu.max", "max 100000\n"),
+                ("a/memory.max", "max\n"),
+                ("a/pids.max", "max\n"),
+                ("a/io.max", "8:0 rbps=5 wbps=max riops=max wiops=max\n"),
+                ("a/cgroup.freeze", "0\n"),
+                ("a/cgroup.events", "populated 1\nfrozen 1\n"),
+            ],
         );
-        assert_eq!(device_line(io, "254:1"), None);
+        let mountinfo = format!("41 31 0:38 / {} rw - cgroup2 cgroup2 rw", root.display());
+        let backend = CgroupBackend::from_mountinfo(&mountinfo).unwrap();
+        let cases = [
+            (Setting::CpuLimit { millicores: 250 }, "25000 100000"),
+            (Setting::MemoryLimit { bytes: 4096 }, "4096"),
+            (Setting::PidsLimit { max: 3 }, "3"),
+            (
+                Setting::IoLimit {
+                    device: "8:0".to_string(),
+                    read_bps: 0,
+                    write_bps: 7,
+                },
+                "8:0 rbps=max wbps=7",
+            ),
+            (Setting::Freeze, "1"),
+        ];
+        for (setting, expect) in cases {
+            let (inverse, applied) = round_trip(&backend, root, setting);
+            assert_eq!((inverse.version, inverse.controller), (2, None));
+            assert_eq!(inverse.subtree, "/a");
+            assert_eq!(applied, expect);
+        }
+        let io = Setting::IoLimit {
+            device: "8:16".to_string(),
+            read_bps: 1,
+            write_bps: 0,
+        };
+        let inverse = backend.prepare(&Target::Path("/a".to_string()), &io, &["/".to_string()]);
+        assert_eq!(
+            inverse.unwrap().files[0].restore,
+            "8:16 rbps=max wbps=max riops=max wiops=max"
+        );
+        let info = backend.resolve(&Target::Path("/a".to_string())).unwrap();
+        assert_eq!(info[0].controllers, ["cpu", "io", "memory", "pids"]);
+    }
+
+    #[test]
+    fn hybrid_prefers_v1_controllers_and_v2_freeze() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake(
+            root,
+            &[
+                ("cpu/a/cpu.cfs_period_us", "100000\n"),
+                ("cpu/a/cpu.cfs_quota_us", "-1\n"),
+                ("unified/cgroup.controllers", "hugetlb\n"),
+                ("unified/a/cgroup.controllers", "\n"),
+                ("unified/a/cgroup.freeze", "0\n"),
+                ("unified/a/cgroup.events", "populated 1\nfrozen 1\n"),
+            ],
+        );
+        let mountinfo = format!(
+            "32 31 0:29 / {0}/cpu rw - cgroup cgroup rw,cpu\n\
+             41 31 0:38 / {0}/unified rw - cgroup2 cgroup2 rw",
+            root.display()
+        );
+        let backend = CgroupBackend::from_mountinfo(&mountinfo).unwrap();
+        let (inverse, applied) = round_trip(
+            &backend,
+            &root.join("cpu"),
+            Setting::CpuLimit { millicores: 500 },
+        );
+        assert_eq!(
+            (inverse.version, inverse.controller.as_deref()),
+            (1, Some("cpu"))
+        );
+        assert_eq!(inverse.files[0].file, "cpu.cfs_period_us");
+        assert_eq!(applied, "100000");
+        let (inverse, _) = round_trip(&backend, &root.join("unified"), Setting::Freeze);
+        assert_eq!(inverse.version, 2);
+        // Memory is neither on v1 here nor enabled on v2.
+        let memory = backend.prepare(
+            &Target::Path("/a".to_string()),
+            &Setting::MemoryLimit { bytes: 1 << 20 },
+            &["/".to_string()],
+        );
+        assert!(
+            matches!(memory, Err(CapError::Unsupported(_))),
+            "{memory:?}"
+        );
     }
 
     #[test]
