@@ -140,9 +140,24 @@ fn cpu_limit_holds_a_worker_to_its_share() {
     );
     // Let the first CFS periods pass, then measure over 2 s.
     std::thread::sleep(Duration::from_millis(300));
-    let (t0, c0) = (Instant::now(), cpu_ns(pid));
+    // Two readings: the worker's own (schedstat) and its cgroup's (cpuacct.usage, v1).
+    let cpuacct = v1_mount("cpuacct").map(|_| cg.v1("cpuacct").join("cpuacct.usage"));
+    let group_ns = || {
+        cpuacct
+            .as_ref()
+            .map(|f| read(f).trim().parse::<u64>().unwrap())
+    };
+    let (t0, c0, g0) = (Instant::now(), cpu_ns(pid), group_ns());
     std::thread::sleep(Duration::from_secs(2));
-    let share = (cpu_ns(pid) - c0) as f64 / t0.elapsed().as_nanos() as f64;
+    let (c1, g1) = (cpu_ns(pid), group_ns());
+    let elapsed = t0.elapsed().as_nanos() as f64;
+    let share = (c1 - c0) as f64 / elapsed;
+    if let (Some(g0), Some(g1)) = (g0, g1) {
+        eprintln!(
+            "cgroup cpuacct.usage share: {:.1}% (target 20%)",
+            (g1 - g0) as f64 / elapsed * 100.0
+        );
+    }
     eprintln!(
         "cpu share of a 100% worker under a 200 millicore limit: {:.1}% (target 20%)",
         share * 100.0
@@ -162,8 +177,8 @@ fn cpu_limit_is_restored_exactly() {
         return;
     }
     let cg = TestCgroup::new(&["cpu"], true);
-    // A limit that needs a longer period (5 ms per 100 ms is above the 1 ms minimum; 5 per
-    // 1000 is not at 100 ms), so both v1 files change and come back.
+    // 5 millicores is a 0.5 ms quota at the default 100 ms period, below the kernel's 1 ms
+    // minimum: the period grows to 1 s (quota 5 ms), so both v1 files change and come back.
     set_and_restore(&cg, Setting::CpuLimit { millicores: 5 }, |dir, inv| {
         if inv.version == 1 {
             assert_eq!(read(dir.join("cpu.cfs_period_us")), "1000000\n");

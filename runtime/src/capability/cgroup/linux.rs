@@ -6,13 +6,13 @@
 //! hierarchy: the controller's v1 hierarchy when the controller is bound to v1 (a controller
 //! lives in one place at a time), else v2 when the target's `cgroup.controllers` lists it.
 //!
-//! | setting | v1 file(s)                                                      | v2 file        |
-//! |---------|-----------------------------------------------------------------|----------------|
-//! | cpu     | `cpu.cfs_period_us`, `cpu.cfs_quota_us`                         | `cpu.max`      |
-//! | memory  | `memory.limit_in_bytes`                                         | `memory.max`   |
-//! | pids    | `pids.max`                                                      | `pids.max`     |
-//! | io      | `blkio.throttle.read_bps_device`, `blkio.throttle.write_bps_device` | `io.max`   |
-//! | freeze  | `freezer.state` (+ `freezer.self_freezing` read)                | `cgroup.freeze` (+ `cgroup.events` read) |
+//! | setting | v1 file(s)                                                          | v2 file         |
+//! |---------|---------------------------------------------------------------------|-----------------|
+//! | cpu     | `cpu.cfs_period_us`, `cpu.cfs_quota_us`                             | `cpu.max`       |
+//! | memory  | `memory.limit_in_bytes`                                             | `memory.max`    |
+//! | pids    | `pids.max`                                                          | `pids.max`      |
+//! | io      | `blkio.throttle.read_bps_device`, `blkio.throttle.write_bps_device` | `io.max`        |
+//! | freeze  | `freezer.state` (reads `freezer.self_freezing`)                     | `cgroup.freeze` (waits on `cgroup.events`) |
 //!
 //! Freeze prefers v2 `cgroup.freeze` when the target's v2 cgroup exists and is not the root,
 //! else the v1 freezer.

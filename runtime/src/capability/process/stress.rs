@@ -15,6 +15,7 @@ use anyhow::Context;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::time::{ClockId, clock_gettime};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -338,15 +339,29 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<()> {
 
 fn burn(load: u8, alive: impl Fn() -> bool) -> anyhow::Result<()> {
     let busy = SLICE * u32::from(load) / 100;
+    // Busy time is counted on this thread's CPU clock, not the wall clock, so a worker that the
+    // scheduler preempts still burns its share (within the slice) on a loaded host.
+    let cpu = || {
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .map(Duration::from)
+            .ok()
+    };
     let mut x: u64 = 1;
     while alive() {
-        let start = Instant::now();
-        while start.elapsed() < busy {
+        let (wall, used) = (Instant::now(), cpu());
+        loop {
             for _ in 0..1000 {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
+            let burnt = match (used, cpu()) {
+                (Some(start), Some(now)) => now.saturating_sub(start),
+                _ => wall.elapsed(),
+            };
+            if burnt >= busy || wall.elapsed() >= SLICE {
+                break;
+            }
         }
-        if let Some(rest) = SLICE.checked_sub(start.elapsed()) {
+        if let Some(rest) = SLICE.checked_sub(wall.elapsed()) {
             std::thread::sleep(rest);
         }
     }
