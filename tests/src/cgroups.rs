@@ -141,6 +141,11 @@ impl TestCgroup {
         self.v2.as_deref().expect("no v2 cgroup in this test")
     }
 
+    /// The cgroup's directory in every hierarchy it was created in.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(_, dir)| dir.clone()).collect()
+    }
+
     /// Moves `pid` into the cgroup in every hierarchy it was created in.
     pub fn adopt(&self, pid: u32) {
         for (_, dir) in &self.dirs {
