@@ -3,3 +3,4 @@
 mod cli;
 mod host;
 mod network;
+mod cgroup;

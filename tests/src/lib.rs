@@ -108,3 +108,4 @@ pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
 pub mod netns;
+pub mod cgroups;

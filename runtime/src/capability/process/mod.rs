@@ -5,6 +5,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod linux;
+#[cfg(target_os = "linux")]
+pub mod stress;
 
 use super::{CapError, CapResult, Context, GuestResult, Inverse, to_guest};
 use crate::contract::process::{Host, ProcessInfo, Selector, Signal, StressSpec};
