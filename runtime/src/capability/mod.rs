@@ -74,6 +74,12 @@ pub enum Inverse {
         /// Start time in clock ticks since boot, against pid reuse.
         start_time: u64,
     },
+    /// Stress workers: kill their process group.
+    Stress(process::stress::StressInverse),
+    /// Cgroup files: write back their exact previous contents.
+    Cgroup(cgroup::linux::Inverse),
+    /// Network rules and qdiscs: remove what was added, restore what was replaced.
+    Network(network::linux::Inverse),
 }
 
 /// A line a plug-in logged.
@@ -91,12 +97,24 @@ pub struct LogLine {
 pub type LogSink = Arc<dyn Fn(LogLine) + Send + Sync>;
 
 /// The OS backends, shared by every store of an agent.
-#[derive(Debug)]
 pub struct Backends {
     /// Processes never in scope: pid 1, the agent, its ancestors.
     pub protected_pids: Vec<u32>,
     /// The executable that runs stress workers (`faultline stress-worker`).
     pub worker_exe: PathBuf,
+    /// Cgroups, or why this host has none usable.
+    pub cgroup: CapResult<cgroup::linux::CgroupBackend>,
+    /// Network namespaces, qdiscs and rules (and the delay workers).
+    pub network: network::linux::NetworkBackend,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("protected_pids", &self.protected_pids)
+            .field("worker_exe", &self.worker_exe)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Backends {
@@ -105,6 +123,8 @@ impl Backends {
         Backends {
             protected_pids: process::linux::protected_pids(),
             worker_exe,
+            cgroup: cgroup::linux::CgroupBackend::new(),
+            network: network::linux::NetworkBackend::new(),
         }
     }
 
@@ -112,6 +132,9 @@ impl Backends {
     pub fn undo(&self, inverse: &Inverse) -> CapResult<()> {
         match inverse {
             Inverse::Continue { pid, start_time } => process::undo_stop(*pid, *start_time),
+            Inverse::Stress(i) => process::stress::undo(i),
+            Inverse::Cgroup(i) => self.cgroup.as_ref().map_err(|e| e.clone())?.undo(i),
+            Inverse::Network(i) => self.network.undo(i),
         }
     }
 
@@ -122,11 +145,19 @@ impl Backends {
         self.undo(&inverse)
     }
 
-    /// Whether a change from an earlier boot is still present on this one.
+    /// Whether a change from an earlier boot is still present on this one: each capability
+    /// looks at the live system (a process with that start time, the cgroup's inode and values,
+    /// the tagged rules in that namespace).
     pub fn survives_reboot(&self, inverse: &Inverse) -> bool {
         match inverse {
-            // Processes do not survive a reboot.
-            Inverse::Continue { .. } => false,
+            Inverse::Continue { pid, start_time } => process::linux::info(*pid)
+                .is_some_and(|p| p.start_time == *start_time && p.state == 'T'),
+            Inverse::Stress(i) => process::stress::is_present(i),
+            Inverse::Cgroup(i) => self
+                .cgroup
+                .as_ref()
+                .is_ok_and(|c| c.is_present(i).unwrap_or(true)),
+            Inverse::Network(i) => self.network.is_present(i).unwrap_or(true),
         }
     }
 }

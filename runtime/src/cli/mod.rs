@@ -61,10 +61,23 @@ pub enum Command {
     Recover,
     /// Pause and resume a demo process with the bundled `process-pause` fault.
     Demo(demo::DemoArgs),
+    /// A load worker the agent starts for stress faults (not for people).
+    #[command(hide = true)]
+    StressWorker(crate::capability::process::stress::WorkerArgs),
 }
 
 /// Runs a command, writing its report to `out`; returns the exit code.
 pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
+    if let Command::StressWorker(args) = &cli.command {
+        // A worker is a plain loop: no async runtime, no state directory.
+        return match crate::capability::process::stress::run_worker(args) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                let _ = writeln!(out, "stress worker: {e:#}");
+                EXIT_USAGE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -84,6 +97,7 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
             Command::Probe(a) => inject::probe(a, &state_dir, out).await,
             Command::Recover => recover::run(&state_dir, out).await,
             Command::Demo(a) => demo::run(a, &state_dir, out).await,
+            Command::StressWorker(_) => EXIT_OK,
         }
     })
 }

@@ -454,9 +454,13 @@ impl Host {
 
 /// What to run by hand to undo a change the host could not.
 pub fn manual_steps(inverse: &serde_json::Value) -> String {
-    match serde_json::from_value::<capability::Inverse>(inverse.clone()) {
-        Ok(capability::Inverse::Continue { pid, .. }) => format!("kill -CONT {pid}"),
-        Err(_) => format!("apply the inverse recorded in the journal: {inverse}"),
+    use capability::Inverse;
+    match serde_json::from_value::<Inverse>(inverse.clone()) {
+        Ok(Inverse::Continue { pid, .. }) => format!("kill -CONT {pid}"),
+        Ok(Inverse::Stress(i)) => format!("kill -KILL -- -{}", i.pgid),
+        Ok(Inverse::Cgroup(_)) | Ok(Inverse::Network(_)) | Err(_) => {
+            format!("apply the inverse recorded in the journal: {inverse}")
+        }
     }
 }
 

@@ -99,6 +99,37 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Starts the agent's own load workers, optionally in a granted cgroup; undoing kills the
+    /// whole process group.
+    pub fn start_stress_workers(&mut self, spec: StressSpec) -> CapResult<u64> {
+        if spec.cgroup.is_some() && self.grants.cgroup.is_empty() {
+            return Err(self.denied("every cgroup"));
+        }
+        let spec = stress::StressSpec {
+            kind: match spec.kind {
+                crate::contract::process::StressKind::Cpu => stress::StressKind::Cpu,
+                crate::contract::process::StressKind::Memory => stress::StressKind::Memory,
+                crate::contract::process::StressKind::Io => stress::StressKind::Io,
+            },
+            workers: spec.workers,
+            load_percent: spec.load_percent,
+            memory_bytes: spec.memory_bytes,
+            cgroup: spec.cgroup,
+        };
+        let backends = self.backends.clone();
+        let cgroups = backends.cgroup.as_ref().map_err(|e| e.clone())?;
+        // The workers exist only once spawned, so the inverse is journalled right after; a crash
+        // in between leaves workers that die with their parent (they watch it).
+        let inverse = stress::spawn(&spec, &backends.worker_exe, cgroups, &self.grants.cgroup)?;
+        let summary = format!(
+            "{} {:?} stress worker(s), process group {}",
+            spec.workers, spec.kind, inverse.pgid
+        );
+        self.change(&summary, Inverse::Stress(inverse), || Ok(()))
+    }
+}
+
 /// Undoes a stop: continues the process if it is still the same one.
 pub fn undo_stop(pid: u32, start_time: u64) -> CapResult<()> {
     match linux::signal(pid, Some(start_time), NixSignal::SIGCONT) {
@@ -149,9 +180,7 @@ impl Host for Context {
         to_guest(self.signal_process(pid, signal))
     }
 
-    async fn start_stress(&mut self, _spec: StressSpec) -> GuestResult<u64> {
-        to_guest(Err(CapError::Unsupported(
-            "stress workers are not available in this build".into(),
-        )))
+    async fn start_stress(&mut self, spec: StressSpec) -> GuestResult<u64> {
+        to_guest(self.start_stress_workers(spec))
     }
 }
