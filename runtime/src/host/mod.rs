@@ -608,8 +608,52 @@ impl Plugin {
         format!("{}@{}", self.description.name, self.description.version)
     }
 
-    /// Runs `validate` (no side effects: nothing is granted to it).
+    /// Checks parameters against the schema the plug-in published, naming each problem.
+    pub fn check_params(&self, params: &str) -> Result<(), CallError> {
+        let invalid = |reason: String| CallError::Guest {
+            phase: "validate",
+            error: GuestErrorText {
+                kind: "invalid",
+                reason,
+            },
+        };
+        let instance: serde_json::Value = serde_json::from_str(params)
+            .map_err(|e| invalid(format!("parameters are not JSON: {e}")))?;
+        if !instance.is_object() {
+            return Err(invalid("parameters must be a JSON object".into()));
+        }
+        let schema: serde_json::Value = match serde_json::from_str(&self.description.params_schema)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(invalid(format!("{} publishes an unreadable parameter schema: {e}", self.label())));
+            }
+        };
+        let validator = jsonschema::validator_for(&schema).map_err(|e| {
+            invalid(format!("{} publishes an invalid parameter schema: {e}", self.label()))
+        })?;
+        let problems: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid(format!("parameters: {}", problems.join("; "))))
+        }
+    }
+
+    /// Checks parameters against the published schema, then runs the plug-in's `validate` (no
+    /// side effects: nothing is granted to it).
     pub async fn validate(&self, host: &Host, params: &str) -> Result<(), CallError> {
+        self.check_params(params)?;
         let nothing = Pre {
             which: match &self.pre.which {
                 Which::Fault(p) => Which::Fault(p.clone()),
