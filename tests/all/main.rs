@@ -1,1 +1,2 @@
 //! Faultline's integration tests: one binary, one module per topic.
+mod hub;

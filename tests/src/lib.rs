@@ -36,3 +36,6 @@ pub fn repo_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_default()
 }
+
+/// A loopback HTTP server for hub tests.
+pub mod hubserver;
