@@ -1,6 +1,8 @@
 //! A loopback HTTP/1.1 server for hub tests: serves files from memory with ETags, answers
 //! `If-None-Match` with 304, and can be told to serve wrong bytes.
 
+#![allow(clippy::expect_used)] // Test support: a broken loopback server is a failed test.
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -69,7 +69,6 @@ pub struct BuildReport {
 
 /// The `[package.metadata.faultline]` table.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FaultlineMetadata {
     /// Fault or probe.
     pub kind: Kind,
@@ -207,30 +206,30 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, HubError> {
         )));
     }
 
-    let mut command = cargo(&faults);
-    command
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            reproducible_rustflags(&options.repo),
-        )
-        .env_remove("RUSTFLAGS");
+    // One cargo invocation per package: faults and probes enable different SDK features,
+    // and cargo unifies the features of everything built together.
     for (package, _) in &selected {
-        command.args(["-p", &package.name]);
+        let out = cargo(&faults)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .args(["-p", &package.name])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                reproducible_rustflags(&options.repo),
+            )
+            .env_remove("RUSTFLAGS")
+            .output()
+            .map_err(|e| HubError::io(format!("running cargo build -p {}", package.name), e))?;
+        check_status(&format!("cargo build -p {}", package.name), &out)?;
     }
-    let out = command
-        .output()
-        .map_err(|e| HubError::io("running cargo build", e))?;
-    check_status("cargo build", &out)?;
 
     let default_contract = sdk_contract(&options.repo);
     let components = options.repo.join("hub/components");
@@ -497,6 +496,7 @@ fn read_params_schema(path: &Path) -> Result<Map<String, Value>, HubError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::hub::Capability;

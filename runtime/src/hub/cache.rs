@@ -26,6 +26,9 @@ pub struct Cache {
     root: PathBuf,
 }
 
+/// A cached index's bytes and its signature file's bytes, if any.
+pub(crate) type CachedIndex = (Vec<u8>, Option<Vec<u8>>);
+
 /// Rollback state of one hub id.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct HubState {
@@ -151,10 +154,7 @@ impl Cache {
     }
 
     /// The last good index of `hub_id` and its signature file, if cached.
-    pub(crate) fn cached_index(
-        &self,
-        hub_id: &str,
-    ) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, HubError> {
+    pub(crate) fn cached_index(&self, hub_id: &str) -> Result<Option<CachedIndex>, HubError> {
         let dir = self.index_dir(hub_id);
         let Some(index) = read_optional(&dir.join(INDEX_FILE))? else {
             return Ok(None);
@@ -278,6 +278,7 @@ fn set_read_only(_path: &Path) -> Result<(), HubError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

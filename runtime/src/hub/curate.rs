@@ -124,6 +124,7 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::hub::{CapabilityDecl, Digest};

@@ -178,6 +178,7 @@ pub(crate) fn check_artifact_url(url: &str) -> Result<UrlForm, &'static str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -114,6 +114,7 @@ pub(crate) fn check_rollback(state: &HubState, verified: &Verified) -> Result<bo
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
