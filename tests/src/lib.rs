@@ -109,3 +109,5 @@ pub fn wasm(path: &str) -> Vec<u8> {
 }
 pub mod netns;
 pub mod cgroups;
+/// A loopback HTTP server for hub tests.
+pub mod hubserver;

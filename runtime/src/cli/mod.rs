@@ -101,3 +101,5 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
         }
     })
 }
+//! Command-line interface.
+pub mod hub;
