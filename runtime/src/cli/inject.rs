@@ -17,7 +17,8 @@ use tokio::signal::unix::{SignalKind, signal};
 /// Where the component comes from and what it may do.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The component (`.wasm`).
+    /// The component: a `.wasm` file, or a hub reference (`process-pause`, `name@^0.1`,
+    /// `sha256:<hex>`) resolved in the bundled hub.
     pub component: PathBuf,
     /// Parameters as key=value (repeatable); values that parse as JSON are taken as JSON.
     #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
@@ -118,10 +119,9 @@ pub(super) async fn load(
         }
         (None, None) => Policy::default(),
     };
-    let bytes = std::fs::read(&args.component).map_err(|e| {
-        let msg = format!("cannot read component {}: {e}", args.component.display());
-        fail(out, EXIT_USAGE, msg)
-    })?;
+    let bytes = read_component(&args.component, state_dir)
+        .await
+        .map_err(|e| fail(out, EXIT_USAGE, format!("{e:#}")))?;
     let mut config = HostConfig::new(state_dir.to_path_buf());
     config.memory_limit = args.memory_mib << 20;
     config.call_timeout = args.call_timeout;
@@ -156,6 +156,30 @@ pub(super) async fn load(
         params,
         lines,
     })
+}
+
+/// Reads a component file, or pulls a hub reference (verified) from the bundled hub.
+pub(super) async fn read_component(what: &Path, state_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    let text = what.display().to_string();
+    let looks_like_ref = !what.exists() && !text.contains('/') && !text.ends_with(".wasm");
+    if !looks_like_ref {
+        return std::fs::read(what).with_context(|| format!("cannot read component {text}"));
+    }
+    let mut hub = crate::hub::Hub::open(super::default_hub_config(state_dir))
+        .context("cannot open the bundled hub")?;
+    let report = hub.sync().await;
+    for problem in report.problems() {
+        tracing::warn!("hub: {problem}");
+    }
+    let resolved = hub
+        .resolve(&text)
+        .with_context(|| format!("{text} is neither a file nor a package of the bundled hub"))?;
+    let pulled = hub
+        .pull(&resolved, &crate::host::ImportLister::new())
+        .await
+        .with_context(|| format!("cannot pull {text}"))?;
+    std::fs::read(&pulled.path).with_context(|| format!("cannot read {}", pulled.path.display()))
 }
 
 pub(super) fn short(digest: &str) -> String {

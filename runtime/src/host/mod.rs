@@ -771,6 +771,33 @@ impl Plugin {
     }
 }
 
+/// Lists a component's imports for the hub, with the host's own compiler and checks.
+pub struct ImportLister {
+    engine: Engine,
+}
+
+impl ImportLister {
+    /// A lister with a plain engine (no cache: the hub verifies, it does not run).
+    pub fn new() -> ImportLister {
+        ImportLister {
+            engine: Engine::default(),
+        }
+    }
+}
+
+impl Default for ImportLister {
+    fn default() -> Self {
+        ImportLister::new()
+    }
+}
+
+impl crate::hub::ComponentImports for ImportLister {
+    fn imported_interfaces(&self, wasm: &[u8]) -> anyhow::Result<Vec<String>> {
+        let component = Component::new(&self.engine, wasm).map_err(anyhow_of_wasmtime)?;
+        Ok(check::shape(&self.engine, &component).imports)
+    }
+}
+
 /// A log sink that only forwards to `tracing`.
 pub fn tracing_log() -> LogSink {
     Arc::new(|line: LogLine| {

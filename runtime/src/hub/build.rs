@@ -156,6 +156,15 @@ struct CargoTarget {
 /// the index changes, its serial is bumped, its times renewed, and the now-invalid signature
 /// file removed: sign it again. Cargo's output is captured and returned in errors.
 pub fn build(options: &BuildOptions) -> Result<BuildReport, HubError> {
+    // Absolute: cargo runs inside `faults/`, and the remapped prefix must be the real path.
+    let repo = options
+        .repo
+        .canonicalize()
+        .map_err(|e| HubError::io(format!("resolving {}", options.repo.display()), e))?;
+    let options = &BuildOptions {
+        repo,
+        ..options.clone()
+    };
     let faults = options.repo.join("faults");
     let manifest = faults.join("Cargo.toml");
     let target_dir = faults.join("target");
