@@ -407,7 +407,7 @@ mod tests {
         j.applied(a).unwrap();
         j.undone(b).unwrap();
         let path = j.path().to_path_buf();
-        std::mem::forget(j); // a crash: no Drop, and the lock goes when the fd is leaked… keep it
+        std::mem::forget(j); // a crash: no Drop runs, the file keeps every record
         let (entries, problems) = read(&path).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(entries.len(), 1);

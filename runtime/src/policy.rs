@@ -477,6 +477,13 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../../docs/policy.example.toml");
+        let p = Policy::parse(text).unwrap();
+        assert_eq!(p.grants.len(), 4);
+    }
+
+    #[test]
     fn cidrs_and_globs() {
         let net = parse_cidr("10.0.0.0/8").unwrap();
         assert!(net.contains(&parse_cidr("10.1.2.0/24").unwrap()));

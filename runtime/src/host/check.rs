@@ -94,6 +94,9 @@ pub enum Refusal {
         /// The rules consulted.
         rules: String,
     },
+    /// Imports an interface its `describe` does not declare.
+    #[error("component imports '{0}', which its description does not declare")]
+    Undeclared(String),
     /// An export has the wrong type.
     #[error("component exports do not match the contract's types: {0}")]
     ExportTypes(String),

@@ -353,6 +353,21 @@ impl Host {
             version: semver::Version::parse(&description.version).ok(),
             digest: digest.clone(),
         };
+        // Imports must be within what the component declares, not only what the policy grants:
+        // a fault that says it only logs does not get to signal processes.
+        for c in &shape.capabilities {
+            let declared = matches!(c, Capability::Log | Capability::Rollback)
+                || description.capabilities.iter().any(|d| wit_capability(*d) == *c);
+            if !declared {
+                return Err(Refusal::Undeclared(format!(
+                    "{}/{}@{}",
+                    contract::PACKAGE,
+                    c,
+                    contract::VERSION
+                ))
+                .into());
+            }
+        }
         let grants = Arc::new(policy.grants_for(&identity));
         for c in &shape.capabilities {
             if !grants.allows(*c) {
@@ -461,6 +476,18 @@ pub fn manual_steps(inverse: &serde_json::Value) -> String {
         Ok(Inverse::Cgroup(_)) | Ok(Inverse::Network(_)) | Err(_) => {
             format!("apply the inverse recorded in the journal: {inverse}")
         }
+    }
+}
+
+fn wit_capability(c: contract::types::Capability) -> Capability {
+    use contract::types::Capability as W;
+    match c {
+        W::Log => Capability::Log,
+        W::Rollback => Capability::Rollback,
+        W::Process => Capability::Process,
+        W::Cgroup => Capability::Cgroup,
+        W::Network => Capability::Network,
+        W::Outbound => Capability::Outbound,
     }
 }
 

@@ -26,6 +26,7 @@ impl Context {
                     p.pid
                 )
             };
+            tracing::warn!(execution = %self.execution, "denied: {why}");
             return Err(CapError::Denied(why));
         }
         let joined = p.cmdline.join(" ");
