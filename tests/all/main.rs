@@ -1,7 +1,10 @@
 //! Faultline's integration tests: one binary, one module per topic.
 
+// Test helpers fail by panicking, like the tests they serve.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cgroup;
 mod cli;
 mod host;
-mod network;
-mod cgroup;
 mod hub;
+mod network;

@@ -1,6 +1,9 @@
 //! Test support for Faultline's integration tests: paths of the guest components built by
 //! `build.rs`, and guards for privileged tests.
 
+// Test support: a panic is how a test (or its build) fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 /// Paths of the guest components `build.rs` built from source.
@@ -78,7 +81,10 @@ impl Drop for Sleeper {
 pub fn proc_state(pid: u32) -> char {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+        })
         .unwrap_or('?')
 }
 
@@ -107,7 +113,7 @@ pub fn host() -> (faultline::host::Host, tempfile::TempDir) {
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
-pub mod netns;
 pub mod cgroups;
 /// A loopback HTTP server for hub tests.
 pub mod hubserver;
+pub mod netns;

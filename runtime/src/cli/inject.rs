@@ -76,7 +76,11 @@ impl Lines {
     pub(super) fn flush(&self, out: &mut dyn Write) {
         if let Ok(mut l) = self.0.lock() {
             for line in l.drain(..) {
-                let _ = writeln!(out, "  [{}] {:?}: {}", line.plugin, line.level, line.message);
+                let _ = writeln!(
+                    out,
+                    "  [{}] {:?}: {}",
+                    line.plugin, line.level, line.message
+                );
             }
         }
     }
@@ -205,7 +209,10 @@ async fn interrupted() -> Stop {
 
 pub(super) fn report_revert(r: &Reverted, start: Instant, out: &mut dyn Write) -> bool {
     if let Some(e) = &r.guest_error {
-        let _ = writeln!(out, "guest revert failed ({e}); the host journal undid its changes");
+        let _ = writeln!(
+            out,
+            "guest revert failed ({e}); the host journal undid its changes"
+        );
     }
     if r.failures.is_empty() {
         let _ = writeln!(out, "reverted in {:.1} ms: host clean", elapsed_ms(start));
@@ -215,7 +222,10 @@ pub(super) fn report_revert(r: &Reverted, start: Instant, out: &mut dyn Write) -
         for f in &r.failures {
             let _ = writeln!(out, "  - {f}");
         }
-        let _ = writeln!(out, "the journal keeps these; `faultline recover` retries them");
+        let _ = writeln!(
+            out,
+            "the journal keeps these; `faultline recover` retries them"
+        );
         false
     }
 }
@@ -245,7 +255,11 @@ pub(super) async fn run_fault(
         lines,
     } = loaded;
     if plugin.kind != Kind::Fault {
-        let _ = writeln!(out, "error: {} is a probe: run it with `faultline probe`", plugin.label());
+        let _ = writeln!(
+            out,
+            "error: {} is a probe: run it with `faultline probe`",
+            plugin.label()
+        );
         return EXIT_USAGE;
     }
     if !plugin.description.revertible {
@@ -318,7 +332,11 @@ pub async fn probe(args: ProbeArgs, state_dir: &Path, out: &mut dyn Write) -> u8
         Err(code) => return code,
     };
     if plugin.kind != Kind::Probe {
-        let _ = writeln!(out, "error: {} is a fault: run it with `faultline inject`", plugin.label());
+        let _ = writeln!(
+            out,
+            "error: {} is a fault: run it with `faultline inject`",
+            plugin.label()
+        );
         return EXIT_USAGE;
     }
     let execution = execution_id(args.load.execution_id);

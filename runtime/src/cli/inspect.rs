@@ -67,7 +67,15 @@ pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8
             let _ = writeln!(out, "kind         {}", i.kind);
             let _ = writeln!(out, "name         {} {}", d.name, d.version);
             let _ = writeln!(out, "summary      {}", d.summary);
-            let _ = writeln!(out, "revertible   {}", if d.revertible { "yes" } else { "no: its effect cannot be undone" });
+            let _ = writeln!(
+                out,
+                "revertible   {}",
+                if d.revertible {
+                    "yes"
+                } else {
+                    "no: its effect cannot be undone"
+                }
+            );
             let _ = writeln!(out, "params       {}", d.params_schema);
         }
         if let Some(s) = &shape {

@@ -42,7 +42,12 @@ pub const EXIT_REVERT_FAILED: u8 = 5;
 #[command(name = "faultline", version, about)]
 pub struct Cli {
     /// Where the undo journal and the compile cache live.
-    #[arg(long, global = true, env = "FAULTLINE_STATE_DIR", default_value = "/var/lib/faultline")]
+    #[arg(
+        long,
+        global = true,
+        env = "FAULTLINE_STATE_DIR",
+        default_value = "/var/lib/faultline"
+    )]
     pub state_dir: PathBuf,
     /// The command.
     #[command(subcommand)]

@@ -85,7 +85,9 @@ pub enum Refusal {
     #[error("component imports '{0}', but this host implements faultline:contract@{v}", v = contract::VERSION)]
     ContractVersion(String),
     /// The policy does not grant an interface it imports.
-    #[error("component imports '{interface}', which the policy does not grant to {component} ({rules})")]
+    #[error(
+        "component imports '{interface}', which the policy does not grant to {component} ({rules})"
+    )]
     NotGranted {
         /// The interface.
         interface: String,

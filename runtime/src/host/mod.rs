@@ -357,7 +357,10 @@ impl Host {
         // a fault that says it only logs does not get to signal processes.
         for c in &shape.capabilities {
             let declared = matches!(c, Capability::Log | Capability::Rollback)
-                || description.capabilities.iter().any(|d| wit_capability(*d) == *c);
+                || description
+                    .capabilities
+                    .iter()
+                    .any(|d| wit_capability(*d) == *c);
             if !declared {
                 return Err(Refusal::Undeclared(format!(
                     "{}/{}@{}",
@@ -574,7 +577,9 @@ fn classify(phase: &'static str, e: wasmtime::Error, stderr: &MemoryOutputPipe) 
         };
     }
     let mut message = format!("{e:#}");
-    let said = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+    let said = String::from_utf8_lossy(&stderr.contents())
+        .trim()
+        .to_string();
     if !said.is_empty() {
         message = format!("{said} ({message})");
     }
@@ -653,11 +658,17 @@ impl Plugin {
         {
             Ok(s) => s,
             Err(e) => {
-                return Err(invalid(format!("{} publishes an unreadable parameter schema: {e}", self.label())));
+                return Err(invalid(format!(
+                    "{} publishes an unreadable parameter schema: {e}",
+                    self.label()
+                )));
             }
         };
         let validator = jsonschema::validator_for(&schema).map_err(|e| {
-            invalid(format!("{} publishes an invalid parameter schema: {e}", self.label()))
+            invalid(format!(
+                "{} publishes an invalid parameter schema: {e}",
+                self.label()
+            ))
         })?;
         let problems: Vec<String> = validator
             .iter_errors(&instance)
