@@ -9,7 +9,26 @@ use std::process::Command;
 /// Faults and probes are built in separate cargo invocations: they enable different SDK
 /// features, which one invocation would unify.
 const GROUPS: &[(&str, &[&str])] = &[
-    ("faults", &["process-pause", "process-kill"]),
+    (
+        "faults",
+        &[
+            "process-pause",
+            "process-kill",
+            "network-delay",
+            "network-loss",
+            "network-bandwidth",
+            "network-blackhole",
+            "network-dns",
+            "network-corruption",
+            "network-duplication",
+            "cgroup-cpu",
+            "cgroup-memory",
+            "cgroup-pids",
+            "cgroup-freeze",
+            "stress-cpu",
+            "stress-memory",
+        ],
+    ),
     ("faults", &["probe-process"]),
     (
         "tests/components",
