@@ -14,8 +14,8 @@ use faultline::capability::network::linux::{
     Effect, Inverse, Namespace, NetworkBackend, Protocol, Traffic,
 };
 use faultline_tests::netns::{
-    A_ADDR, A_IF, B_ADDR, NetPair, assert_near, binomial_5sigma, connect_from_a, echo, median, rtts, tcp_listener,
-    udp_delivery,
+    A_ADDR, A_IF, B_ADDR, NetPair, assert_near, binomial_5sigma, connect_from_a, echo, median,
+    rtts, tcp_listener, udp_delivery,
 };
 
 /// Egress of `a` towards `b`.
