@@ -3,6 +3,9 @@
 //! their digests with `hub-index.json`) and the misbehaving fixtures in `tests/components/`.
 //! Writes `$OUT_DIR/components.rs` with a path constant per component.
 
+// A build script should stop loudly when it cannot build the guests.
+#![allow(clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
