@@ -12,7 +12,26 @@ use std::process::Command;
 /// Faults and probes are built in separate cargo invocations: they enable different SDK
 /// features, which one invocation would unify.
 const GROUPS: &[(&str, &[&str])] = &[
-    ("faults", &["process-pause", "process-kill"]),
+    (
+        "faults",
+        &[
+            "process-pause",
+            "process-kill",
+            "network-delay",
+            "network-loss",
+            "network-bandwidth",
+            "network-blackhole",
+            "network-dns",
+            "network-corruption",
+            "network-duplication",
+            "cgroup-cpu",
+            "cgroup-memory",
+            "cgroup-pids",
+            "cgroup-freeze",
+            "stress-cpu",
+            "stress-memory",
+        ],
+    ),
     ("faults", &["probe-process"]),
     (
         "tests/components",
@@ -86,6 +105,16 @@ fn main() {
             ));
         }
     }
+    let published: Vec<String> = GROUPS
+        .iter()
+        .filter(|(ws, _)| *ws == "faults")
+        .flat_map(|(_, packages)| packages.iter())
+        .map(|p| format!("({p:?}, {}),", p.replace('-', "_").to_uppercase()))
+        .collect();
+    consts.push_str(&format!(
+        "/// Every published fault and probe: (package, path built from source).\npub const PUBLISHED: &[(&str, &str)] = &[{}];\n",
+        published.join(" ")
+    ));
     std::fs::write(out.join("components.rs"), consts).expect("write components.rs");
 }
 

@@ -45,3 +45,17 @@ impl Target {
         Ok(found)
     }
 }
+
+/// Most stress workers one `start-stress` call may start.
+pub const MAX_STRESS_WORKERS: u32 = 64;
+
+/// Checks a stress worker count parameter: 1 to [`MAX_STRESS_WORKERS`].
+pub fn check_workers(workers: u32) -> Result<(), ContractError> {
+    if (1..=MAX_STRESS_WORKERS).contains(&workers) {
+        Ok(())
+    } else {
+        Err(ContractError::invalid(format!(
+            "`workers` must be 1 to {MAX_STRESS_WORKERS}, not {workers}"
+        )))
+    }
+}

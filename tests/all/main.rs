@@ -5,6 +5,7 @@
 
 mod cgroup;
 mod cli;
+mod faults;
 mod host;
 mod hub;
 mod network;

@@ -100,11 +100,20 @@ pub fn policy_for_pids(pids: &[u32]) -> faultline::policy::Policy {
 
 /// A host with its own state directory (kept alive by the returned guard).
 pub fn host() -> (faultline::host::Host, tempfile::TempDir) {
+    host_with(|_| ())
+}
+
+/// A host as [`host`] makes it, with `configure` applied to its configuration first (a real
+/// `worker_exe` for stress workers, longer deadlines).
+pub fn host_with(
+    configure: impl FnOnce(&mut faultline::host::HostConfig),
+) -> (faultline::host::Host, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = faultline::host::HostConfig::new(dir.path().to_path_buf());
     config.call_timeout = std::time::Duration::from_millis(1500);
     config.revert_timeout = std::time::Duration::from_millis(1500);
     config.memory_limit = 32 << 20;
+    configure(&mut config);
     let host = faultline::host::Host::new(config, faultline::host::tracing_log()).expect("host");
     (host, dir)
 }
