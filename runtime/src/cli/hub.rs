@@ -301,7 +301,7 @@ async fn show(config: &HubConfig, sync: &SyncArgs, reference: &str) -> Result<i3
                 .release
                 .capabilities
                 .iter()
-                .map(|c| c.interface.as_str())
+                .map(|c| c.interface.interface())
                 .collect();
             println!(
                 "  resolves to {}@{} from hub {}",

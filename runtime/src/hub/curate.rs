@@ -86,7 +86,7 @@ pub fn check_imports(name: &str, release: &Release, imports: &[String]) -> Resul
         if interface == "types" {
             continue;
         }
-        match Capability::from_name(interface) {
+        match Capability::from_interface(interface) {
             Some(c) if release.declares(c) => {}
             _ => return Err(refuse(import)),
         }
@@ -95,7 +95,9 @@ pub fn check_imports(name: &str, release: &Release, imports: &[String]) -> Resul
 }
 
 fn join(caps: impl Iterator<Item = Capability>) -> String {
-    caps.map(Capability::as_str).collect::<Vec<_>>().join(", ")
+    caps.map(Capability::interface)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Matches `name` against a pattern where `*` is any run of characters and `?` any one.

@@ -167,58 +167,8 @@ pub struct Deprecated {
     pub replacement: Option<String>,
 }
 
-/// A capability interface of the contract, as declared in the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Capability {
-    /// `faultline:contract/log`.
-    Log,
-    /// `faultline:contract/rollback`.
-    Rollback,
-    /// `faultline:contract/process`.
-    Process,
-    /// `faultline:contract/cgroup`.
-    Cgroup,
-    /// `faultline:contract/network`.
-    Network,
-    /// `faultline:contract/outbound`.
-    Outbound,
-}
-
-impl Capability {
-    /// Every capability, in contract order.
-    pub const ALL: [Capability; 6] = [
-        Capability::Log,
-        Capability::Rollback,
-        Capability::Process,
-        Capability::Cgroup,
-        Capability::Network,
-        Capability::Outbound,
-    ];
-
-    /// The WIT interface name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::Log => "log",
-            Capability::Rollback => "rollback",
-            Capability::Process => "process",
-            Capability::Cgroup => "cgroup",
-            Capability::Network => "network",
-            Capability::Outbound => "outbound",
-        }
-    }
-
-    /// The capability named `name`, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-}
-
-impl fmt::Display for Capability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A capability interface of the contract, as declared in the index: the policy's own.
+pub use crate::policy::Capability;
 
 /// A declared capability with optional scope hints for operators.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
