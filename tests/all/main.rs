@@ -4,3 +4,4 @@ mod cli;
 mod host;
 mod network;
 mod cgroup;
+mod recovery;

@@ -109,3 +109,4 @@ pub fn wasm(path: &str) -> Vec<u8> {
 }
 pub mod netns;
 pub mod cgroups;
+pub mod torture;
