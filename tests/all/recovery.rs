@@ -5,6 +5,9 @@
 //! The faults are `process-pause` (bundled) and the `misbehave` fixture (pauses a process, then
 //! loops in inject or traps/lies/fails in revert); network and cgroup faults are not on main yet.
 
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use faultline_tests::torture::{Rng, Snapshot, http, http_raw, iterations, policy_file, wait_all};
 use faultline_tests::{Sleeper, components as c, repo_root};
 use std::io::{BufRead, BufReader};
@@ -104,6 +107,10 @@ fn crash_torture_kill_9_at_random_points_then_recover_restores_everything() {
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{out:?}");
     }
+    assert!(
+        wait_all(&pids, 'S', Duration::from_secs(2)),
+        "targets never went to sleep"
+    );
     let before = Snapshot::take(&pids);
     assert!(before.processes.values().all(|&s| s == 'S'), "{before:?}");
     let (mut paused_at_kill, mut undone, mut slowest) = (0, 0, Duration::ZERO);
@@ -335,6 +342,14 @@ impl Agent {
         v["status"].as_str().unwrap().to_string()
     }
 
+    /// kill -9: no handler, no revert.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
     fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         let _ = nix::sys::signal::kill(
@@ -372,6 +387,59 @@ fn agent_recovers_a_crashed_run_before_it_accepts_work() {
             .contains("1 journal(s): 1 change(s) undone"),
         "{}",
         agent.first_lines
+    );
+}
+
+#[test]
+fn agent_crash_torture_kill_9_then_restart_reverts_before_accepting_work() {
+    let n = iterations(5);
+    let mut rng = Rng::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let targets = [Sleeper::start(), Sleeper::start()];
+    let pids: Vec<u32> = targets.iter().map(Sleeper::pid).collect();
+    let policy = policy_file(dir.path(), &pids);
+    assert!(
+        wait_all(&pids, 'S', Duration::from_secs(2)),
+        "targets never went to sleep"
+    );
+    let before = Snapshot::take(&pids);
+    let mut agent = Agent::start(&state, &policy);
+    let mut undone = 0;
+    for i in 0..n {
+        let inject_mode = *rng.pick(&["ok", "loop"]);
+        let revert_mode = *rng.pick(&["ok", "noop", "trap", "loop", "fail"]);
+        agent.start_pause(pids[0], r#", "lease": "30s""#);
+        let body = format!(
+            r#"{{"component": "{}", "params": {{"pid": {}, "inject": "{inject_mode}", "revert": "{revert_mode}"}}, "duration": "60s"}}"#,
+            c::MISBEHAVE,
+            pids[1]
+        );
+        let (code, v) = agent.call("POST", "/v1/runs", &body);
+        assert_eq!(code, 201, "{v}");
+        let delay = rng.below(301);
+        std::thread::sleep(Duration::from_millis(delay));
+        agent.kill9();
+        agent = Agent::start(&state, &policy);
+        undone += undone_count(&agent.first_lines);
+        let diff = before.settle(Duration::from_secs(1));
+        assert!(
+            diff.is_empty(),
+            "iteration {i} (seed {}, delay {delay} ms, misbehave inject={inject_mode} revert={revert_mode}): the restarted agent left the host changed:\n{}\n{}",
+            rng.seed(),
+            diff.join("\n"),
+            agent.first_lines
+        );
+    }
+    assert_eq!(agent.terminate(), Some(143));
+    assert!(journal_files(&state).is_empty());
+    eprintln!(
+        "agent crash torture: {n} kill -9 + restart cycles (seed {}): {undone} changes undone on restart, 0 differences",
+        rng.seed()
+    );
+    assert!(
+        undone > 0,
+        "no kill left anything to recover: the torture tested nothing"
     );
 }
 
