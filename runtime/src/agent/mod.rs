@@ -69,7 +69,6 @@ struct State {
     /// Why new runs are refused, when they are.
     refusing: Option<String>,
     runs: BTreeMap<String, Arc<Run>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The agent: a host, the operator's policy, and the runs.
@@ -172,9 +171,8 @@ impl Agent {
             return Err(StartError::Refused(why.clone()));
         }
         state.runs.insert(id.clone(), run.clone());
-        let task = tokio::spawn(run.drive(self.host.clone(), plugin, params, req.duration));
-        state.tasks.retain(|t| !t.is_finished());
-        state.tasks.push(task);
+        // The run's task ends only after its revert; shutdown and stops wait on the run itself.
+        tokio::spawn(run.drive(self.host.clone(), plugin, params, req.duration));
         Ok(id)
     }
 
