@@ -3,17 +3,43 @@
 //! their digests with `hub-index.json`) and the misbehaving fixtures in `tests/components/`.
 //! Writes `$OUT_DIR/components.rs` with a path constant per component.
 
+// Test support: a panic is how a test (or its build) fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Faults and probes are built in separate cargo invocations: they enable different SDK
 /// features, which one invocation would unify.
 const GROUPS: &[(&str, &[&str])] = &[
-    ("faults", &["process-pause", "process-kill"]),
+    (
+        "faults",
+        &[
+            "process-pause",
+            "process-kill",
+            "network-delay",
+            "network-loss",
+            "network-bandwidth",
+            "network-blackhole",
+            "network-dns",
+            "network-corruption",
+            "network-duplication",
+            "cgroup-cpu",
+            "cgroup-memory",
+            "cgroup-pids",
+            "cgroup-freeze",
+            "stress-cpu",
+            "stress-memory",
+        ],
+    ),
     ("faults", &["probe-process"]),
     (
         "tests/components",
-        &["fixture-misbehave", "fixture-no-revert", "fixture-outside-contract"],
+        &[
+            "fixture-misbehave",
+            "fixture-no-revert",
+            "fixture-outside-contract",
+        ],
     ),
 ];
 
@@ -24,7 +50,13 @@ fn main() {
     let target = out.join("guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
-    for dir in ["sdk/src", "sdk/wit", "sdk/Cargo.toml", "faults/Cargo.toml", "faults/Cargo.lock"] {
+    for dir in [
+        "sdk/src",
+        "sdk/wit",
+        "sdk/Cargo.toml",
+        "faults/Cargo.toml",
+        "faults/Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let mut consts = String::new();
@@ -34,18 +66,33 @@ fn main() {
         println!("cargo:rerun-if-changed={}", ws.join("Cargo.lock").display());
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&ws)
-            .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-wasip2",
+            ])
             .arg("--target-dir")
             .arg(&target);
         for p in *packages {
             cmd.args(["-p", p]);
             let dir = ws.join(p.strip_prefix("fixture-").unwrap_or(p));
             println!("cargo:rerun-if-changed={}", dir.join("src").display());
-            println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
+            println!(
+                "cargo:rerun-if-changed={}",
+                dir.join("Cargo.toml").display()
+            );
         }
         reproducible(&mut cmd, &root);
-        let status = cmd.status().expect("failed to run cargo for the wasm guests");
-        assert!(status.success(), "building guests in {} failed", ws.display());
+        let status = cmd
+            .status()
+            .expect("failed to run cargo for the wasm guests");
+        assert!(
+            status.success(),
+            "building guests in {} failed",
+            ws.display()
+        );
         for p in *packages {
             let wasm = target
                 .join("wasm32-wasip2/release")
@@ -58,6 +105,16 @@ fn main() {
             ));
         }
     }
+    let published: Vec<String> = GROUPS
+        .iter()
+        .filter(|(ws, _)| *ws == "faults")
+        .flat_map(|(_, packages)| packages.iter())
+        .map(|p| format!("({p:?}, {}),", p.replace('-', "_").to_uppercase()))
+        .collect();
+    consts.push_str(&format!(
+        "/// Every published fault and probe: (package, path built from source).\npub const PUBLISHED: &[(&str, &str)] = &[{}];\n",
+        published.join(" ")
+    ));
     std::fs::write(out.join("components.rs"), consts).expect("write components.rs");
 }
 
@@ -78,9 +135,8 @@ fn reproducible(cmd: &mut Command, root: &Path) {
     ] {
         cmd.env_remove(var);
     }
-    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| {
-        format!("{}/.cargo", std::env::var("HOME").unwrap_or_default())
-    });
+    let cargo_home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
     cmd.env(
         "RUSTFLAGS",
         format!(

@@ -198,7 +198,10 @@ impl Journal {
                 .file
                 .set_len(0)
                 .context("failed to truncate the journal")?;
-            inner.file.sync_all().context("failed to sync the journal")?;
+            inner
+                .file
+                .sync_all()
+                .context("failed to sync the journal")?;
         }
         Ok(())
     }
@@ -402,12 +405,16 @@ mod tests {
     fn entries_survive_a_crash_and_undone_ones_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::create(dir.path()).unwrap();
-        let a = j.begin("e1", "p", "a", serde_json::json!({"k": 1})).unwrap();
-        let b = j.begin("e1", "p", "b", serde_json::json!({"k": 2})).unwrap();
+        let a = j
+            .begin("e1", "p", "a", serde_json::json!({"k": 1}))
+            .unwrap();
+        let b = j
+            .begin("e1", "p", "b", serde_json::json!({"k": 2}))
+            .unwrap();
         j.applied(a).unwrap();
         j.undone(b).unwrap();
         let path = j.path().to_path_buf();
-        std::mem::forget(j); // a crash: no Drop, and the lock goes when the fd is leaked… keep it
+        std::mem::forget(j); // a crash: no Drop runs, the file keeps every record
         let (entries, problems) = read(&path).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(entries.len(), 1);

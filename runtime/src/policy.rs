@@ -20,7 +20,9 @@ use serde::Deserialize;
 use std::path::Path;
 
 /// A capability interface of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// `log`: writing to the execution's log.
@@ -388,8 +390,14 @@ pub fn parse_cidr(text: &str) -> Result<Cidr> {
 /// Parses `80` or `8000-8100`.
 pub fn parse_port_range(text: &str) -> Result<(u16, u16)> {
     let (a, b) = text.split_once('-').unwrap_or((text, text));
-    let a: u16 = a.trim().parse().with_context(|| format!("bad port {text:?}"))?;
-    let b: u16 = b.trim().parse().with_context(|| format!("bad port {text:?}"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .with_context(|| format!("bad port {text:?}"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .with_context(|| format!("bad port {text:?}"))?;
     if a > b {
         bail!("port range {text:?} is reversed");
     }
@@ -450,7 +458,10 @@ mod tests {
         .unwrap();
         let always = [Capability::Log, Capability::Rollback];
         let g = p.grants_for(&who("pause", "0.1.3"));
-        assert_eq!(g.capabilities, [&always[..], &[Capability::Process]].concat());
+        assert_eq!(
+            g.capabilities,
+            [&always[..], &[Capability::Process]].concat()
+        );
         let g = p.grants_for(&who("pause", "1.0.0"));
         assert_eq!(g.capabilities, always);
         let mut other = who("kill", "0.1.0");
@@ -461,8 +472,8 @@ mod tests {
 
     #[test]
     fn bad_policies_are_refused_with_the_reason() {
-        let e = Policy::parse("[[grant]]\ncomponent = \"x\"\ncapabilities = [\"disk\"]")
-            .unwrap_err();
+        let e =
+            Policy::parse("[[grant]]\ncomponent = \"x\"\ncapabilities = [\"disk\"]").unwrap_err();
         assert!(format!("{e:#}").contains("disk"), "{e:#}");
         let e = Policy::parse(
             "[[grant]]\ncomponent = \"x\"\ncapabilities = []\nprocess = { cmdlines = [\"(\"] }",
@@ -474,6 +485,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains(".."), "{e:#}");
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../../docs/policy.example.toml");
+        let p = Policy::parse(text).unwrap();
+        assert_eq!(p.grants.len(), 4);
     }
 
     #[test]

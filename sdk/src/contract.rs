@@ -1,6 +1,5 @@
 //! The contract's types, re-exported for whichever world this build targets.
 
-
 pub use crate::bindings::faultline::contract::types::{Capability, Description, Error};
 
 #[cfg(feature = "fault")]
@@ -13,7 +12,6 @@ pub use crate::fault::{Fault, InjectContext};
 #[cfg(feature = "probe")]
 pub use crate::probe::{Probe, ProbeContext};
 
-
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
@@ -24,7 +22,11 @@ pub mod __private {
 
     /// Parses a parameters object, naming the problem for the operator.
     pub fn parse_params<P: DeserializeOwned>(params: &str) -> Result<P, Error> {
-        let text = if params.trim().is_empty() { "{}" } else { params };
+        let text = if params.trim().is_empty() {
+            "{}"
+        } else {
+            params
+        };
         serde_json::from_str(text).map_err(|e| Error::Invalid(format!("parameters: {e}")))
     }
 

@@ -105,7 +105,7 @@ macro_rules! export_fault {
                 }
             }
 
-            $crate::bindings::__export_fault_world!(FaultlineExport with_types_in $crate::bindings);
+    $crate::bindings::__export_fault_world!(FaultlineExport with_types_in $crate::bindings);
         };
     };
 }

@@ -46,7 +46,12 @@ pub mod __private {
     pub fn check<P: Probe>(request: ProbeRequest) -> Result<Outcome, Error> {
         let params = crate::__private::parse_params::<P::Params>(&request.params)?;
         P::validate(&params)?;
-        P::check(params, &ProbeContext { execution_id: request.execution_id })
+        P::check(
+            params,
+            &ProbeContext {
+                execution_id: request.execution_id,
+            },
+        )
     }
 }
 
@@ -72,7 +77,7 @@ macro_rules! export_probe {
                 }
             }
 
-            $crate::bindings::__export_probe_world!(FaultlineExport with_types_in $crate::bindings);
+    $crate::bindings::__export_probe_world!(FaultlineExport with_types_in $crate::bindings);
         };
     };
 }

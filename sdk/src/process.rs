@@ -25,7 +25,9 @@ impl Target {
             (Some(pid), None, None) => Ok(Selector::Pid(pid)),
             (None, Some(name), None) => Ok(Selector::Name(name.clone())),
             (None, None, Some(pattern)) => Ok(Selector::Cmdline(pattern.clone())),
-            _ => Err(ContractError::invalid("give exactly one of `pid`, `name` or `cmdline`")),
+            _ => Err(ContractError::invalid(
+                "give exactly one of `pid`, `name` or `cmdline`",
+            )),
         }
     }
 
@@ -33,11 +35,27 @@ impl Target {
     pub fn find(&self, max: u32) -> Result<Vec<ProcessInfo>, ContractError> {
         let mut found = find(&self.selector()?)?;
         if found.is_empty() {
-            return Err(ContractError::target_gone("no process in scope matches the selector"));
+            return Err(ContractError::target_gone(
+                "no process in scope matches the selector",
+            ));
         }
         if max > 0 {
             found.truncate(max as usize);
         }
         Ok(found)
+    }
+}
+
+/// Most stress workers one `start-stress` call may start.
+pub const MAX_STRESS_WORKERS: u32 = 64;
+
+/// Checks a stress worker count parameter: 1 to [`MAX_STRESS_WORKERS`].
+pub fn check_workers(workers: u32) -> Result<(), ContractError> {
+    if (1..=MAX_STRESS_WORKERS).contains(&workers) {
+        Ok(())
+    } else {
+        Err(ContractError::invalid(format!(
+            "`workers` must be 1 to {MAX_STRESS_WORKERS}, not {workers}"
+        )))
     }
 }

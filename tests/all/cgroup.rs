@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use faultline::capability::CapError;
 use faultline::capability::cgroup::linux::{CgroupBackend, Inverse, Setting, Target};
 use faultline::capability::process::stress::{self, StressKind, StressSpec};
-use faultline_tests::cgroups::{TestCgroup, read, v1_mount, write};
+use faultline_tests::cgroups::{TestCgroup, cpu_ns, read, v1_mount, write};
 
 fn all() -> Vec<String> {
     vec!["/".to_string()]
@@ -35,15 +35,6 @@ fn snapshot(dir: &Path, inverse: &Inverse) -> Vec<(String, String)> {
         .iter()
         .map(|f| (f.file.clone(), read(dir.join(&f.file))))
         .collect()
-}
-
-/// Nanoseconds `pid` has spent on a CPU (`/proc/PID/schedstat`, first field).
-fn cpu_ns(pid: i32) -> u64 {
-    read(format!("/proc/{pid}/schedstat"))
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap()
 }
 
 /// The state letter of `pid` in `/proc/PID/stat`, None when it is gone.

@@ -112,13 +112,16 @@ fn a_looping_fault_is_cut_off_and_reverted_with_exit_code_4() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(dir.path(), target.pid());
     let start = Instant::now();
-    let out = faultline(dir.path(), &["inject", c::MISBEHAVE, "--param", "inject=\"loop\""])
-        .arg("--param")
-        .arg(format!("pid={}", target.pid()))
-        .args(["--call-timeout", "1s", "--duration", "1s", "--policy"])
-        .arg(&policy)
-        .output()
-        .unwrap();
+    let out = faultline(
+        dir.path(),
+        &["inject", c::MISBEHAVE, "--param", "inject=\"loop\""],
+    )
+    .arg("--param")
+    .arg(format!("pid={}", target.pid()))
+    .args(["--call-timeout", "1s", "--duration", "1s", "--policy"])
+    .arg(&policy)
+    .output()
+    .unwrap();
     let said = text(&out);
     assert_eq!(out.status.code(), Some(4), "{said}");
     assert!(
@@ -132,7 +135,9 @@ fn a_looping_fault_is_cut_off_and_reverted_with_exit_code_4() {
 #[test]
 fn inspect_gives_the_verdict_and_its_exit_code() {
     let dir = tempfile::tempdir().unwrap();
-    let out = faultline(dir.path(), &["inspect", c::NO_REVERT]).output().unwrap();
+    let out = faultline(dir.path(), &["inspect", c::NO_REVERT])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("refused: component does not export 'revert'"));
     let out = faultline(dir.path(), &["inspect", &bundled("process-kill"), "--json"])
@@ -148,20 +153,28 @@ fn inspect_gives_the_verdict_and_its_exit_code() {
 #[test]
 fn bad_input_gets_exit_code_2_and_a_message() {
     let dir = tempfile::tempdir().unwrap();
-    let out = faultline(dir.path(), &["inject", "/nonexistent.wasm"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("cannot read component /nonexistent.wasm"));
-    let out = faultline(dir.path(), &["inject", &bundled("process-pause"), "--param", "novalue"])
+    let out = faultline(dir.path(), &["inject", "/nonexistent.wasm"])
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("cannot read component /nonexistent.wasm"));
+    let out = faultline(
+        dir.path(),
+        &["inject", &bundled("process-pause"), "--param", "novalue"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("is not key=value"), "{}", text(&out));
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[[grant]]\ncomponent = 3\n").unwrap();
-    let out = faultline(dir.path(), &["inject", &bundled("process-pause"), "--policy"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = faultline(
+        dir.path(),
+        &["inject", &bundled("process-pause"), "--policy"],
+    )
+    .arg(&bad)
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("invalid policy"), "{}", text(&out));
 }
@@ -169,7 +182,9 @@ fn bad_input_gets_exit_code_2_and_a_message() {
 #[test]
 fn demo_pauses_and_resumes_its_own_target() {
     let dir = tempfile::tempdir().unwrap();
-    let out = faultline(dir.path(), &["demo", "--duration", "1s"]).output().unwrap();
+    let out = faultline(dir.path(), &["demo", "--duration", "1s"])
+        .output()
+        .unwrap();
     let said = text(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("while injected: pid"), "{said}");

@@ -23,7 +23,10 @@ async fn a_fault_without_revert_is_refused_by_name() {
 #[tokio::test]
 async fn an_import_outside_the_contract_is_refused_by_name() {
     let (host, _d) = host();
-    let msg = refusal(host.load(&wasm(c::OUTSIDE_CONTRACT), &Policy::default()).await);
+    let msg = refusal(
+        host.load(&wasm(c::OUTSIDE_CONTRACT), &Policy::default())
+            .await,
+    );
     assert!(msg.starts_with("component imports 'wasi:sockets/"), "{msg}");
     assert!(msg.ends_with("which is outside the contract"), "{msg}");
 }
@@ -61,7 +64,9 @@ async fn process_pause_stops_and_resumes_a_real_process() {
         .unwrap();
     assert_eq!(injected.changes.len(), 1);
     assert_eq!(target.state(), 'T');
-    let reverted = plugin.revert(&host, "ex-pause", Some(&injected.state)).await;
+    let reverted = plugin
+        .revert(&host, "ex-pause", Some(&injected.state))
+        .await;
     assert!(reverted.failures.is_empty(), "{:?}", reverted.failures);
     assert_eq!(reverted.guest_error, None);
     assert_eq!(target.state(), 'S');
@@ -78,7 +83,10 @@ async fn bad_parameters_are_refused_before_inject() {
         .unwrap();
     let e = plugin.validate(&host, r#"{"pid": "x"}"#).await.unwrap_err();
     assert!(e.to_string().contains("invalid"), "{e}");
-    let e = plugin.validate(&host, r#"{"pid": 1, "name": "x"}"#).await.unwrap_err();
+    let e = plugin
+        .validate(&host, r#"{"pid": 1, "name": "x"}"#)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("exactly one of"), "{e}");
     assert_eq!(target.state(), 'S');
 }
@@ -87,7 +95,12 @@ async fn misbehave(
     target: &Sleeper,
     inject: &str,
     revert: &str,
-) -> (Result<faultline::host::Injected, CallError>, faultline::host::Host, tempfile::TempDir, faultline::host::Plugin) {
+) -> (
+    Result<faultline::host::Injected, CallError>,
+    faultline::host::Host,
+    tempfile::TempDir,
+    faultline::host::Plugin,
+) {
     let (host, d) = host();
     let plugin = host
         .load(&wasm(c::MISBEHAVE), &policy_for_pids(&[target.pid()]))
@@ -108,7 +121,10 @@ async fn a_trap_in_inject_leads_to_revert_and_the_process_runs_again() {
     let target = Sleeper::start();
     let (r, host, _d, plugin) = misbehave(&target, "trap", "ok").await;
     match r {
-        Err(CallError::Trap { phase: "inject", message }) => {
+        Err(CallError::Trap {
+            phase: "inject",
+            message,
+        }) => {
             assert!(message.contains("deliberate panic"), "{message}")
         }
         other => panic!("expected a trap, got {other:?}"),
@@ -126,7 +142,10 @@ async fn an_endless_loop_is_cut_off_at_its_deadline_and_the_host_stays_healthy()
     let (r, host, _d, plugin) = misbehave(&target, "loop", "ok").await;
     let took = start.elapsed();
     match r {
-        Err(CallError::Deadline { phase: "inject", limit }) => {
+        Err(CallError::Deadline {
+            phase: "inject",
+            limit,
+        }) => {
             assert_eq!(limit, Duration::from_millis(1500))
         }
         other => panic!("expected a deadline, got {other:?}"),
@@ -137,7 +156,12 @@ async fn an_endless_loop_is_cut_off_at_its_deadline_and_the_host_stays_healthy()
     assert_eq!(target.state(), 'S');
     // The same host still runs a well-behaved call.
     let ok = plugin
-        .inject(&host, "ex-ok", r#"{"inject": "ok"}"#, Duration::from_secs(1))
+        .inject(
+            &host,
+            "ex-ok",
+            r#"{"inject": "ok"}"#,
+            Duration::from_secs(1),
+        )
         .await;
     assert!(ok.is_ok(), "{ok:?}");
 }
@@ -147,7 +171,11 @@ async fn a_memory_bomb_hits_its_cap() {
     let target = Sleeper::start();
     let (r, host, _d, plugin) = misbehave(&target, "bomb", "ok").await;
     match r {
-        Err(CallError::MemoryLimit { phase: "inject", limit, asked }) => {
+        Err(CallError::MemoryLimit {
+            phase: "inject",
+            limit,
+            asked,
+        }) => {
             assert_eq!(limit, 32 << 20);
             assert!(asked > limit);
         }
@@ -166,11 +194,22 @@ async fn a_revert_that_lies_traps_or_hangs_still_leaves_the_host_clean() {
         let injected = r.unwrap();
         assert_eq!(target.state(), 'T');
         let reverted = plugin.revert(&host, "ex-mis", Some(&injected.state)).await;
-        assert!(reverted.failures.is_empty(), "{mode}: {:?}", reverted.failures);
+        assert!(
+            reverted.failures.is_empty(),
+            "{mode}: {:?}",
+            reverted.failures
+        );
         if mode != "noop" {
-            assert!(reverted.guest_error.is_some(), "{mode}: guest error expected");
+            assert!(
+                reverted.guest_error.is_some(),
+                "{mode}: guest error expected"
+            );
         }
-        assert_eq!(target.state(), 'S', "{mode}: the journal resumed the process");
+        assert_eq!(
+            target.state(),
+            'S',
+            "{mode}: the journal resumed the process"
+        );
     }
 }
 
@@ -183,7 +222,10 @@ async fn out_of_scope_processes_are_denied_naming_the_rule() {
     let policy = policy_for_pids(&[target.pid(), 1, own]);
     let plugin = host.load(&wasm(c::PROCESS_PAUSE), &policy).await.unwrap();
     for (pid, expected) in [
-        (other.pid(), "is outside the scope granted to process-pause@0.1.0 (grant 1 (*))"),
+        (
+            other.pid(),
+            "is outside the scope granted to process-pause@0.1.0 (grant 1 (*))",
+        ),
         (1, "pid 1 is never in scope"),
         (own, "is the agent or one of its ancestors, never in scope"),
     ] {
@@ -219,7 +261,11 @@ async fn probe_process_sees_a_paused_process() {
         .await
         .unwrap();
     let o = probe.check(&host, "ex-probe", &params).await.unwrap();
-    assert!(!o.ok, "a stopped process must fail the probe: {}", o.message);
+    assert!(
+        !o.ok,
+        "a stopped process must fail the probe: {}",
+        o.message
+    );
     fault.revert(&host, "ex-probe", Some(&injected.state)).await;
     assert_eq!(target.state(), 'S');
 }

@@ -1,7 +1,12 @@
 //! Faultline's integration tests: one binary, one module per topic.
 
-mod cli;
-mod host;
-mod network;
+// Test helpers fail by panicking, like the tests they serve.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod cgroup;
+mod cli;
+mod faults;
+mod host;
+mod hub;
+mod network;
 mod recovery;

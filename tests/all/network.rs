@@ -4,16 +4,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use faultline::capability::CapError;
 use faultline::capability::network::linux::{
     Effect, Inverse, Namespace, NetworkBackend, Protocol, Traffic,
 };
-use faultline_tests::netns::{A_ADDR, A_IF, B_ADDR, NetPair};
+use faultline_tests::netns::{
+    A_ADDR, A_IF, B_ADDR, NetPair, assert_near, binomial_5sigma, connect_from_a, echo, median,
+    rtts, tcp_listener, udp_delivery,
+};
 
 /// Egress of `a` towards `b`.
 fn towards_b(pair: &NetPair, protocol: Protocol, ports: Vec<(u16, u16)>) -> Traffic {
@@ -49,49 +52,6 @@ fn with_change<R>(
     result
 }
 
-/// Sends `count` numbered UDP datagrams from `a` to `b` and returns (distinct, total) received.
-fn udp_delivery(pair: &NetPair, port: u16, count: u32) -> (u32, u32) {
-    let receiver = pair.within(&pair.b, || UdpSocket::bind(("0.0.0.0", port)).unwrap());
-    receiver
-        .set_read_timeout(Some(Duration::from_millis(400)))
-        .unwrap();
-    let sender = pair.within(&pair.a, || UdpSocket::bind((A_ADDR, 0)).unwrap());
-    sender.connect((B_ADDR, port)).unwrap();
-    let counter = std::thread::spawn(move || {
-        let mut seen = vec![false; count as usize];
-        let mut total = 0;
-        let mut buf = [0u8; 256];
-        while let Ok(n) = receiver.recv(&mut buf) {
-            if n >= 4 {
-                let i = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
-                if i < seen.len() {
-                    seen[i] = true;
-                    total += 1;
-                }
-            }
-        }
-        (seen.iter().filter(|s| **s).count() as u32, total)
-    });
-    let mut payload = [0x5au8; 64];
-    for i in 0..count {
-        payload[..4].copy_from_slice(&i.to_be_bytes());
-        // A datagram dropped in the sender's own output path fails with EPERM.
-        let _ = sender.send(&payload);
-        if i % 64 == 63 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    counter.join().unwrap()
-}
-
-fn assert_near(what: &str, measured: f64, target: f64, tolerance: f64) {
-    eprintln!("{what}: measured {measured:.4}, target {target:.4}");
-    assert!(
-        (measured - target).abs() <= tolerance,
-        "{what}: measured {measured:.4}, target {target:.4} ± {tolerance}"
-    );
-}
-
 #[test]
 fn loss_drops_the_given_share_of_packets() {
     if !faultline_tests::privileged("loss_drops_the_given_share_of_packets") {
@@ -107,7 +67,12 @@ fn loss_drops_the_given_share_of_packets() {
         || udp_delivery(&pair, 7000, 1000),
     );
     // Binomial sd is 1.45% here; 5% is over three of them.
-    assert_near("loss: delivered ratio", f64::from(got) / 1000.0, 0.70, 0.05);
+    assert_near(
+        "loss: delivered ratio",
+        f64::from(got) / 1000.0,
+        0.70,
+        binomial_5sigma(0.3, 1000),
+    );
     // Other ports are untouched.
     assert_eq!(udp_delivery(&pair, 7001, 200).0, 200);
 }
@@ -131,7 +96,7 @@ fn corruption_spoils_the_given_share_of_packets() {
         "corruption: delivered ratio",
         f64::from(got) / 1000.0,
         0.60,
-        0.05,
+        binomial_5sigma(0.4, 1000),
     );
 }
 
@@ -154,20 +119,8 @@ fn duplication_sends_the_given_share_twice() {
         "duplication: received per sent",
         f64::from(total) / 1000.0,
         1.5,
-        0.05,
+        binomial_5sigma(0.5, 1000),
     );
-}
-
-fn tcp_listener(pair: &NetPair, port: u16) -> TcpListener {
-    let listener = pair.within(&pair.b, || TcpListener::bind(("0.0.0.0", port)).unwrap());
-    listener.set_nonblocking(true).unwrap();
-    listener
-}
-
-fn connect_from_a(pair: &NetPair, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
-    pair.within(&pair.a, || {
-        TcpStream::connect_timeout(&SocketAddr::from((B_ADDR, port)), timeout)
-    })
 }
 
 #[test]
@@ -236,49 +189,6 @@ fn dns_failure_rejects_port_53() {
     });
     assert_eq!(dns_query(&pair).unwrap(), 5);
     stop.store(true, Ordering::Relaxed);
-}
-
-/// Echoes datagrams until the returned flag is set.
-fn echo(socket: UdpSocket) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopping = Arc::clone(&stop);
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        while !stopping.load(Ordering::Relaxed) {
-            if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                let _ = socket.send_to(&buf[..n], from);
-            }
-        }
-    });
-    stop
-}
-
-/// Round-trip times in ms of `count` sequential UDP echoes from `a` to `b`.
-fn rtts(client: &UdpSocket, count: usize) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 64];
-    for i in 0..count {
-        let start = Instant::now();
-        client.send(&(i as u32).to_be_bytes()).unwrap();
-        // Skip stale replies of earlier probes.
-        loop {
-            let n = client.recv(&mut buf).unwrap();
-            if n == 4 && buf[..4] == (i as u32).to_be_bytes() {
-                break;
-            }
-        }
-        out.push(start.elapsed().as_secs_f64() * 1000.0);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    out
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 #[test]

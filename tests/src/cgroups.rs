@@ -65,6 +65,15 @@ pub fn write(path: impl AsRef<Path>, value: &str) {
         .unwrap_or_else(|e| panic!("write {value:?} to {}: {e}", path.display()));
 }
 
+/// Nanoseconds `pid` has spent on a CPU (`/proc/PID/schedstat`, first field).
+pub fn cpu_ns(pid: i32) -> u64 {
+    read(format!("/proc/{pid}/schedstat"))
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
 /// A throwaway cgroup, `/faultline-test-<pid>-<n>`, in several hierarchies at once.
 pub struct TestCgroup {
     path: String,
@@ -151,6 +160,41 @@ impl TestCgroup {
         for (_, dir) in &self.dirs {
             write(dir.join("cgroup.procs"), &pid.to_string());
         }
+    }
+
+    /// The contents of every limit and freeze file the cgroup faults write, in every hierarchy
+    /// the cgroup was created in, for before/after comparison.
+    pub fn limits(&self) -> Vec<(PathBuf, String)> {
+        const FILES: &[&str] = &[
+            "cpu.cfs_period_us",
+            "cpu.cfs_quota_us",
+            "cpu.max",
+            "memory.limit_in_bytes",
+            "memory.max",
+            "pids.max",
+            "freezer.state",
+            "cgroup.freeze",
+        ];
+        self.dirs
+            .iter()
+            .flat_map(|(_, dir)| FILES.iter().map(move |f| dir.join(f)))
+            .filter(|file| file.exists())
+            .map(|file| {
+                let text = read(&file);
+                (file, text)
+            })
+            .collect()
+    }
+
+    /// Pids in the cgroup (its `cgroup.procs` in the first hierarchy it was created in).
+    pub fn procs(&self) -> Vec<u32> {
+        self.dirs
+            .first()
+            .map(|(_, dir)| read(dir.join("cgroup.procs")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 
     /// Creates `name` below this cgroup in every hierarchy; returns its path.

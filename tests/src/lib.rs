@@ -1,6 +1,9 @@
 //! Test support for Faultline's integration tests: paths of the guest components built by
 //! `build.rs`, and guards for privileged tests.
 
+// Test support: a panic is how a test (or its build) fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 /// Paths of the guest components `build.rs` built from source.
@@ -78,7 +81,10 @@ impl Drop for Sleeper {
 pub fn proc_state(pid: u32) -> char {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+        })
         .unwrap_or('?')
 }
 
@@ -94,11 +100,20 @@ pub fn policy_for_pids(pids: &[u32]) -> faultline::policy::Policy {
 
 /// A host with its own state directory (kept alive by the returned guard).
 pub fn host() -> (faultline::host::Host, tempfile::TempDir) {
+    host_with(|_| ())
+}
+
+/// A host as [`host`] makes it, with `configure` applied to its configuration first (a real
+/// `worker_exe` for stress workers, longer deadlines).
+pub fn host_with(
+    configure: impl FnOnce(&mut faultline::host::HostConfig),
+) -> (faultline::host::Host, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = faultline::host::HostConfig::new(dir.path().to_path_buf());
     config.call_timeout = std::time::Duration::from_millis(1500);
     config.revert_timeout = std::time::Duration::from_millis(1500);
     config.memory_limit = 32 << 20;
+    configure(&mut config);
     let host = faultline::host::Host::new(config, faultline::host::tracing_log()).expect("host");
     (host, dir)
 }
@@ -107,6 +122,9 @@ pub fn host() -> (faultline::host::Host, tempfile::TempDir) {
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
-pub mod netns;
 pub mod cgroups;
+/// A loopback HTTP server for hub tests.
+pub mod hubserver;
+pub mod netns;
+/// Snapshots, a seeded random source and an HTTP client for the recovery tests.
 pub mod torture;

@@ -2,11 +2,13 @@
 //! deleted on drop even when the test panics. Traffic stays between them.
 
 // Test support: a failed setup step should stop the test loudly.
-#![allow(clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
 
@@ -127,4 +129,114 @@ fn ip(args: &[&str]) {
         "ip {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// Measurements between the two namespaces, shared by the backend and the fault tests.
+
+/// Sends `count` numbered UDP datagrams from `a` to `b` and returns (distinct, total) received.
+pub fn udp_delivery(pair: &NetPair, port: u16, count: u32) -> (u32, u32) {
+    let receiver = pair.within(&pair.b, || UdpSocket::bind(("0.0.0.0", port)).unwrap());
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    let sender = pair.within(&pair.a, || UdpSocket::bind((A_ADDR, 0)).unwrap());
+    sender.connect((B_ADDR, port)).unwrap();
+    let counter = std::thread::spawn(move || {
+        let mut seen = vec![false; count as usize];
+        let mut total = 0;
+        let mut buf = [0u8; 256];
+        while let Ok(n) = receiver.recv(&mut buf) {
+            if n >= 4 {
+                let i = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+                if i < seen.len() {
+                    seen[i] = true;
+                    total += 1;
+                }
+            }
+        }
+        (seen.iter().filter(|s| **s).count() as u32, total)
+    });
+    let mut payload = [0x5au8; 64];
+    for i in 0..count {
+        payload[..4].copy_from_slice(&i.to_be_bytes());
+        // A datagram dropped in the sender's own output path fails with EPERM.
+        let _ = sender.send(&payload);
+        if i % 64 == 63 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    counter.join().unwrap()
+}
+
+/// Five standard deviations of a share `p` measured over `n` random draws: a random effect
+/// misses this only about once in 1.7 million runs.
+pub fn binomial_5sigma(p: f64, n: u32) -> f64 {
+    5.0 * (p * (1.0 - p) / f64::from(n)).sqrt()
+}
+
+/// Prints a measurement and asserts it is within `tolerance` of `target`.
+pub fn assert_near(what: &str, measured: f64, target: f64, tolerance: f64) {
+    eprintln!("{what}: measured {measured:.4}, target {target:.4}");
+    assert!(
+        (measured - target).abs() <= tolerance,
+        "{what}: measured {measured:.4}, target {target:.4} ± {tolerance}"
+    );
+}
+
+/// A non-blocking TCP listener on `port` in `b`.
+pub fn tcp_listener(pair: &NetPair, port: u16) -> TcpListener {
+    let listener = pair.within(&pair.b, || TcpListener::bind(("0.0.0.0", port)).unwrap());
+    listener.set_nonblocking(true).unwrap();
+    listener
+}
+
+/// Connects over TCP from `a` to `b`:`port`.
+pub fn connect_from_a(pair: &NetPair, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
+    pair.within(&pair.a, || {
+        TcpStream::connect_timeout(&SocketAddr::from((B_ADDR, port)), timeout)
+    })
+}
+
+/// Echoes datagrams until the returned flag is set.
+pub fn echo(socket: UdpSocket) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while !stopping.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(&buf[..n], from);
+            }
+        }
+    });
+    stop
+}
+
+/// Round-trip times in ms of `count` sequential UDP echoes from `a` to `b`.
+pub fn rtts(client: &UdpSocket, count: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64];
+    for i in 0..count {
+        let start = Instant::now();
+        client.send(&(i as u32).to_be_bytes()).unwrap();
+        // Skip stale replies of earlier probes.
+        loop {
+            let n = client.recv(&mut buf).unwrap();
+            if n == 4 && buf[..4] == (i as u32).to_be_bytes() {
+                break;
+            }
+        }
+        out.push(start.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    out
+}
+
+/// The median of some samples.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }

@@ -35,7 +35,9 @@ impl Probe for ProbeProcess {
 
     fn check(params: Params, _: &ProbeContext) -> Result<Outcome, Error> {
         let found = process::find(&params.target.selector()?)?;
-        let running = found.iter().filter(|p| p.state != "T" && p.state != "t" && p.state != "Z");
+        let running = found
+            .iter()
+            .filter(|p| p.state != "T" && p.state != "t" && p.state != "Z");
         let running: Vec<u32> = running.map(|p| p.pid).collect();
         let ok = running.len() as u32 >= params.min_count;
         Ok(Outcome {
@@ -50,6 +52,5 @@ impl Probe for ProbeProcess {
         })
     }
 }
-
 
 faultline_sdk::export_probe!(ProbeProcess);

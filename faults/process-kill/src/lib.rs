@@ -45,7 +45,6 @@ struct State {
 
 struct ProcessKill;
 
-
 impl Fault for ProcessKill {
     type Params = Params;
     type State = State;
@@ -77,7 +76,10 @@ impl Fault for ProcessKill {
     }
 
     fn revert(state: State) -> Result<(), Error> {
-        log::warn(format!("a kill cannot be undone; processes {:?} stay signalled", state.pids));
+        log::warn(format!(
+            "a kill cannot be undone; processes {:?} stay signalled",
+            state.pids
+        ));
         Ok(())
     }
 }

@@ -25,14 +25,14 @@ struct State {
 
 struct ProcessPause;
 
-
 impl Fault for ProcessPause {
     type Params = Params;
     type State = State;
 
     const SUMMARY: &'static str =
         "Pauses processes (SIGSTOP) for the fault's duration and resumes them (SIGCONT) on revert";
-    const CAPABILITIES: &'static [Capability] = &[Capability::Log, Capability::Rollback, Capability::Process];
+    const CAPABILITIES: &'static [Capability] =
+        &[Capability::Log, Capability::Rollback, Capability::Process];
 
     fn validate(params: &Params) -> Result<(), Error> {
         params.target.selector().map(|_| ())
@@ -40,7 +40,10 @@ impl Fault for ProcessPause {
 
     fn inject(params: Params, _: &InjectContext) -> Result<State, Error> {
         let targets = params.target.find(params.max_targets)?;
-        let mut state = State { changes: Vec::new(), pids: Vec::new() };
+        let mut state = State {
+            changes: Vec::new(),
+            pids: Vec::new(),
+        };
         for target in targets {
             match process::send_signal(target.pid, process::Signal::Stop) {
                 Ok(change) => {

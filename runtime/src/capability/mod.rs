@@ -180,11 +180,13 @@ pub struct Context {
 
 impl Context {
     fn denied(&self, what: &str) -> CapError {
-        CapError::Denied(format!(
+        let reason = format!(
             "{what} is outside the scope granted to {} ({})",
             self.grants.component,
             self.grants.rules_text()
-        ))
+        );
+        tracing::warn!(execution = %self.execution, "denied: {reason}");
+        CapError::Denied(reason)
     }
 
     /// Makes a change the journal can undo: inverse first (fsynced), then `apply`. When `apply`

@@ -68,8 +68,16 @@ async fn demo(pid: u32, args: &DemoArgs, state_dir: &Path, out: &mut dyn Write) 
     let policy_text = format!(
         "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"log\", \"rollback\", \"process\"]\nprocess = {{ pids = [{pid}] }}\n"
     );
-    let _ = writeln!(out, "demo target: `sleep 600` as pid {pid}, state {}", state_of(pid));
-    let _ = writeln!(out, "policy:\n  {}", policy_text.trim_end().replace('\n', "\n  "));
+    let _ = writeln!(
+        out,
+        "demo target: `sleep 600` as pid {pid}, state {}",
+        state_of(pid)
+    );
+    let _ = writeln!(
+        out,
+        "policy:\n  {}",
+        policy_text.trim_end().replace('\n', "\n  ")
+    );
     let policy = match Policy::parse(&policy_text) {
         Ok(p) => p,
         Err(e) => {
@@ -93,17 +101,18 @@ async fn demo(pid: u32, args: &DemoArgs, state_dir: &Path, out: &mut dyn Write) 
         Ok(l) => l,
         Err(code) => return code,
     };
+    // Looks at /proc while the fault holds.
     let watch = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         state_of(pid)
     };
     let stop = std::future::pending();
     tokio::pin!(stop);
-    let (code, during) = tokio::join!(run_fault(&loaded, &inject, &mut stop, out), async {
-        // Looks at /proc while the fault holds.
-        watch.await
-    });
-    let _ = writeln!(out, "while injected: pid {pid} state {during} (T = stopped)");
+    let (code, during) = tokio::join!(run_fault(&loaded, &inject, &mut stop, out), watch);
+    let _ = writeln!(
+        out,
+        "while injected: pid {pid} state {during} (T = stopped)"
+    );
     let _ = writeln!(out, "after revert:   pid {pid} state {}", state_of(pid));
     if code == EXIT_OK && during == "T" && state_of(pid) != "T" {
         let _ = writeln!(out, "demo passed: paused and resumed a real process");

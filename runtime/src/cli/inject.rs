@@ -17,7 +17,8 @@ use tokio::signal::unix::{SignalKind, signal};
 /// Where the component comes from and what it may do.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The component (`.wasm`).
+    /// The component: a `.wasm` file, or a hub reference (`process-pause`, `name@^0.1`,
+    /// `sha256:<hex>`) resolved in the bundled hub.
     pub component: PathBuf,
     /// Parameters as key=value (repeatable); values that parse as JSON are taken as JSON.
     #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
@@ -75,7 +76,11 @@ impl Lines {
     pub(super) fn flush(&self, out: &mut dyn Write) {
         if let Ok(mut l) = self.0.lock() {
             for line in l.drain(..) {
-                let _ = writeln!(out, "  [{}] {:?}: {}", line.plugin, line.level, line.message);
+                let _ = writeln!(
+                    out,
+                    "  [{}] {:?}: {}",
+                    line.plugin, line.level, line.message
+                );
             }
         }
     }
@@ -118,10 +123,9 @@ pub(super) async fn load(
         }
         (None, None) => Policy::default(),
     };
-    let bytes = std::fs::read(&args.component).map_err(|e| {
-        let msg = format!("cannot read component {}: {e}", args.component.display());
-        fail(out, EXIT_USAGE, msg)
-    })?;
+    let bytes = read_component(&args.component, state_dir)
+        .await
+        .map_err(|e| fail(out, EXIT_USAGE, format!("{e:#}")))?;
     let mut config = HostConfig::new(state_dir.to_path_buf());
     config.memory_limit = args.memory_mib << 20;
     config.call_timeout = args.call_timeout;
@@ -158,6 +162,30 @@ pub(super) async fn load(
     })
 }
 
+/// Reads a component file, or pulls a hub reference (verified) from the bundled hub.
+pub(super) async fn read_component(what: &Path, state_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    let text = what.display().to_string();
+    let looks_like_ref = !what.exists() && !text.contains('/') && !text.ends_with(".wasm");
+    if !looks_like_ref {
+        return std::fs::read(what).with_context(|| format!("cannot read component {text}"));
+    }
+    let mut hub = crate::hub::Hub::open(super::default_hub_config(state_dir))
+        .context("cannot open the bundled hub")?;
+    let report = hub.sync().await;
+    for problem in report.problems() {
+        tracing::warn!("hub: {problem}");
+    }
+    let resolved = hub
+        .resolve(&text)
+        .with_context(|| format!("{text} is neither a file nor a package of the bundled hub"))?;
+    let pulled = hub
+        .pull(&resolved, &crate::host::ImportLister::new())
+        .await
+        .with_context(|| format!("cannot pull {text}"))?;
+    std::fs::read(&pulled.path).with_context(|| format!("cannot read {}", pulled.path.display()))
+}
+
 pub(super) fn short(digest: &str) -> String {
     digest.chars().take(19).collect()
 }
@@ -187,7 +215,10 @@ fn interrupted() -> impl std::future::Future<Output = Stop> {
 
 pub(super) fn report_revert(r: &Reverted, start: Instant, out: &mut dyn Write) -> bool {
     if let Some(e) = &r.guest_error {
-        let _ = writeln!(out, "guest revert failed ({e}); the host journal undid its changes");
+        let _ = writeln!(
+            out,
+            "guest revert failed ({e}); the host journal undid its changes"
+        );
     }
     if r.failures.is_empty() {
         let _ = writeln!(out, "reverted in {:.1} ms: host clean", elapsed_ms(start));
@@ -197,7 +228,10 @@ pub(super) fn report_revert(r: &Reverted, start: Instant, out: &mut dyn Write) -
         for f in &r.failures {
             let _ = writeln!(out, "  - {f}");
         }
-        let _ = writeln!(out, "the journal keeps these; `faultline recover` retries them");
+        let _ = writeln!(
+            out,
+            "the journal keeps these; `faultline recover` retries them"
+        );
         false
     }
 }
@@ -227,7 +261,11 @@ pub(super) async fn run_fault(
         lines,
     } = loaded;
     if plugin.kind != Kind::Fault {
-        let _ = writeln!(out, "error: {} is a probe: run it with `faultline probe`", plugin.label());
+        let _ = writeln!(
+            out,
+            "error: {} is a probe: run it with `faultline probe`",
+            plugin.label()
+        );
         return EXIT_USAGE;
     }
     if !plugin.description.revertible {
@@ -300,7 +338,11 @@ pub async fn probe(args: ProbeArgs, state_dir: &Path, out: &mut dyn Write) -> u8
         Err(code) => return code,
     };
     if plugin.kind != Kind::Probe {
-        let _ = writeln!(out, "error: {} is a fault: run it with `faultline inject`", plugin.label());
+        let _ = writeln!(
+            out,
+            "error: {} is a fault: run it with `faultline inject`",
+            plugin.label()
+        );
         return EXIT_USAGE;
     }
     let execution = execution_id(args.load.execution_id);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// `faultline inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The component (`.wasm`).
+    /// The component: a `.wasm` file or a hub reference.
     pub component: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -18,10 +18,10 @@ pub struct InspectArgs {
 
 /// Runs `faultline inspect`.
 pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
-    let bytes = match std::fs::read(&args.component) {
+    let bytes = match super::inject::read_component(&args.component, state_dir).await {
         Ok(b) => b,
         Err(e) => {
-            let _ = writeln!(out, "error: cannot read {}: {e}", args.component.display());
+            let _ = writeln!(out, "error: {e:#}");
             return EXIT_USAGE;
         }
     };
@@ -67,7 +67,15 @@ pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8
             let _ = writeln!(out, "kind         {}", i.kind);
             let _ = writeln!(out, "name         {} {}", d.name, d.version);
             let _ = writeln!(out, "summary      {}", d.summary);
-            let _ = writeln!(out, "revertible   {}", if d.revertible { "yes" } else { "no: its effect cannot be undone" });
+            let _ = writeln!(
+                out,
+                "revertible   {}",
+                if d.revertible {
+                    "yes"
+                } else {
+                    "no: its effect cannot be undone"
+                }
+            );
             let _ = writeln!(out, "params       {}", d.params_schema);
         }
         if let Some(s) = &shape {

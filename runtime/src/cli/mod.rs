@@ -15,6 +15,7 @@
 
 mod agent;
 mod demo;
+pub mod hub;
 mod inject;
 mod inspect;
 mod params;
@@ -42,7 +43,12 @@ pub const EXIT_REVERT_FAILED: u8 = 5;
 #[command(name = "faultline", version, about)]
 pub struct Cli {
     /// Where the undo journal and the compile cache live.
-    #[arg(long, global = true, env = "FAULTLINE_STATE_DIR", default_value = "/var/lib/faultline")]
+    #[arg(
+        long,
+        global = true,
+        env = "FAULTLINE_STATE_DIR",
+        default_value = "/var/lib/faultline"
+    )]
     pub state_dir: PathBuf,
     /// The command.
     #[command(subcommand)]
@@ -65,6 +71,15 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Pause and resume a demo process with the bundled `process-pause` fault.
     Demo(demo::DemoArgs),
+    /// The chaos hub: list, search, show, pull, verify; keygen, build, sign, lint.
+    Hub {
+        /// Agent configuration (TOML with a `[hub]` table); default: the bundled hub.
+        #[arg(long, env = "FAULTLINE_CONFIG")]
+        config: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        command: hub::HubCommand,
+    },
     /// A load worker the agent starts for stress faults (not for people).
     #[command(hide = true)]
     StressWorker(crate::capability::process::stress::WorkerArgs),
@@ -102,7 +117,45 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
             Command::Recover => recover::run(&state_dir, out).await,
             Command::Agent(a) => agent::run(a, &state_dir, out).await,
             Command::Demo(a) => demo::run(a, &state_dir, out).await,
+            Command::Hub { config, command } => hub_main(config, command, &state_dir, out).await,
             Command::StressWorker(_) => EXIT_OK,
         }
     })
+}
+
+/// The bundled hub as the only source, unsigned: its bytes ship with the checkout or the
+/// binary, so they are as trusted as the agent itself. Curated hubs configure signatures.
+pub(crate) fn default_hub_config(state_dir: &std::path::Path) -> crate::hub::HubConfig {
+    crate::hub::HubConfig {
+        sources: vec![crate::hub::bundled_index_path().display().to_string()],
+        required_signatures: 0,
+        cache_dir: Some(state_dir.join("hub")),
+        ..crate::hub::HubConfig::default()
+    }
+}
+
+async fn hub_main(
+    config: Option<PathBuf>,
+    command: hub::HubCommand,
+    state_dir: &std::path::Path,
+    out: &mut dyn Write,
+) -> u8 {
+    let config = match config {
+        Some(path) => match crate::hub::HubConfig::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = writeln!(out, "error: {e:#}");
+                return EXIT_USAGE;
+            }
+        },
+        None => default_hub_config(state_dir),
+    };
+    let imports = crate::host::ImportLister::new();
+    match hub::run(command, &config, &imports).await {
+        Ok(code) => u8::try_from(code).unwrap_or(EXIT_USAGE),
+        Err(e) => {
+            let _ = writeln!(out, "error: {e:#}");
+            EXIT_USAGE
+        }
+    }
 }

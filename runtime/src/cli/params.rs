@@ -32,8 +32,11 @@ pub fn build(json: Option<&str>, pairs: &[String]) -> Result<String> {
 mod tests {
     #[test]
     fn pairs_become_typed_json() {
-        let p = super::build(None, &["pid=12".into(), "name=sleep".into(), "on=true".into()])
-            .unwrap();
+        let p = super::build(
+            None,
+            &["pid=12".into(), "name=sleep".into(), "on=true".into()],
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&p).unwrap();
         assert_eq!(v["pid"], 12);
         assert_eq!(v["name"], "sleep");

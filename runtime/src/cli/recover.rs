@@ -32,7 +32,11 @@ pub async fn run(state_dir: &Path, out: &mut dyn Write) -> u8 {
     if report.failures.is_empty() {
         return EXIT_OK;
     }
-    let _ = writeln!(out, "REVERT FAILED for {} change(s):", report.failures.len());
+    let _ = writeln!(
+        out,
+        "REVERT FAILED for {} change(s):",
+        report.failures.len()
+    );
     for f in &report.failures {
         let _ = writeln!(out, "  - {f}");
     }

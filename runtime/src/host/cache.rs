@@ -69,7 +69,9 @@ impl CompileCache {
     }
 
     fn store(&self, component: &Component, path: &Path) -> Result<()> {
-        let bytes = component.serialize().map_err(crate::host::anyhow_of_wasmtime)?;
+        let bytes = component
+            .serialize()
+            .map_err(crate::host::anyhow_of_wasmtime)?;
         let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         std::fs::write(tmp.path(), bytes)?;
         tmp.persist(path)?;

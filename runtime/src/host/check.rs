@@ -85,7 +85,9 @@ pub enum Refusal {
     #[error("component imports '{0}', but this host implements faultline:contract@{v}", v = contract::VERSION)]
     ContractVersion(String),
     /// The policy does not grant an interface it imports.
-    #[error("component imports '{interface}', which the policy does not grant to {component} ({rules})")]
+    #[error(
+        "component imports '{interface}', which the policy does not grant to {component} ({rules})"
+    )]
     NotGranted {
         /// The interface.
         interface: String,
@@ -94,6 +96,9 @@ pub enum Refusal {
         /// The rules consulted.
         rules: String,
     },
+    /// Imports an interface its `describe` does not declare.
+    #[error("component imports '{0}', which its description does not declare")]
+    Undeclared(String),
     /// An export has the wrong type.
     #[error("component exports do not match the contract's types: {0}")]
     ExportTypes(String),

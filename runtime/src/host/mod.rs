@@ -353,6 +353,24 @@ impl Host {
             version: semver::Version::parse(&description.version).ok(),
             digest: digest.clone(),
         };
+        // Imports must be within what the component declares, not only what the policy grants:
+        // a fault that says it only logs does not get to signal processes.
+        for c in &shape.capabilities {
+            let declared = matches!(c, Capability::Log | Capability::Rollback)
+                || description
+                    .capabilities
+                    .iter()
+                    .any(|d| wit_capability(*d) == *c);
+            if !declared {
+                return Err(Refusal::Undeclared(format!(
+                    "{}/{}@{}",
+                    contract::PACKAGE,
+                    c,
+                    contract::VERSION
+                ))
+                .into());
+            }
+        }
         let grants = Arc::new(policy.grants_for(&identity));
         for c in &shape.capabilities {
             if !grants.allows(*c) {
@@ -464,6 +482,18 @@ pub fn manual_steps(inverse: &serde_json::Value) -> String {
     }
 }
 
+fn wit_capability(c: contract::types::Capability) -> Capability {
+    use contract::types::Capability as W;
+    match c {
+        W::Log => Capability::Log,
+        W::Rollback => Capability::Rollback,
+        W::Process => Capability::Process,
+        W::Cgroup => Capability::Cgroup,
+        W::Network => Capability::Network,
+        W::Outbound => Capability::Outbound,
+    }
+}
+
 fn anyhow_of(e: wasmtime::Error) -> LoadError {
     LoadError::Host(anyhow_of_wasmtime(e))
 }
@@ -547,7 +577,9 @@ fn classify(phase: &'static str, e: wasmtime::Error, stderr: &MemoryOutputPipe) 
         };
     }
     let mut message = format!("{e:#}");
-    let said = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+    let said = String::from_utf8_lossy(&stderr.contents())
+        .trim()
+        .to_string();
     if !said.is_empty() {
         message = format!("{said} ({message})");
     }
@@ -618,8 +650,58 @@ impl Plugin {
         format!("{}@{}", self.description.name, self.description.version)
     }
 
-    /// Runs `validate` (no side effects: nothing is granted to it).
+    /// Checks parameters against the schema the plug-in published, naming each problem.
+    pub fn check_params(&self, params: &str) -> Result<(), CallError> {
+        let invalid = |reason: String| CallError::Guest {
+            phase: "validate",
+            error: GuestErrorText {
+                kind: "invalid",
+                reason,
+            },
+        };
+        let instance: serde_json::Value = serde_json::from_str(params)
+            .map_err(|e| invalid(format!("parameters are not JSON: {e}")))?;
+        if !instance.is_object() {
+            return Err(invalid("parameters must be a JSON object".into()));
+        }
+        let schema: serde_json::Value = match serde_json::from_str(&self.description.params_schema)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(invalid(format!(
+                    "{} publishes an unreadable parameter schema: {e}",
+                    self.label()
+                )));
+            }
+        };
+        let validator = jsonschema::validator_for(&schema).map_err(|e| {
+            invalid(format!(
+                "{} publishes an invalid parameter schema: {e}",
+                self.label()
+            ))
+        })?;
+        let problems: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid(format!("parameters: {}", problems.join("; "))))
+        }
+    }
+
+    /// Checks parameters against the published schema, then runs the plug-in's `validate` (no
+    /// side effects: nothing is granted to it).
     pub async fn validate(&self, host: &Host, params: &str) -> Result<(), CallError> {
+        self.check_params(params)?;
         let nothing = Pre {
             which: match &self.pre.which {
                 Which::Fault(p) => Which::Fault(p.clone()),
@@ -730,6 +812,33 @@ impl Plugin {
         })
         .await?;
         guest("check", r)
+    }
+}
+
+/// Lists a component's imports for the hub, with the host's own compiler and checks.
+pub struct ImportLister {
+    engine: Engine,
+}
+
+impl ImportLister {
+    /// A lister with a plain engine (no cache: the hub verifies, it does not run).
+    pub fn new() -> ImportLister {
+        ImportLister {
+            engine: Engine::default(),
+        }
+    }
+}
+
+impl Default for ImportLister {
+    fn default() -> Self {
+        ImportLister::new()
+    }
+}
+
+impl crate::hub::ComponentImports for ImportLister {
+    fn imported_interfaces(&self, wasm: &[u8]) -> anyhow::Result<Vec<String>> {
+        let component = Component::new(&self.engine, wasm).map_err(anyhow_of_wasmtime)?;
+        Ok(check::shape(&self.engine, &component).imports)
     }
 }
 

@@ -1,6 +1,9 @@
 //! The agent's stress worker on its own, for the cgroup tests: `stress-worker stress-worker
 //! --kind cpu --load 50`, the same arguments the agent's hidden subcommand takes.
 
+// Test support: a panic is how a test (or its build) fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use clap::Parser;
 use faultline::capability::process::stress::{WorkerArgs, run_worker};
 

@@ -48,7 +48,11 @@ impl Context {
         let summary = format!("cgroup {}: {setting:?}", inverse.path);
         let backends = self.backends.clone();
         self.change(&summary, Inverse::Cgroup(inverse.clone()), || {
-            backends.cgroup.as_ref().map_err(|e| e.clone())?.apply(&t, &setting, &inverse)
+            backends
+                .cgroup
+                .as_ref()
+                .map_err(|e| e.clone())?
+                .apply(&t, &setting, &inverse)
         })
     }
 }
@@ -89,4 +93,3 @@ impl Host for Context {
         to_guest(self.set_cgroup(t, Setting::Freeze))
     }
 }
-

@@ -37,18 +37,26 @@ impl Context {
                 && t.interfaces
                     .iter()
                     .all(|i| s.interfaces.iter().any(|g| glob_match(g, i)));
-            let granted: Vec<_> = s.destinations.iter().filter_map(|d| parse_cidr(d).ok()).collect();
+            let granted: Vec<_> = s
+                .destinations
+                .iter()
+                .filter_map(|d| parse_cidr(d).ok())
+                .collect();
             let dest_ok = granted.is_empty()
                 || (!t.destinations.is_empty()
                     && t.destinations.iter().all(|d| {
                         parse_cidr(d).is_ok_and(|d| granted.iter().any(|g| g.contains(&d)))
                     }));
-            let ports: Vec<_> = s.ports.iter().filter_map(|p| parse_port_range(p).ok()).collect();
+            let ports: Vec<_> = s
+                .ports
+                .iter()
+                .filter_map(|p| parse_port_range(p).ok())
+                .collect();
             let ports_ok = ports.is_empty()
                 || (!t.ports.is_empty()
-                    && t.ports.iter().all(|r| {
-                        ports.iter().any(|(a, b)| *a <= r.first && r.last <= *b)
-                    }));
+                    && t.ports
+                        .iter()
+                        .all(|r| ports.iter().any(|(a, b)| *a <= r.first && r.last <= *b)));
             ns_ok && ifaces_ok && dest_ok && ports_ok
         };
         if self.grants.network.iter().any(fits) {
@@ -58,7 +66,10 @@ impl Context {
                 "traffic on {:?} to {:?} ports {:?} in {ns}",
                 t.interfaces,
                 t.destinations,
-                t.ports.iter().map(|r| (r.first, r.last)).collect::<Vec<_>>()
+                t.ports
+                    .iter()
+                    .map(|r| (r.first, r.last))
+                    .collect::<Vec<_>>()
             )))
         }
     }
@@ -94,7 +105,13 @@ impl Context {
 
 impl Host for Context {
     async fn add_delay(&mut self, t: Traffic, delay_ms: u32, jitter_ms: u32) -> GuestResult<u64> {
-        to_guest(self.network_change(t, Effect::Delay { delay_ms, jitter_ms }))
+        to_guest(self.network_change(
+            t,
+            Effect::Delay {
+                delay_ms,
+                jitter_ms,
+            },
+        ))
     }
 
     async fn add_loss(&mut self, t: Traffic, percent: f32) -> GuestResult<u64> {

@@ -26,6 +26,7 @@ impl Context {
                     p.pid
                 )
             };
+            tracing::warn!(execution = %self.execution, "denied: {why}");
             return Err(CapError::Denied(why));
         }
         let joined = p.cmdline.join(" ");
@@ -37,9 +38,9 @@ impl Context {
                     .iter()
                     .any(|re| Regex::new(re).is_ok_and(|re| re.is_match(&joined)))
                 || s.cgroups.iter().any(|c| {
-                    p.cgroups
-                        .iter()
-                        .any(|pc| pc == c || pc.starts_with(&format!("{}/", c.trim_end_matches('/'))))
+                    p.cgroups.iter().any(|pc| {
+                        pc == c || pc.starts_with(&format!("{}/", c.trim_end_matches('/')))
+                    })
                 })
         });
         if matched {
@@ -56,9 +57,9 @@ impl Context {
             _ => linux::list(),
         };
         let pattern = match selector {
-            Selector::Cmdline(re) => Some(
-                Regex::new(re).map_err(|e| CapError::Invalid(format!("cmdline regex: {e}")))?,
-            ),
+            Selector::Cmdline(re) => {
+                Some(Regex::new(re).map_err(|e| CapError::Invalid(format!("cmdline regex: {e}")))?)
+            }
             _ => None,
         };
         let wanted = |p: &ProcInfo| match selector {
@@ -78,7 +79,9 @@ impl Context {
     /// Sends a signal to a process in scope; a stop is journalled with its inverse.
     pub fn signal_process(&mut self, pid: u32, signal: Signal) -> CapResult<Option<u64>> {
         let Some(p) = linux::info(pid) else {
-            return Err(CapError::TargetGone(format!("process {pid} does not exist")));
+            return Err(CapError::TargetGone(format!(
+                "process {pid} does not exist"
+            )));
         };
         self.process_in_scope(&p)?;
         let sig = nix_signal(signal);

@@ -75,7 +75,10 @@ impl Fault for Misbehave {
             changes.extend(process::send_signal(pid, process::Signal::Stop)?);
         }
         misbehave(params.inject)?;
-        Ok(State { changes, revert: params.revert })
+        Ok(State {
+            changes,
+            revert: params.revert,
+        })
     }
 
     fn revert(state: State) -> Result<(), Error> {

@@ -15,7 +15,6 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-
 struct NoRevert;
 
 impl Guest for NoRevert {
