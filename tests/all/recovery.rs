@@ -2,8 +2,9 @@
 //! inject, corrupt journals, and the agent's lease, stop and emergency stop — all against real
 //! processes, compared with a snapshot taken before.
 //!
-//! The faults are `process-pause` (bundled) and the `misbehave` fixture (pauses a process, then
-//! loops in inject or traps/lies/fails in revert); network and cgroup faults are not on main yet.
+//! The faults are `process-pause` (bundled), the `misbehave` fixture (pauses a process, then
+//! loops in inject or traps/lies/fails in revert) and, as root, `network-loss` in throwaway
+//! namespaces and `cgroup-cpu` on a throwaway cgroup.
 
 // Test code: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -90,19 +91,68 @@ fn undone_count(report: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The policy for the torture: the target pids, the throwaway namespaces' `v0`, the test cgroup.
+fn torture_policy(dir: &Path, pids: &[u32], cgroup: Option<&str>) -> PathBuf {
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    let mut text = format!(
+        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\", \"network\", \"cgroup\"]\nprocess = {{ pids = [{}] }}\nnetwork = {{ namespaces = [\"named:flt-*\"], interfaces = [\"{}\"] }}\n",
+        list.join(", "),
+        faultline_tests::netns::A_IF
+    );
+    if let Some(path) = cgroup {
+        text.push_str(&format!("cgroup = {{ subtrees = [\"{path}\"] }}\n"));
+    }
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[test]
 fn crash_torture_kill_9_at_random_points_then_recover_restores_everything() {
+    use faultline_tests::{cgroups::TestCgroup, netns::NetPair};
     let n = iterations(10);
     let mut rng = Rng::from_env();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let targets = [Sleeper::start(), Sleeper::start()];
     let pids: Vec<u32> = targets.iter().map(Sleeper::pid).collect();
-    let policy = policy_file(dir.path(), &pids);
+    // Network and cgroup faults need root; without it the torture runs the process faults.
+    let privileged = faultline_tests::privileged("crash torture with network and cgroup faults");
+    let pair = privileged.then(|| NetPair::new("ftort"));
+    let cg = privileged.then(|| TestCgroup::new(&["cpu"], true));
+    let policy = torture_policy(dir.path(), &pids, cg.as_ref().map(|c| c.path()));
+    // (component, params, the pid it pauses, if any)
+    let mut faults: Vec<(String, String, Option<u32>)> = vec![
+        (
+            process_pause(),
+            format!(r#"{{"pid": {}}}"#, pids[0]),
+            Some(pids[0]),
+        ),
+        (c::MISBEHAVE.to_string(), String::new(), Some(pids[1])),
+    ];
+    if let Some(pair) = &pair {
+        faults.push((
+            c::NETWORK_LOSS.to_string(),
+            format!(
+                r#"{{"netns": "{}", "interfaces": ["{}"], "destinations": ["{}/32"], "ports": ["7500"], "protocol": "udp", "percent": 30}}"#,
+                pair.a,
+                faultline_tests::netns::A_IF,
+                faultline_tests::netns::B_ADDR
+            ),
+            None,
+        ));
+    }
+    if let Some(cg) = &cg {
+        faults.push((
+            c::CGROUP_CPU.to_string(),
+            format!(r#"{{"path": "{}", "millicores": 250}}"#, cg.path()),
+            None,
+        ));
+    }
     // Warm the compile cache once, so each iteration is quick.
-    for component in [process_pause(), c::MISBEHAVE.to_string()] {
+    for (component, _, _) in &faults {
         let out = faultline(&state)
-            .args(["inspect", &component])
+            .args(["inspect", component])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -111,7 +161,16 @@ fn crash_torture_kill_9_at_random_points_then_recover_restores_everything() {
         wait_all(&pids, 'S', Duration::from_secs(2)),
         "targets never went to sleep"
     );
+    // The whole snapshot: process states, qdiscs/filters/nft/iptables of both namespaces,
+    // the cgroup's limit files.
+    let world = || {
+        (
+            pair.as_ref().map(NetPair::snapshot),
+            cg.as_ref().map(TestCgroup::limits),
+        )
+    };
     let before = Snapshot::take(&pids);
+    let before_world = world();
     assert!(before.processes.values().all(|&s| s == 'S'), "{before:?}");
     let (mut paused_at_kill, mut undone, mut slowest) = (0, 0, Duration::ZERO);
     let started = Instant::now();
@@ -119,29 +178,23 @@ fn crash_torture_kill_9_at_random_points_then_recover_restores_everything() {
         let round = Instant::now();
         let inject_mode = *rng.pick(&["ok", "loop"]);
         let revert_mode = *rng.pick(&["ok", "noop", "trap", "loop", "fail"]);
-        let faults = [
-            (process_pause(), format!(r#"{{"pid": {}}}"#, pids[0])),
-            (
-                c::MISBEHAVE.to_string(),
-                format!(
-                    r#"{{"pid": {}, "inject": "{inject_mode}", "revert": "{revert_mode}"}}"#,
-                    pids[1]
-                ),
-            ),
-        ];
+        faults[1].1 = format!(
+            r#"{{"pid": {}, "inject": "{inject_mode}", "revert": "{revert_mode}"}}"#,
+            pids[1]
+        );
         let delays: Vec<u64> = faults.iter().map(|_| rng.below(301)).collect();
-        // Both faults run at once, each killed at its own random point after loading: some
+        // All faults run at once, each killed at its own random point after loading: some
         // during inject (always for the looping one), most while injected.
         let killers: Vec<_> = faults
             .iter()
             .zip(&delays)
-            .zip(&pids)
-            .map(|(((component, params), &delay), &pid)| {
+            .map(|((component, params, pid), &delay)| {
                 let child = start_inject(&state, component, params, &policy);
+                let pid = *pid;
                 std::thread::spawn(move || {
                     let mut child = child;
                     std::thread::sleep(Duration::from_millis(delay));
-                    let paused = faultline_tests::proc_state(pid) == 'T';
+                    let paused = pid.is_some_and(|p| faultline_tests::proc_state(p) == 'T');
                     child.kill().unwrap(); // SIGKILL: no handler, no revert, no Drop
                     child.wait().unwrap();
                     paused
@@ -152,26 +205,39 @@ fn crash_torture_kill_9_at_random_points_then_recover_restores_everything() {
             paused_at_kill += usize::from(k.join().unwrap());
         }
         let (code, report) = recover(&state);
-        assert_eq!(
-            code,
-            0,
-            "iteration {i} (seed {}, delays {delays:?}, misbehave inject={inject_mode} revert={revert_mode}): {report}",
+        let context = format!(
+            "iteration {i} (seed {}, delays {delays:?}, misbehave inject={inject_mode} revert={revert_mode})",
             rng.seed()
         );
+        assert_eq!(code, 0, "{context}: {report}");
         undone += undone_count(&report);
         let diff = before.settle(Duration::from_secs(1));
         assert!(
             diff.is_empty(),
-            "iteration {i} (seed {}): the host differs from before the run:\n{}\n{report}",
-            rng.seed(),
+            "{context}: the host differs from before the run:\n{}\n{report}",
             diff.join("\n")
         );
+        let after_world = world();
+        assert!(
+            after_world == before_world,
+            "{context}: network or cgroup state differs:\nbefore: {before_world:#?}\nafter: {after_world:#?}\n{report}"
+        );
         let left = journal_files(&state);
-        assert!(left.is_empty(), "iteration {i}: journals left: {left:?}");
+        assert!(left.is_empty(), "{context}: journals left: {left:?}");
         slowest = slowest.max(round.elapsed());
     }
     eprintln!(
-        "crash torture: {n} iterations x 2 faults in {:.1} s (slowest {} ms, seed {}): target paused at kill {paused_at_kill} times, recover undid {undone} changes, 0 differences",
+        "crash torture: {n} iterations x {} faults ({}) in {:.1} s (slowest {} ms, seed {}): target paused at kill {paused_at_kill} times, recover undid {undone} changes, 0 differences",
+        faults.len(),
+        faults
+            .iter()
+            .map(|(c, _, _)| Path::new(c)
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned())
+            .collect::<Vec<_>>()
+            .join(", "),
         started.elapsed().as_secs_f64(),
         slowest.as_millis(),
         rng.seed()
