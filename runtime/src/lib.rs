@@ -4,6 +4,7 @@
 //! Layers, top to bottom: [`cli`] → [`host`] → [`capability`] → [`journal`], [`policy`];
 //! [`hub`] finds and verifies components.
 
+pub mod agent;
 pub mod capability;
 pub mod cli;
 pub mod contract;

@@ -9,3 +9,4 @@ mod faults;
 mod host;
 mod hub;
 mod network;
+mod recovery;

@@ -126,3 +126,5 @@ pub mod cgroups;
 /// A loopback HTTP server for hub tests.
 pub mod hubserver;
 pub mod netns;
+/// Snapshots, a seeded random source and an HTTP client for the recovery tests.
+pub mod torture;

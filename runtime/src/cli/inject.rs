@@ -193,17 +193,23 @@ pub(super) fn short(digest: &str) -> String {
 /// A signal that cuts the fault short: its name and the exit code it leads to.
 pub(super) struct Stop(&'static str, u8);
 
-async fn interrupted() -> Stop {
-    let (Ok(mut term), Ok(mut int)) = (
+/// Installs the SIGTERM and SIGINT handlers now (not when first polled: until then a signal
+/// kills the process with its default action, without a revert) and returns the future that
+/// resolves on either.
+fn interrupted() -> impl std::future::Future<Output = Stop> {
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers we cannot revert early; hold forever and let the timer win.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => Stop("SIGTERM", 143),
-        _ = int.recv() => Stop("SIGINT", 130),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without signal handlers we cannot revert early; hold forever and let the timer win.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => Stop("SIGTERM", 143),
+            _ = int.recv() => Stop("SIGINT", 130),
+        }
     }
 }
 

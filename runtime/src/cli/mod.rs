@@ -13,6 +13,7 @@
 //! | 5 | revert failed: the host may still be changed; the journal keeps it for `recover` |
 //! | 130, 143 | interrupted by SIGINT or SIGTERM; everything was reverted |
 
+mod agent;
 mod demo;
 pub mod hub;
 mod inject;
@@ -65,6 +66,9 @@ pub enum Command {
     Probe(inject::ProbeArgs),
     /// Undo whatever earlier runs that crashed left in the journal.
     Recover,
+    /// Serve the run API on loopback: recover first, revert on lease lapse, stop, emergency
+    /// stop and shutdown.
+    Agent(agent::AgentArgs),
     /// Pause and resume a demo process with the bundled `process-pause` fault.
     Demo(demo::DemoArgs),
     /// The chaos hub: list, search, show, pull, verify; keygen, build, sign, lint.
@@ -111,6 +115,7 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
             Command::Inject(a) => inject::inject(a, &state_dir, out).await,
             Command::Probe(a) => inject::probe(a, &state_dir, out).await,
             Command::Recover => recover::run(&state_dir, out).await,
+            Command::Agent(a) => agent::run(a, &state_dir, out).await,
             Command::Demo(a) => demo::run(a, &state_dir, out).await,
             Command::Hub { config, command } => hub_main(config, command, &state_dir, out).await,
             Command::StressWorker(_) => EXIT_OK,

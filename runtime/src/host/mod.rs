@@ -603,15 +603,25 @@ async fn within<T>(
     }
 }
 
-fn deadline_ticks(limit: Duration) -> u64 {
-    (limit.as_millis() / TICK.as_millis()).max(1) as u64
+/// Arms a call's deadline. The guest yields to the executor every tick, so a looping guest
+/// never holds a worker thread and a signal, a stop or an emergency stop is acted on while it
+/// runs (dropping the call cancels it); once `limit` has passed it traps.
+fn arm_deadline(store: &mut Store<StoreState>, limit: Duration) {
+    let end = Instant::now() + limit;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= end {
+            wasmtime::UpdateDeadline::Interrupt
+        } else {
+            wasmtime::UpdateDeadline::Yield(1)
+        })
+    });
 }
 
 async fn describe(host: &Host, pre: &Pre) -> Result<Description, CallError> {
     let (mut store, stderr) = host.store(pre, "describe");
     let limit = host.config.call_timeout;
-    store.set_epoch_deadline(deadline_ticks(limit));
-    store.epoch_deadline_trap();
+    arm_deadline(&mut store, limit);
     within("describe", limit, &stderr, async {
         match &pre.which {
             Which::Fault(p) => {
@@ -701,8 +711,7 @@ impl Plugin {
         };
         let (mut store, stderr) = host.store(&nothing, "validate");
         let limit = host.config.call_timeout;
-        store.set_epoch_deadline(deadline_ticks(limit));
-        store.epoch_deadline_trap();
+        arm_deadline(&mut store, limit);
         let r = within("validate", limit, &stderr, async {
             match &nothing.which {
                 Which::Fault(p) => {
@@ -736,8 +745,7 @@ impl Plugin {
         };
         let (mut store, stderr) = host.store(&self.pre, execution);
         let limit = host.config.call_timeout;
-        store.set_epoch_deadline(deadline_ticks(limit));
-        store.epoch_deadline_trap();
+        arm_deadline(&mut store, limit);
         let request = contract::types::InjectRequest {
             params: params.to_string(),
             duration_ms: duration.as_millis() as u64,
@@ -762,8 +770,7 @@ impl Plugin {
         if let (Some(state), Which::Fault(pre)) = (state, &self.pre.which) {
             let (mut store, stderr) = host.store(&self.pre, execution);
             let limit = host.config.revert_timeout;
-            store.set_epoch_deadline(deadline_ticks(limit));
-            store.epoch_deadline_trap();
+            arm_deadline(&mut store, limit);
             let r = within("revert", limit, &stderr, async {
                 let i = pre.instantiate_async(&mut store).await?;
                 i.call_revert(&mut store, state).await
@@ -794,8 +801,7 @@ impl Plugin {
         };
         let (mut store, stderr) = host.store(&self.pre, execution);
         let limit = host.config.call_timeout;
-        store.set_epoch_deadline(deadline_ticks(limit));
-        store.epoch_deadline_trap();
+        arm_deadline(&mut store, limit);
         let request = contract::types::ProbeRequest {
             params: params.to_string(),
             execution_id: execution.to_string(),

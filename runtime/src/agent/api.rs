@@ -1,0 +1,163 @@
+//! The agent's JSON API, version 1. One handler shape: a request in, a status and JSON out;
+//! every error is `{"error": "..."}` with a message that names the problem.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /v1/runs` `{component, params?, duration?, lease?}` | starts a run → `201 {id, status}` |
+//! | `GET /v1/runs` | every run |
+//! | `GET /v1/runs/{id}` | one run's status |
+//! | `POST /v1/runs/{id}/heartbeat` | renews its lease |
+//! | `POST /v1/runs/{id}/stop` | reverts it now; answers once it is reverted |
+//! | `POST /v1/emergency-stop` `{reason?}` | reverts everything, refuses new runs (409) |
+//! | `DELETE /v1/emergency-stop` | accepts runs again |
+//! | `GET /v1/status` | whether runs are refused, and why |
+
+use super::http::{Request, Response};
+use super::run::StopReason;
+use super::{Agent, RunRequest, StartError};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The body of `POST /v1/runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    component: std::path::PathBuf,
+    #[serde(default = "empty_object")]
+    params: serde_json::Value,
+    duration: Option<String>,
+    lease: Option<String>,
+}
+
+/// The body of `POST /v1/emergency-stop` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmergencyBody {
+    reason: Option<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| Response::error(400, format!("invalid JSON body: {e}")))
+}
+
+fn duration(field: &str, text: &str) -> Result<Duration, Response> {
+    humantime::parse_duration(text).map_err(|e| {
+        Response::error(
+            400,
+            format!("{field} {text:?} is not a duration (like \"30s\"): {e}"),
+        )
+    })
+}
+
+/// Answers one request.
+pub async fn handle(agent: Arc<Agent>, request: Request) -> Response {
+    match route(&agent, &request).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn route(agent: &Arc<Agent>, request: &Request) -> Result<Response, Response> {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let method = request.method.as_str();
+    match (method, segments.as_slice()) {
+        ("POST", ["v1", "runs"]) => start(agent, &request.body).await,
+        ("GET", ["v1", "runs"]) => Ok(Response::json(
+            200,
+            serde_json::json!({ "runs": agent.runs() }),
+        )),
+        ("GET", ["v1", "runs", id]) => {
+            let run = find(agent, id)?;
+            Ok(Response::json(200, serde_json::json!(run.view())))
+        }
+        ("POST", ["v1", "runs", id, "heartbeat"]) => {
+            let run = find(agent, id)?;
+            match run.heartbeat() {
+                Ok(()) => Ok(Response::json(
+                    200,
+                    serde_json::json!({ "id": id, "renewed": true }),
+                )),
+                Err(status) => Err(Response::error(
+                    409,
+                    format!(
+                        "run {id} has ended ({}); there is no lease to renew",
+                        serde_json::json!(status)
+                    ),
+                )),
+            }
+        }
+        ("POST", ["v1", "runs", id, "stop"]) => {
+            let run = find(agent, id)?;
+            run.stop(StopReason::Api);
+            let view = run.finished().await;
+            Ok(Response::json(200, serde_json::json!(view)))
+        }
+        ("POST", ["v1", "emergency-stop"]) => {
+            let body: EmergencyBody = if request.body.iter().all(u8::is_ascii_whitespace) {
+                EmergencyBody::default()
+            } else {
+                parse(&request.body)?
+            };
+            let reason = body
+                .reason
+                .unwrap_or_else(|| "requested through the API".into());
+            let done = agent.emergency_stop(&reason).await;
+            Ok(Response::json(200, serde_json::json!(done)))
+        }
+        ("DELETE", ["v1", "emergency-stop"]) => {
+            let was = agent.clear_emergency_stop();
+            Ok(Response::json(200, serde_json::json!({ "cleared": was })))
+        }
+        ("GET", ["v1", "status"]) => Ok(Response::json(
+            200,
+            serde_json::json!({ "accepting": agent.refusing().is_none(), "refusing": agent.refusing() }),
+        )),
+        (_, ["v1", "runs"])
+        | (_, ["v1", "runs", _])
+        | (_, ["v1", "runs", _, "heartbeat" | "stop"])
+        | (_, ["v1", "emergency-stop"])
+        | (_, ["v1", "status"]) => Err(Response::error(
+            405,
+            format!("{method} is not allowed on {}", request.path),
+        )),
+        _ => Err(Response::error(
+            404,
+            format!("no such route: {method} {}", request.path),
+        )),
+    }
+}
+
+fn find(agent: &Agent, id: &str) -> Result<Arc<super::run::Run>, Response> {
+    agent
+        .run(id)
+        .ok_or_else(|| Response::error(404, format!("no run with id {id:?}")))
+}
+
+async fn start(agent: &Arc<Agent>, body: &[u8]) -> Result<Response, Response> {
+    let body: StartBody = parse(body)?;
+    let request = RunRequest {
+        component: body.component,
+        params: body.params,
+        duration: duration("duration", body.duration.as_deref().unwrap_or("30s"))?,
+        lease: body
+            .lease
+            .as_deref()
+            .map(|l| duration("lease", l))
+            .transpose()?,
+    };
+    match agent.start(request).await {
+        Ok(id) => Ok(Response::json(
+            201,
+            serde_json::json!({ "id": id, "status": "injecting" }),
+        )),
+        Err(e @ StartError::Refused(_)) => Err(Response::error(409, e.to_string())),
+        Err(e @ StartError::Invalid(_)) => Err(Response::error(400, e.to_string())),
+        Err(e @ StartError::ComponentRefused(_)) => Err(Response::error(422, e.to_string())),
+        Err(StartError::Host(e)) => Err(Response::error(500, format!("{e:#}"))),
+    }
+}

@@ -1,0 +1,122 @@
+//! `faultline agent`: recover, then serve the run API on loopback until SIGTERM or SIGINT,
+//! which revert everything before the agent exits.
+
+use super::{EXIT_OK, EXIT_REVERT_FAILED, EXIT_USAGE};
+use crate::agent::{Agent, api, http, load_policy};
+use crate::host::{Host, HostConfig, recover::recover, tracing_log};
+use clap::Args;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// `faultline agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Address to listen on; loopback only (the API has no authentication yet). Port 0 picks
+    /// a free port; the first line of output names the bound address.
+    #[arg(long, default_value = "127.0.0.1:7787")]
+    pub listen: SocketAddr,
+    /// The operator's policy (TOML). Without one nothing is granted.
+    #[arg(long, env = "FAULTLINE_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Deadline for each call into a component (revert included).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub call_timeout: Duration,
+}
+
+/// Runs `faultline agent`.
+pub async fn run(args: AgentArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
+    if !args.listen.ip().is_loopback() {
+        let _ = writeln!(
+            out,
+            "error: --listen {} is not a loopback address; the API has no authentication yet",
+            args.listen
+        );
+        return EXIT_USAGE;
+    }
+    let policy = match load_policy(args.policy.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e:#}");
+            return EXIT_USAGE;
+        }
+    };
+    // Handlers first: a SIGTERM during recovery must not kill us halfway through an undo.
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        let _ = writeln!(out, "error: cannot install signal handlers");
+        return EXIT_USAGE;
+    };
+    let mut config = HostConfig::new(state_dir.to_path_buf());
+    config.call_timeout = args.call_timeout;
+    config.revert_timeout = args.call_timeout;
+    let host = match Host::new(config, tracing_log()) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = writeln!(out, "error: cannot start the host: {e:#}");
+            return EXIT_USAGE;
+        }
+    };
+    // Recovery before any work: remnants of a crashed run are undone before the port opens.
+    let report = match recover(&host) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "error: recovery failed, not accepting work: {e:#}");
+            return EXIT_REVERT_FAILED;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(out, "error: cannot listen on {}: {e}", args.listen);
+            return EXIT_USAGE;
+        }
+    };
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| args.listen.to_string());
+    let _ = writeln!(out, "listening on {bound}");
+    for p in &report.problems {
+        let _ = writeln!(out, "warning: unreadable journal line skipped: {p}");
+    }
+    let _ = writeln!(
+        out,
+        "recovered {} journal(s): {} change(s) undone, {} already undone by a reboot",
+        report.journals, report.undone, report.dropped_after_reboot
+    );
+    for f in &report.failures {
+        let _ = writeln!(out, "REVERT FAILED (kept in the journal): {f}");
+    }
+    let _ = out.flush();
+    let agent = Arc::new(Agent::new(host, policy));
+    let served = agent.clone();
+    let handler = move |request| api::handle(served.clone(), request);
+    let mut code = EXIT_OK;
+    let shutdown = async {
+        code = tokio::select! {
+            _ = term.recv() => 143,
+            _ = int.recv() => 130,
+        };
+    };
+    http::serve(listener, handler, shutdown).await;
+    let done = agent.shutdown().await;
+    let _ = writeln!(
+        out,
+        "shutting down: {} run(s) stopped, reverted in {:.1} ms",
+        done.stopped, done.reverted_in_ms
+    );
+    if !done.failures.is_empty() {
+        let _ = writeln!(out, "REVERT FAILED: the host may still be changed:");
+        for f in &done.failures {
+            let _ = writeln!(out, "  - {f}");
+        }
+        return EXIT_REVERT_FAILED;
+    }
+    code
+}
