@@ -74,6 +74,7 @@ impl std::fmt::Display for Problem {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
+    boot: String,
     inner: Mutex<Inner>,
 }
 
@@ -109,6 +110,12 @@ fn lock(file: File, path: &Path) -> Result<Option<Flock<File>>> {
 impl Journal {
     /// Creates a new journal file for this process in `dir` and locks it.
     pub fn create(dir: &Path) -> Result<Journal> {
+        Journal::create_for_boot(dir, &boot_id())
+    }
+
+    /// Like [`Journal::create`], recording `boot` as the boot its changes were made in: how a
+    /// test stands in for a journal written before a reboot.
+    pub fn create_for_boot(dir: &Path, boot: &str) -> Result<Journal> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create state directory {}", dir.display()))?;
         let name = format!(
@@ -130,6 +137,7 @@ impl Journal {
         sync_dir(dir)?;
         Ok(Journal {
             path,
+            boot: boot.to_string(),
             inner: Mutex::new(Inner {
                 file,
                 next_id: 1,
@@ -164,7 +172,7 @@ impl Journal {
             id,
             execution: execution.to_string(),
             plugin: plugin.to_string(),
-            boot_id: boot_id(),
+            boot_id: self.boot.clone(),
             created_ms: now_ms(),
             summary: summary.to_string(),
             inverse,
@@ -359,6 +367,12 @@ pub struct Orphan {
 }
 
 impl Orphan {
+    /// Renames the file (a journal with unreadable lines, kept for a person).
+    pub fn set_aside(self, to: &Path) -> Result<()> {
+        std::fs::rename(&self.path, to)
+            .with_context(|| format!("failed to move {} aside", self.path.display()))
+    }
+
     /// Deletes the file once every entry is dealt with.
     pub fn remove(self) -> Result<()> {
         std::fs::remove_file(&self.path)

@@ -320,7 +320,9 @@ fn a_corrupt_or_truncated_journal_is_reported_by_file_and_line_and_the_rest_reco
     std::fs::write(journal_dir.join("0-2-00000000.journal"), b"").unwrap();
 
     let (code, report) = recover(&state);
-    assert_eq!(code, 0, "{report}");
+    // Unreadable lines may hide a change: recovery undoes what it can read, keeps the files
+    // aside for a person, and does not claim success.
+    assert_eq!(code, 5, "{report}");
     let name = path.display().to_string();
     assert!(
         report.contains(&format!("{name}:2: checksum mismatch")),
@@ -343,7 +345,21 @@ fn a_corrupt_or_truncated_journal_is_reported_by_file_and_line_and_the_rest_reco
         wait_all(&[target.pid()], 'S', Duration::from_secs(2)),
         "{report}"
     );
-    assert!(journal_files(&state).is_empty(), "{report}");
+    let mut left: Vec<String> = journal_files(&state)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    left.sort();
+    let mut kept = vec![
+        format!("{}.corrupt", garbage.display()),
+        format!("{}.corrupt", path.display()),
+    ];
+    kept.sort();
+    assert_eq!(left, kept, "{report}");
+    assert!(report.contains("unreadable line(s)"), "{report}");
+    // Nothing left to retry: a second recovery is clean.
+    let (code, report) = recover(&state);
+    assert_eq!(code, 0, "{report}");
     eprintln!("recover on corrupt journals said:\n{report}");
 }
 
@@ -778,4 +794,45 @@ fn abort_timing_for_1_10_and_100_concurrent_faults() {
         "abort timing (debug build of the test binary's agent):\n{}",
         figures.join("\n")
     );
+}
+
+/// Promise 5: after a reboot (another boot id in the journal), recovery checks each change:
+/// what the reboot already undid is dropped, what survived is reverted.
+#[test]
+fn after_a_reboot_recovery_drops_what_the_reboot_undid_and_reverts_what_survived() {
+    use faultline::journal::Journal;
+    let survivor = Sleeper::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let start_time = |pid: u32| {
+        faultline::capability::process::linux::info(pid)
+            .unwrap()
+            .start_time
+    };
+    let j = Journal::create_for_boot(&state.join("journal"), "boot-before-the-reboot").unwrap();
+    // A process from the old boot: its pid now names a process with another start time.
+    let stale = serde_json::json!({"kind": "continue", "pid": survivor.pid(), "start_time": start_time(survivor.pid()) + 1});
+    j.begin("ex", "p", "SIGSTOP a process of the old boot", stale)
+        .unwrap();
+    // A change that outlived the "reboot": the process is still there and still stopped.
+    let live = serde_json::json!({"kind": "continue", "pid": survivor.pid(), "start_time": start_time(survivor.pid())});
+    j.begin("ex", "p", "SIGSTOP survivor", live).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(survivor.pid() as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    drop(j);
+    assert!(wait_all(&[survivor.pid()], 'T', Duration::from_secs(2)));
+    let (code, report) = recover(&state);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("1 change(s) undone, 1 already undone by a reboot"),
+        "{report}"
+    );
+    assert!(
+        wait_all(&[survivor.pid()], 'S', Duration::from_secs(2)),
+        "{report}"
+    );
+    assert!(journal_files(&state).is_empty(), "{report}");
 }

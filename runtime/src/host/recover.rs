@@ -64,7 +64,20 @@ pub fn recover(host: &Host) -> anyhow::Result<Recovery> {
         // Failed entries move to our own journal before the orphan goes, so nothing is lost.
         keep.reverse();
         host.journal().adopt(&keep)?;
-        orphan.remove()?;
+        if orphan.problems.is_empty() {
+            orphan.remove()?;
+        } else {
+            // An unreadable line may have recorded a change that is still in place: keep the
+            // file for a person, out of the way of the next recovery, and do not claim success.
+            let kept = orphan.path.with_extension("journal.corrupt");
+            report.failures.push(format!(
+                "{} has {} unreadable line(s); a change recorded there may still be in place: inspect {}",
+                orphan.path.display(),
+                orphan.problems.len(),
+                kept.display()
+            ));
+            orphan.set_aside(&kept)?;
+        }
     }
     Ok(report)
 }
