@@ -3,7 +3,7 @@
 //!
 //! Enable exactly one feature: `fault` for a fault (exports `describe`, `validate`, `inject`,
 //! `revert`) or `probe` for a probe (exports `describe`, `validate`, `check`). Implement
-//! [`Fault`] (or `Probe`) on a type and export it with [`export_fault!`] (or `export_probe!`).
+//! `Fault` (or `Probe`) on a type and export it with `export_fault!` (or `export_probe!`).
 //!
 //! ```ignore
 //! use faultline_sdk::{Capability, Error, Fault, InjectContext, process};

@@ -836,3 +836,35 @@ fn after_a_reboot_recovery_drops_what_the_reboot_undid_and_reverts_what_survived
     );
     assert!(journal_files(&state).is_empty(), "{report}");
 }
+
+/// Promise 6: an undo that fails is reported with what to do by hand, recovery exits 5, and the
+/// entry stays in the journal so the next recovery retries it.
+#[test]
+fn a_failed_undo_is_reported_with_manual_steps_and_kept_for_the_next_recovery() {
+    use faultline::journal::Journal;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let j = Journal::create(&state.join("journal")).unwrap();
+    // An inverse this host cannot apply (say, written by a newer agent).
+    let inverse = serde_json::json!({"kind": "from-a-newer-agent", "setting": 42});
+    j.begin("ex", "p", "a change this host cannot undo", inverse)
+        .unwrap();
+    drop(j);
+    for attempt in 1..=2 {
+        let (code, report) = recover(&state);
+        assert_eq!(code, 5, "attempt {attempt}: {report}");
+        assert!(
+            report.contains("a change this host cannot undo") && report.contains("undo by hand"),
+            "attempt {attempt}: {report}"
+        );
+        assert!(
+            report.contains("from-a-newer-agent"),
+            "the manual steps show the recorded inverse: {report}"
+        );
+        assert_eq!(
+            journal_files(&state).len(),
+            1,
+            "attempt {attempt}: the entry stays journalled: {report}"
+        );
+    }
+}
