@@ -64,9 +64,17 @@ impl Sleeper {
         self.0.id()
     }
 
-    /// Its one-letter state from `/proc/<pid>/stat`.
+    /// Its settled one-letter state from `/proc/<pid>/stat`: `sleep` is only transiently
+    /// running (`R`, e.g. just after SIGCONT), so this waits up to 2 s for it to settle.
     pub fn state(&self) -> char {
-        proc_state(self.pid())
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let state = proc_state(self.pid());
+            if state != 'R' || std::time::Instant::now() > deadline {
+                return state;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
