@@ -158,3 +158,68 @@ fn port_range(text: &str) -> Result<PortRange, ContractError> {
     }
     Ok(PortRange { first, last })
 }
+
+fn default_percent() -> f32 {
+    10.0
+}
+
+/// Parameters of a fault that disturbs a share of packets.
+#[derive(Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct PercentParams {
+    /// The traffic to disturb.
+    #[serde(flatten)]
+    pub traffic: TrafficParams,
+    /// Share of matching packets affected, more than 0 and at most 100.
+    #[serde(default = "default_percent")]
+    pub percent: f32,
+}
+
+/// An effect on a share of packets (loss, corruption, duplication). Implement it on a unit
+/// struct and export `PercentFault<YourEffect>` with `export_fault!`: parameters, validation,
+/// journalled change and revert come with it.
+pub trait PercentEffect {
+    /// The fault's name, for log lines.
+    const NAME: &'static str;
+    /// One line on what the fault breaks.
+    const SUMMARY: &'static str;
+    /// Asks the host for the effect; returns the change to undo.
+    fn apply(traffic: &Traffic, percent: f32) -> Result<crate::rollback::Change, ContractError>;
+}
+
+/// A fault that applies a [`PercentEffect`] for its duration and undoes it on revert.
+pub struct PercentFault<E>(std::marker::PhantomData<E>);
+
+impl<E: PercentEffect> crate::Fault for PercentFault<E> {
+    type Params = PercentParams;
+    /// The host's changes, undone on revert.
+    type State = Vec<u64>;
+
+    const SUMMARY: &'static str = E::SUMMARY;
+    const CAPABILITIES: &'static [crate::Capability] = &[
+        crate::Capability::Log,
+        crate::Capability::Rollback,
+        crate::Capability::Network,
+    ];
+
+    fn validate(params: &PercentParams) -> Result<(), ContractError> {
+        params.traffic.traffic()?;
+        check_percent("percent", params.percent)
+    }
+
+    fn inject(params: PercentParams, _: &crate::InjectContext) -> Result<Vec<u64>, ContractError> {
+        let traffic = params.traffic.traffic()?;
+        let change = E::apply(&traffic, params.percent)?;
+        crate::log::info(format!(
+            "{}: {}% of egress on {:?}",
+            E::NAME,
+            params.percent,
+            traffic.interfaces
+        ));
+        Ok(vec![change])
+    }
+
+    fn revert(changes: Vec<u64>) -> Result<(), ContractError> {
+        crate::rollback::undo_all(&changes)
+    }
+}

@@ -1,55 +1,21 @@
 //! `network-corruption`: corrupts a share of egress packets; revert stops it.
+//!
+//! The parameters, validation, journalled change and revert are the SDK's `PercentFault`.
 
-use faultline_sdk::{Capability, Error, Fault, InjectContext, log, network, rollback};
-use schemars::JsonSchema;
-use serde::Deserialize;
+use faultline_sdk::Error;
+use faultline_sdk::network::{self, PercentEffect, PercentFault, Traffic};
 
-/// Parameters of `network-corruption`.
-#[derive(Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-struct Params {
-    /// The traffic to disturb.
-    #[serde(flatten)]
-    traffic: network::TrafficParams,
-    /// Share of matching packets affected, more than 0 and at most 100.
-    #[serde(default = "default_percent")]
-    percent: f32,
-}
+/// The `network-corruption` effect.
+struct Corruption;
 
-fn default_percent() -> f32 {
-    10.0
-}
-
-struct NetworkCorruption;
-
-impl Fault for NetworkCorruption {
-    type Params = Params;
-    /// The host's changes, undone on revert.
-    type State = Vec<u64>;
-
+impl PercentEffect for Corruption {
+    const NAME: &'static str = "network-corruption";
     const SUMMARY: &'static str =
         "Corrupts a share of egress packets (a flipped bit fails their checksum)";
-    const CAPABILITIES: &'static [Capability] =
-        &[Capability::Log, Capability::Rollback, Capability::Network];
 
-    fn validate(params: &Params) -> Result<(), Error> {
-        params.traffic.traffic()?;
-        network::check_percent("percent", params.percent)
-    }
-
-    fn inject(params: Params, _: &InjectContext) -> Result<Vec<u64>, Error> {
-        let traffic = params.traffic.traffic()?;
-        let change = network::add_corruption(&traffic, params.percent)?;
-        log::info(format!(
-            "network-corruption: {}% of egress on {:?}",
-            params.percent, traffic.interfaces
-        ));
-        Ok(vec![change])
-    }
-
-    fn revert(changes: Vec<u64>) -> Result<(), Error> {
-        rollback::undo_all(&changes)
+    fn apply(traffic: &Traffic, percent: f32) -> Result<u64, Error> {
+        network::add_corruption(traffic, percent)
     }
 }
 
-faultline_sdk::export_fault!(NetworkCorruption);
+faultline_sdk::export_fault!(PercentFault<Corruption>);
