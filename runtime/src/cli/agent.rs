@@ -3,7 +3,7 @@
 
 use super::{EXIT_OK, EXIT_REVERT_FAILED, EXIT_USAGE};
 use crate::agent::{Agent, api, http, load_policy};
-use crate::host::{Host, HostConfig, recover::recover, tracing_log};
+use crate::host::{HostConfig, recover::recover};
 use clap::Args;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -55,12 +55,8 @@ pub async fn run(args: AgentArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
     let mut config = HostConfig::new(state_dir.to_path_buf());
     config.call_timeout = args.call_timeout;
     config.revert_timeout = args.call_timeout;
-    let host = match Host::new(config, tracing_log()) {
-        Ok(h) => h,
-        Err(e) => {
-            let _ = writeln!(out, "error: cannot start the host: {e:#}");
-            return EXIT_USAGE;
-        }
+    let Ok(host) = super::start_host(config, out) else {
+        return EXIT_USAGE;
     };
     // Recovery before any work: remnants of a crashed run are undone before the port opens.
     let report = match recover(&host) {
@@ -82,17 +78,7 @@ pub async fn run(args: AgentArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
         .map(|a| a.to_string())
         .unwrap_or_else(|_| args.listen.to_string());
     let _ = writeln!(out, "listening on {bound}");
-    for p in &report.problems {
-        let _ = writeln!(out, "warning: unreadable journal line skipped: {p}");
-    }
-    let _ = writeln!(
-        out,
-        "recovered {} journal(s): {} change(s) undone, {} already undone by a reboot",
-        report.journals, report.undone, report.dropped_after_reboot
-    );
-    for f in &report.failures {
-        let _ = writeln!(out, "REVERT FAILED (kept in the journal): {f}");
-    }
+    super::recover::print_report(&report, out);
     let _ = out.flush();
     let agent = Arc::new(Agent::new(host, policy));
     let served = agent.clone();

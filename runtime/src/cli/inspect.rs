@@ -1,7 +1,7 @@
 //! `faultline inspect`: what a component is, what it touches, and whether the host accepts it.
 
 use super::{EXIT_OK, EXIT_REFUSED, EXIT_USAGE};
-use crate::host::{Host, HostConfig, LoadError, check, tracing_log};
+use crate::host::{HostConfig, LoadError, check};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,18 +25,14 @@ pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8
             return EXIT_USAGE;
         }
     };
-    let host = match Host::new(HostConfig::new(state_dir.to_path_buf()), tracing_log()) {
-        Ok(h) => h,
-        Err(e) => {
-            let _ = writeln!(out, "error: cannot start the host: {e:#}");
-            return EXIT_USAGE;
-        }
+    let Ok(host) = super::start_host(HostConfig::new(state_dir.to_path_buf()), out) else {
+        return EXIT_USAGE;
     };
     // The shape is shown even for a component the host refuses.
     let shape = host
         .compile(&bytes)
         .ok()
-        .map(|(c, _, _)| check::shape(&host_engine(&host), &c));
+        .map(|(c, _, _)| check::shape(host.engine(), &c));
     let result = host.inspect(&bytes).await;
     let verdict = match &result {
         Ok(_) => "ok".to_string(),
@@ -91,8 +87,4 @@ pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8
         Err(LoadError::Host(_)) => EXIT_USAGE,
         Err(_) => EXIT_REFUSED,
     }
-}
-
-fn host_engine(host: &Host) -> wasmtime::Engine {
-    host.engine().clone()
 }

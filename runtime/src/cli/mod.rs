@@ -123,6 +123,16 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
     })
 }
 
+/// Starts a host whose plug-in log lines go to `tracing`, or says why not.
+fn start_host(
+    config: crate::host::HostConfig,
+    out: &mut dyn Write,
+) -> Result<crate::host::Host, ()> {
+    crate::host::Host::new(config, crate::host::tracing_log()).map_err(|e| {
+        let _ = writeln!(out, "error: cannot start the host: {e:#}");
+    })
+}
+
 /// The bundled hub as the only source, unsigned: its bytes ship with the checkout or the
 /// binary, so they are as trusted as the agent itself. Curated hubs configure signatures.
 pub(crate) fn default_hub_config(state_dir: &std::path::Path) -> crate::hub::HubConfig {
