@@ -240,6 +240,13 @@ impl Policy {
                 }
             }
             merged.rules.push(rule);
+            // Checked by `Policy::parse`, so every pattern compiles.
+            merged.cmdline_patterns.extend(
+                g.process
+                    .cmdlines
+                    .iter()
+                    .filter_map(|re| Regex::new(re).ok()),
+            );
             merged.process.push(g.process.clone());
             merged.cgroup.extend(g.cgroup.subtrees.iter().cloned());
             merged.network.push(g.network.clone());
@@ -261,6 +268,9 @@ pub struct Grants {
     pub capabilities: Vec<Capability>,
     /// Process scopes (a process in any of them is in scope).
     pub process: Vec<ProcessScope>,
+    /// Every scope's cmdline patterns, compiled once (a match in any scope puts a process in
+    /// scope).
+    pub cmdline_patterns: Vec<Regex>,
     /// Cgroup subtrees.
     pub cgroup: Vec<String>,
     /// Network scopes.

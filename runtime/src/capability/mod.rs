@@ -179,14 +179,22 @@ pub struct Context {
 }
 
 impl Context {
-    fn denied(&self, what: &str) -> CapError {
-        let reason = format!(
+    fn outside_scope(&self, what: &str) -> String {
+        format!(
             "{what} is outside the scope granted to {} ({})",
             self.grants.component,
             self.grants.rules_text()
-        );
+        )
+    }
+
+    /// A denial of a call, logged.
+    fn denial(&self, reason: String) -> CapError {
         tracing::warn!(execution = %self.execution, "denied: {reason}");
         CapError::Denied(reason)
+    }
+
+    fn denied(&self, what: &str) -> CapError {
+        self.denial(self.outside_scope(what))
     }
 
     /// Makes a change the journal can undo: inverse first (fsynced), then `apply`. When `apply`

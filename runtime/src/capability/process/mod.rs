@@ -15,38 +15,44 @@ use nix::sys::signal::Signal as NixSignal;
 use regex::Regex;
 
 impl Context {
-    /// Whether `p` is in this plug-in's process scope; `Err` names the rule that denies it.
-    pub fn process_in_scope(&self, p: &ProcInfo) -> CapResult<()> {
+    /// Why `p` is outside this plug-in's process scope, or `None` when it is in scope.
+    fn scope_denial(&self, p: &ProcInfo) -> Option<String> {
         if self.backends.protected_pids.contains(&p.pid) {
-            let why = if p.pid == 1 {
+            return Some(if p.pid == 1 {
                 "pid 1 is never in scope".to_string()
             } else {
                 format!(
                     "process {} is the agent or one of its ancestors, never in scope",
                     p.pid
                 )
-            };
-            tracing::warn!(execution = %self.execution, "denied: {why}");
-            return Err(CapError::Denied(why));
+            });
         }
         let joined = p.cmdline.join(" ");
-        let matched = self.grants.process.iter().any(|s| {
-            s.pids.contains(&p.pid)
-                || s.names.iter().any(|n| n == &p.name)
-                || s.users.contains(&p.uid)
-                || s.cmdlines
-                    .iter()
-                    .any(|re| Regex::new(re).is_ok_and(|re| re.is_match(&joined)))
-                || s.cgroups.iter().any(|c| {
-                    p.cgroups.iter().any(|pc| {
-                        pc == c || pc.starts_with(&format!("{}/", c.trim_end_matches('/')))
-                    })
-                })
-        });
-        if matched {
-            Ok(())
-        } else {
-            Err(self.denied(&format!("process {} ({})", p.pid, p.name)))
+        let in_cgroup = |c: &String| {
+            p.cgroups
+                .iter()
+                .any(|pc| pc == c || pc.starts_with(&format!("{}/", c.trim_end_matches('/'))))
+        };
+        let matched = self
+            .grants
+            .cmdline_patterns
+            .iter()
+            .any(|re| re.is_match(&joined))
+            || self.grants.process.iter().any(|s| {
+                s.pids.contains(&p.pid)
+                    || s.names.iter().any(|n| n == &p.name)
+                    || s.users.contains(&p.uid)
+                    || s.cgroups.iter().any(in_cgroup)
+            });
+        (!matched).then(|| self.outside_scope(&format!("process {} ({})", p.pid, p.name)))
+    }
+
+    /// Whether `p` is in this plug-in's process scope; `Err` names the rule that denies it
+    /// (and the denial is logged).
+    pub fn process_in_scope(&self, p: &ProcInfo) -> CapResult<()> {
+        match self.scope_denial(p) {
+            None => Ok(()),
+            Some(reason) => Err(self.denial(reason)),
         }
     }
 
@@ -72,7 +78,7 @@ impl Context {
         };
         Ok(all
             .into_iter()
-            .filter(|p| wanted(p) && self.process_in_scope(p).is_ok())
+            .filter(|p| wanted(p) && self.scope_denial(p).is_none())
             .collect())
     }
 
