@@ -162,23 +162,57 @@ pub struct Policy {
     pub grants: Vec<Grant>,
 }
 
-/// What a component is, for matching grants.
-#[derive(Debug, Clone)]
+/// Where a component came from: the only thing grants are matched against. What a component
+/// says of itself in `describe()` never enters here.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// Its name from `describe` or the hub.
-    pub name: String,
-    /// Its version.
-    pub version: Option<semver::Version>,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
+    /// The hub release it was resolved to, when it came through a hub whose index verified under
+    /// the configured trust; `None` for a local file, which has its digest and nothing else.
+    pub origin: Option<Origin>,
+}
+
+/// A verified hub release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The hub's id (from its verified index).
+    pub hub: String,
+    /// The package name in that index.
+    pub name: String,
+    /// The release version in that index.
+    pub version: semver::Version,
 }
 
 impl Identity {
-    /// `name@version`, or the name alone.
+    /// A local file: known by its digest alone.
+    pub fn local(digest: &str) -> Identity {
+        Identity {
+            digest: digest.to_string(),
+            origin: None,
+        }
+    }
+
+    /// A release resolved through a verified hub.
+    pub fn from_hub(hub: &str, name: &str, version: semver::Version, digest: &str) -> Identity {
+        Identity {
+            digest: digest.to_string(),
+            origin: Some(Origin {
+                hub: hub.to_string(),
+                name: name.to_string(),
+                version,
+            }),
+        }
+    }
+
+    /// `name@version` for a hub release, else the digest (shortened) and "local file".
     pub fn label(&self) -> String {
-        match &self.version {
-            Some(v) => format!("{}@{v}", self.name),
-            None => self.name.clone(),
+        match &self.origin {
+            Some(o) => format!("{}@{}", o.name, o.version),
+            None => format!(
+                "local file {}",
+                self.digest.chars().take(19).collect::<String>()
+            ),
         }
     }
 }
@@ -315,14 +349,11 @@ impl ComponentMatcher {
         match self {
             ComponentMatcher::Any => true,
             ComponentMatcher::Digest(d) => d.eq_ignore_ascii_case(&who.digest),
-            ComponentMatcher::Name(n, req) => {
-                n == &who.name
-                    && match (req, &who.version) {
-                        (None, _) => true,
-                        (Some(r), Some(v)) => r.matches(v),
-                        (Some(_), None) => false,
-                    }
-            }
+            // Names and versions are only known for verified hub releases: a local file
+            // matches digest grants (and `*`) only, whatever it calls itself.
+            ComponentMatcher::Name(n, req) => who.origin.as_ref().is_some_and(|o| {
+                n == &o.name && req.as_ref().is_none_or(|r| r.matches(&o.version))
+            }),
         }
     }
 }
@@ -444,11 +475,12 @@ mod tests {
     use super::*;
 
     fn who(name: &str, version: &str) -> Identity {
-        Identity {
-            name: name.into(),
-            version: Some(version.parse().unwrap()),
-            digest: format!("sha256:{}", "a".repeat(64)),
-        }
+        Identity::from_hub(
+            "test",
+            name,
+            version.parse().unwrap(),
+            &format!("sha256:{}", "a".repeat(64)),
+        )
     }
 
     #[test]
@@ -478,6 +510,14 @@ mod tests {
         other.digest = "sha256:00".into();
         assert_eq!(p.grants_for(&other).capabilities, always);
         assert!(p.grants_for(&other).rules_text().contains("no grant"));
+        // A local file that calls itself `pause` gets no name grant, but its digest still counts.
+        let forged = Identity::local(&format!("sha256:{}", "a".repeat(64)));
+        let g = p.grants_for(&forged);
+        assert_eq!(g.capabilities, always);
+        assert_eq!(g.rules.len(), 1);
+        assert!(g.rules[0].starts_with("grant 2 "), "{:?}", g.rules);
+        let forged_other = Identity::local("sha256:00");
+        assert_eq!(p.grants_for(&forged_other).rules, Vec::<String>::new());
     }
 
     #[test]

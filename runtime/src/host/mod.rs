@@ -348,11 +348,7 @@ impl Host {
             description,
             ..
         } = self.inspect(bytes).await?;
-        let identity = Identity {
-            name: description.name.clone(),
-            version: semver::Version::parse(&description.version).ok(),
-            digest: digest.clone(),
-        };
+        let identity = Identity::local(&digest);
         // Imports must be within what the component declares, not only what the policy grants:
         // a fault that says it only logs does not get to signal processes.
         for c in &shape.capabilities {
