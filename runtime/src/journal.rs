@@ -76,6 +76,9 @@ pub struct Journal {
     path: PathBuf,
     boot: String,
     inner: Mutex<Inner>,
+    /// A second handle on the same file, for fsync outside the lock: a sync covers every byte
+    /// written before it, so no writer needs to hold the lock while the disk catches up.
+    sync: File,
 }
 
 #[derive(Debug)]
@@ -135,8 +138,12 @@ impl Journal {
             bail!("journal {} is locked by another process", path.display());
         };
         sync_dir(dir)?;
+        let sync = file
+            .try_clone()
+            .with_context(|| format!("failed to open {} twice", path.display()))?;
         Ok(Journal {
             path,
+            sync,
             boot: boot.to_string(),
             inner: Mutex::new(Inner {
                 file,
@@ -144,6 +151,18 @@ impl Journal {
                 entries: BTreeMap::new(),
             }),
         })
+    }
+
+    /// Makes every record written so far durable. Called without the lock held: the journal is
+    /// written from the blocking pool, and a slow disk must not stall other writers.
+    fn flush(&self) -> Result<()> {
+        self.sync.sync_data().context("failed to sync the journal")
+    }
+
+    /// Whether a thread panicked while holding the journal's lock: its in-memory state may be
+    /// half-updated, so a host must never report itself clean.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.is_poisoned()
     }
 
     /// The journal file.
@@ -179,16 +198,18 @@ impl Journal {
             applied: false,
             undo_error: None,
         };
-        write_record(&mut inner.file, &Record::Begin(entry.clone()), true)?;
+        write_record(&mut inner.file, &Record::Begin(entry.clone()))?;
         inner.next_id += 1;
         inner.entries.insert(id, entry);
+        drop(inner);
+        self.flush()?;
         Ok(id)
     }
 
     /// Marks a change as made. Not fsynced: undoing is idempotent, so a lost mark costs nothing.
     pub fn applied(&self, id: EntryId) -> Result<()> {
         let mut inner = self.inner()?;
-        write_record(&mut inner.file, &Record::Applied { id }, false)?;
+        write_record(&mut inner.file, &Record::Applied { id })?;
         if let Some(e) = inner.entries.get_mut(&id) {
             e.applied = true;
         }
@@ -198,7 +219,7 @@ impl Journal {
     /// Marks a change as undone (or never made): recovery will not touch it again.
     pub fn undone(&self, id: EntryId) -> Result<()> {
         let mut inner = self.inner()?;
-        write_record(&mut inner.file, &Record::Undone { id }, true)?;
+        write_record(&mut inner.file, &Record::Undone { id })?;
         inner.entries.remove(&id);
         if inner.entries.is_empty() {
             // Nothing outstanding: start the file afresh so it never grows without bound.
@@ -206,12 +227,9 @@ impl Journal {
                 .file
                 .set_len(0)
                 .context("failed to truncate the journal")?;
-            inner
-                .file
-                .sync_all()
-                .context("failed to sync the journal")?;
         }
-        Ok(())
+        drop(inner);
+        self.flush()
     }
 
     /// Records that undoing failed; the entry stays for a later recovery to retry.
@@ -221,11 +239,12 @@ impl Journal {
             id,
             reason: reason.to_string(),
         };
-        write_record(&mut inner.file, &record, true)?;
+        write_record(&mut inner.file, &record)?;
         if let Some(e) = inner.entries.get_mut(&id) {
             e.undo_error = Some(reason.to_string());
         }
-        Ok(())
+        drop(inner);
+        self.flush()
     }
 
     /// One entry, if it is still outstanding.
@@ -276,15 +295,11 @@ impl Drop for Journal {
     }
 }
 
-fn write_record(file: &mut File, record: &Record, sync: bool) -> Result<()> {
+fn write_record(file: &mut File, record: &Record) -> Result<()> {
     let json = serde_json::to_string(record).context("failed to encode a journal record")?;
     let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
     file.write_all(line.as_bytes())
-        .context("failed to write the journal")?;
-    if sync {
-        file.sync_data().context("failed to sync the journal")?;
-    }
-    Ok(())
+        .context("failed to write the journal")
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -300,6 +315,10 @@ pub fn read(path: &Path) -> Result<(Vec<Entry>, Vec<Problem>)> {
     let count = lines.len();
     let mut entries: BTreeMap<EntryId, Entry> = BTreeMap::new();
     let mut problems = Vec::new();
+    let records = lines
+        .iter()
+        .filter(|l| l.as_ref().is_ok_and(|l| !l.is_empty()))
+        .count();
     for (i, line) in lines.into_iter().enumerate() {
         let problem = |reason: String| Problem {
             path: path.to_path_buf(),
@@ -334,8 +353,16 @@ pub fn read(path: &Path) -> Result<(Vec<Entry>, Vec<Problem>)> {
                 }
             }
             // A torn last line is what a crash mid-write leaves: the change it began was not
-            // made yet (the record is written first), so there is nothing to undo for it.
-            Err(_) if i + 1 == count => {}
+            // made yet (the record is written first), so there is nothing to undo for it. But
+            // when it is the file's only record, nothing readable vouches for that: say so.
+            Err(reason) if i + 1 == count => {
+                if records == 1 {
+                    problems.push(problem(format!(
+                        "the journal's only record is cut short ({reason}); it cannot be read, so \
+                         whether a change was in progress is unknown"
+                    )));
+                }
+            }
             Err(reason) => problems.push(problem(reason)),
         }
     }
@@ -458,6 +485,26 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].line, 1);
         assert!(problems[0].reason.contains("checksum"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn a_journal_whose_only_record_is_cut_short_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path()).unwrap();
+        j.begin("e", "p", "a", serde_json::json!(1)).unwrap();
+        let path = j.path().to_path_buf();
+        std::mem::forget(j);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&path, &bytes).unwrap();
+        let (entries, problems) = read(&path).unwrap();
+        assert!(entries.is_empty());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].reason.contains("only record is cut short"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 pub mod agent;
 pub mod capability;
 pub mod cli;
+pub mod component;
 pub mod contract;
+pub mod execution;
 pub mod host;
 pub mod hub;
 pub mod journal;

@@ -3,7 +3,7 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /v1/runs` `{component, params?, duration?, lease?}` | starts a run → `201 {id, status}` |
+//! | `POST /v1/runs` `{component, params?, duration?, lease?}` | starts a run → `201 {id, status}`; `component` is a hub reference, never a path |
 //! | `GET /v1/runs` | every run |
 //! | `GET /v1/runs/{id}` | one run's status |
 //! | `POST /v1/runs/{id}/heartbeat` | renews its lease |
@@ -13,7 +13,7 @@
 //! | `GET /v1/status` | whether runs are refused, and why |
 
 use super::http::{Request, Response};
-use super::run::StopReason;
+use crate::execution::StopReason;
 use super::{Agent, RunRequest, StartError};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use std::time::Duration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
-    component: std::path::PathBuf,
+    component: String,
     #[serde(default = "empty_object")]
     params: serde_json::Value,
     duration: Option<String>,
@@ -77,25 +77,26 @@ async fn route(agent: &Arc<Agent>, request: &Request) -> Result<Response, Respon
         }
         ("POST", ["v1", "runs", id, "heartbeat"]) => {
             let run = find(agent, id)?;
-            match run.heartbeat() {
-                Ok(()) => Ok(Response::json(
+            if run.handle.heartbeat() {
+                Ok(Response::json(
                     200,
                     serde_json::json!({ "id": id, "renewed": true }),
-                )),
-                Err(status) => Err(Response::error(
+                ))
+            } else {
+                Err(Response::error(
                     409,
                     format!(
                         "run {id} has ended ({}); there is no lease to renew",
-                        serde_json::json!(status)
+                        serde_json::json!(run.view().status)
                     ),
-                )),
+                ))
             }
         }
         ("POST", ["v1", "runs", id, "stop"]) => {
             let run = find(agent, id)?;
-            run.stop(StopReason::Api);
-            let view = run.finished().await;
-            Ok(Response::json(200, serde_json::json!(view)))
+            run.handle.stop(StopReason::UserStop);
+            run.handle.finished().await;
+            Ok(Response::json(200, serde_json::json!(run.view())))
         }
         ("POST", ["v1", "emergency-stop"]) => {
             let body: EmergencyBody = if request.body.iter().all(u8::is_ascii_whitespace) {
@@ -132,10 +133,12 @@ async fn route(agent: &Arc<Agent>, request: &Request) -> Result<Response, Respon
     }
 }
 
-fn find(agent: &Agent, id: &str) -> Result<Arc<super::run::Run>, Response> {
-    agent
-        .run(id)
-        .ok_or_else(|| Response::error(404, format!("no run with id {id:?}")))
+fn find(agent: &Agent, id: &str) -> Result<super::run::Run, Response> {
+    agent.run(id).ok_or_else(|| {
+        // The id is the caller's own text: quote it only when it is short and printable.
+        let shown: String = id.chars().take(64).filter(|c| !c.is_control()).collect();
+        Response::error(404, format!("no run with id {shown:?}"))
+    })
 }
 
 async fn start(agent: &Arc<Agent>, body: &[u8]) -> Result<Response, Response> {
@@ -156,6 +159,7 @@ async fn start(agent: &Arc<Agent>, body: &[u8]) -> Result<Response, Response> {
             serde_json::json!({ "id": id, "status": "injecting" }),
         )),
         Err(e @ StartError::Refused(_)) => Err(Response::error(409, e.to_string())),
+        Err(e @ StartError::Busy(_)) => Err(Response::error(503, e.to_string())),
         Err(e @ StartError::Invalid(_)) => Err(Response::error(400, e.to_string())),
         Err(e @ StartError::ComponentRefused(_)) => Err(Response::error(422, e.to_string())),
         Err(StartError::Host(e)) => Err(Response::error(500, format!("{e:#}"))),

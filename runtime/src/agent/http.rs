@@ -64,7 +64,11 @@ fn reason(status: u16) -> &'static str {
         413 => "Payload Too Large",
         422 => "Unprocessable Entity",
         431 => "Request Header Fields Too Large",
-        _ => "Internal Server Error",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        503 => "Service Unavailable",
+        500 => "Internal Server Error",
+        _ => "Unknown",
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! On start it recovers what dead runs left in the journal *before* it accepts any work (see
 //! [`crate::host::recover`]). Then it serves a small HTTP/1.1 JSON API on loopback ([`api`],
-//! [`http`]). Every run is reverted when its duration ends, when it is stopped, when its lease
+//! [`http`]). Runs name components by hub reference only, and each is an
+//! [`Execution`](crate::execution::Execution): the agent keeps no lifecycle of its own. Every run is reverted when its duration ends, when it is stopped, when its lease
 //! lapses (no heartbeat in time), on an emergency stop, and when the agent shuts down. An
 //! emergency stop also refuses new runs until it is cleared.
 
@@ -10,24 +11,29 @@ pub mod api;
 pub mod http;
 pub mod run;
 
-use crate::host::{Host, LoadError, Plugin};
+use crate::component::Source;
+use crate::execution::{Execution, Spec, StopReason, new_id};
+use crate::host::{FaultPlugin, Host, LoadError};
+use crate::hub::Hub;
 use crate::policy::Policy;
 use anyhow::Context as _;
-use run::{Run, RunView, StopReason};
-use sha2::{Digest, Sha256};
+use run::{Run, RunView};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The shortest lease: anything shorter would lapse on an ordinary scheduling hiccup.
 pub const MIN_LEASE: Duration = Duration::from_secs(1);
+/// Finished runs kept for `GET /v1/runs`; older finished runs are dropped first.
+pub const MAX_FINISHED: usize = 256;
+/// Runs in flight at once; more are refused (503) rather than queued without bound.
+pub const MAX_ACTIVE: usize = 1024;
 
 /// What a caller asks for when starting a run.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
-    /// The component's path on the agent's host.
-    pub component: std::path::PathBuf,
+    /// A hub reference (`name`, `name@^1`, `sha256:<hex>`); never a path.
+    pub component: String,
     /// Parameters as a JSON object.
     pub params: serde_json::Value,
     /// How long to hold the fault.
@@ -42,6 +48,9 @@ pub enum StartError {
     /// An emergency stop (or a shutdown) is active.
     #[error("new runs are refused: {0}")]
     Refused(String),
+    /// Too many runs in flight.
+    #[error("{0}")]
+    Busy(String),
     /// The request is malformed or names something unusable.
     #[error("{0}")]
     Invalid(String),
@@ -68,16 +77,32 @@ pub struct StopAll {
 struct State {
     /// Why new runs are refused, when they are.
     refusing: Option<String>,
-    runs: BTreeMap<String, Arc<Run>>,
+    runs: BTreeMap<String, Run>,
 }
 
-/// The agent: a host, the operator's policy, and the runs.
+impl State {
+    /// Drops the oldest finished runs beyond [`MAX_FINISHED`]; ids sort by start time.
+    fn prune(&mut self) {
+        let finished: Vec<String> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| r.is_final())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let excess = finished.len().saturating_sub(MAX_FINISHED);
+        for id in finished.into_iter().take(excess) {
+            self.runs.remove(&id);
+        }
+    }
+}
+
+/// The agent: a host, the operator's policy, its hub and the runs.
 pub struct Agent {
     host: Arc<Host>,
     policy: Policy,
-    plugins: Mutex<HashMap<String, Arc<Plugin>>>,
+    hub: tokio::sync::Mutex<Option<Hub>>,
+    plugins: Mutex<HashMap<String, Arc<FaultPlugin>>>,
     state: Mutex<State>,
-    next: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,14 +111,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Agent {
-    /// An agent over `host` (whose recovery has already run) with `policy`.
-    pub fn new(host: Host, policy: Policy) -> Agent {
+    /// An agent over `host` (whose recovery has already run) with `policy`, resolving
+    /// components in `hub`.
+    pub fn new(host: Host, policy: Policy, hub: Option<Hub>) -> Agent {
         Agent {
             host: Arc::new(host),
             policy,
+            hub: tokio::sync::Mutex::new(hub),
             plugins: Mutex::new(HashMap::new()),
             state: Mutex::new(State::default()),
-            next: AtomicU64::new(1),
         }
     }
 
@@ -107,13 +133,26 @@ impl Agent {
         lock(&self.state).refusing.clone()
     }
 
-    /// Loads a component once per digest; later runs reuse the checked plug-in.
-    async fn plugin(&self, bytes: &[u8]) -> Result<Arc<Plugin>, StartError> {
-        let key = hex::encode(Sha256::digest(bytes));
+    /// Resolves a hub reference and loads its fault once per identity; later runs reuse the
+    /// checked plug-in.
+    async fn plugin(&self, reference: &str) -> Result<Arc<FaultPlugin>, StartError> {
+        let source = Source::from_request(reference).map_err(StartError::Invalid)?;
+        let fetched = {
+            let mut hub = self.hub.lock().await;
+            source
+                .fetch(hub.as_mut())
+                .await
+                .map_err(|e| StartError::Invalid(format!("{e:#}")))?
+        };
+        let key = format!("{:?}", fetched.identity);
         if let Some(p) = lock(&self.plugins).get(&key) {
             return Ok(p.clone());
         }
-        let plugin = match self.host.load(bytes, &self.policy).await {
+        let plugin = match self
+            .host
+            .load_fault(&fetched.bytes, &fetched.identity, &self.policy)
+            .await
+        {
             Ok(p) => Arc::new(p),
             Err(LoadError::Host(e)) => return Err(StartError::Host(e)),
             Err(e) => return Err(StartError::ComponentRefused(e.to_string())),
@@ -141,56 +180,59 @@ impl Agent {
         if !req.params.is_object() {
             return Err(StartError::Invalid("params must be a JSON object".into()));
         }
-        let bytes = std::fs::read(&req.component).map_err(|e| {
-            StartError::Invalid(format!(
-                "cannot read component {}: {e}",
-                req.component.display()
-            ))
-        })?;
-        let plugin = self.plugin(&bytes).await?;
+        let plugin = self.plugin(&req.component).await?;
         let params = req.params.to_string();
         plugin
             .validate(&self.host, &params)
             .await
             .map_err(|e| StartError::Invalid(format!("parameters refused: {e}")))?;
-        let id = format!(
-            "run-{}-{:04x}",
-            self.next.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u16>()
-        );
-        let run = Arc::new(Run::new(
-            &id,
-            &req.component.display().to_string(),
-            &plugin.label(),
-            req.lease,
-        ));
+        let spec = Spec {
+            id: new_id(),
+            params,
+            duration: req.duration,
+            lease: req.lease,
+        };
+        let id = spec.id.clone();
+        let execution = Execution::new(self.host.clone(), plugin, spec);
+        let run = Run {
+            handle: execution.handle(),
+            component: req.component.clone(),
+        };
         // Checked again under the lock that an emergency stop takes: a run is either refused
         // here or in the set the emergency stop reverts, never neither.
         let mut state = lock(&self.state);
         if let Some(why) = &state.refusing {
             return Err(StartError::Refused(why.clone()));
         }
-        state.runs.insert(id.clone(), run.clone());
-        // The run's task ends only after its revert; shutdown and stops wait on the run itself.
-        tokio::spawn(run.drive(self.host.clone(), plugin, params, req.duration));
+        let active = state.runs.values().filter(|r| !r.is_final()).count();
+        if active >= MAX_ACTIVE {
+            return Err(StartError::Busy(format!(
+                "{active} runs are in flight, the most this agent holds at once"
+            )));
+        }
+        state.prune();
+        state.runs.insert(id.clone(), run);
+        // A task of its own: should it panic, the execution's guard still reverts the run and
+        // publishes its outcome, so stops and shutdown never wait forever.
+        tokio::spawn(execution.run());
         Ok(id)
     }
 
     /// One run.
-    pub fn run(&self, id: &str) -> Option<Arc<Run>> {
+    pub fn run(&self, id: &str) -> Option<Run> {
         lock(&self.state).runs.get(id).cloned()
     }
 
-    /// Every run, oldest first.
+    /// Every run the agent still holds, oldest first.
     pub fn runs(&self) -> Vec<RunView> {
-        let runs: Vec<_> = lock(&self.state).runs.values().cloned().collect();
-        runs.iter().map(|r| r.view()).collect()
+        let runs: Vec<Run> = lock(&self.state).runs.values().cloned().collect();
+        runs.iter().map(Run::view).collect()
     }
 
     /// Emergency stop: refuses new runs with `reason`, reverts every run at once and waits
     /// until all are reverted. New runs stay refused until [`Agent::clear_emergency_stop`].
     pub async fn emergency_stop(&self, reason: &str) -> StopAll {
-        self.stop_all(format!("emergency stop: {reason}"), StopReason::Emergency)
+        self.stop_all(format!("emergency stop: {reason}"), StopReason::EmergencyStop)
             .await
     }
 
@@ -210,36 +252,23 @@ impl Agent {
 
     async fn stop_all(&self, refusing: String, reason: StopReason) -> StopAll {
         let start = Instant::now();
-        let runs: Vec<Arc<Run>> = {
+        let runs: Vec<Run> = {
             let mut state = lock(&self.state);
             state.refusing = Some(refusing);
             state.runs.values().cloned().collect()
         };
         let mut stopped = 0;
         for run in &runs {
-            if !run.view().status.is_final() {
+            if !run.is_final() && run.handle.stop(reason) {
                 stopped += 1;
             }
-            run.stop(reason);
         }
         for run in &runs {
-            run.finished().await;
+            run.handle.finished().await;
         }
         // Then whatever the journal still holds is retried: a run's failed undo, or a change
         // adopted from an earlier crash. Its failures are the truth about the host.
-        let mut executions: Vec<String> = self
-            .host
-            .journal()
-            .outstanding(None)
-            .into_iter()
-            .map(|e| e.execution)
-            .collect();
-        executions.sort();
-        executions.dedup();
-        let mut failures = Vec::new();
-        for execution in executions {
-            failures.extend(self.host.undo_journal(&execution));
-        }
+        let failures = self.host.undo_everything().await;
         StopAll {
             stopped,
             reverted_in_ms: start.elapsed().as_secs_f64() * 1000.0,

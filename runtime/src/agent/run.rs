@@ -1,13 +1,11 @@
-//! One run in the agent: inject, hold for the duration, revert — cut short by a stop, an
-//! emergency stop, a shutdown or a lapsed lease. Whatever ends it, the revert runs.
+//! One run in the agent: an [`Execution`](crate::execution) and what the API shows of it. The
+//! lifecycle itself — inject, hold, revert, cut short by a stop, an emergency stop, a shutdown
+//! or a lapsed lease — is the execution's; this maps its outcome to the API's statuses.
 
-use crate::host::{Host, Plugin, Reverted};
+use crate::execution::{Handle, Outcome, Phase, StopReason};
 use serde::Serialize;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
 
-/// Where a run is in its life.
+/// Where a run is in its life, as the API says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
@@ -25,8 +23,9 @@ pub enum Status {
     RevertedAfterLeaseLapse,
     /// An emergency stop cut it short, then it was reverted.
     EmergencyStopped,
-    /// Inject failed (everything it did was reverted) or the revert failed (see
-    /// `revert_failures`: the journal keeps those changes for a later recovery).
+    /// Inject failed (everything it did was reverted), the run was abandoned by a panic (and
+    /// reverted), or the revert failed (see `revert_failures`: the journal keeps those changes
+    /// for a later recovery).
     Error,
 }
 
@@ -38,27 +37,21 @@ impl Status {
             Status::Injecting | Status::Running | Status::Reverting
         )
     }
-}
 
-/// Why a run was cut short.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// `POST /v1/runs/{id}/stop`.
-    Api,
-    /// `POST /v1/emergency-stop`.
-    Emergency,
-    /// The agent is shutting down (SIGTERM, SIGINT).
-    Shutdown,
-    /// No heartbeat within the lease.
-    LeaseLapsed,
-}
-
-impl StopReason {
-    fn status(self) -> Status {
-        match self {
-            StopReason::Api | StopReason::Shutdown => Status::Stopped,
-            StopReason::Emergency => Status::EmergencyStopped,
+    /// The status an ended run's outcome maps to.
+    pub fn of(outcome: &Outcome) -> Status {
+        if !outcome.is_clean() {
+            return Status::Error;
+        }
+        match outcome.reason {
+            StopReason::DurationOver => Status::Completed,
+            StopReason::UserStop
+            | StopReason::Shutdown
+            | StopReason::Sigint
+            | StopReason::Sigterm => Status::Stopped,
             StopReason::LeaseLapsed => Status::RevertedAfterLeaseLapse,
+            StopReason::EmergencyStop => Status::EmergencyStopped,
+            StopReason::InjectFailed | StopReason::Abandoned => Status::Error,
         }
     }
 }
@@ -68,7 +61,7 @@ impl StopReason {
 pub struct RunView {
     /// The run's id (also its execution id in the journal).
     pub id: String,
-    /// The component's path as given.
+    /// The component's hub reference as given.
     pub component: String,
     /// `name@version` of the fault.
     pub fault: String,
@@ -80,180 +73,58 @@ pub struct RunView {
     pub started_ms: u64,
     /// How long the revert took, once it ran.
     pub revert_ms: Option<f64>,
-    /// What went wrong (inject failure), if anything.
+    /// Why inject failed, if it did.
     pub error: Option<String>,
-    /// What went wrong in the guest's own revert (the journal still undid its changes).
+    /// What went wrong in the guest's own revert (the journal undid its changes anyway).
     pub guest_revert_error: Option<String>,
     /// Changes that could not be undone, each with what to run by hand; empty when clean.
     pub revert_failures: Vec<String>,
 }
 
-/// A run's shared state: the API reads it, the run's task drives it.
-#[derive(Debug)]
+/// A run the agent holds: the execution's handle and the reference it was started with.
+#[derive(Debug, Clone)]
 pub struct Run {
-    lease: Option<Duration>,
-    heartbeat: Mutex<Instant>,
-    stop: watch::Sender<Option<StopReason>>,
-    done: watch::Sender<bool>,
-    view: Mutex<RunView>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means another thread panicked mid-update of plain data; the data
-    // is still what the run needs to revert, so keep going.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    /// The execution.
+    pub handle: Handle,
+    /// The hub reference the request named.
+    pub component: String,
 }
 
 impl Run {
-    /// A new run, not yet started.
-    pub fn new(id: &str, component: &str, fault: &str, lease: Option<Duration>) -> Run {
-        Run {
-            lease,
-            heartbeat: Mutex::new(Instant::now()),
-            stop: watch::Sender::new(None),
-            done: watch::Sender::new(false),
-            view: Mutex::new(RunView {
-                id: id.to_string(),
-                component: component.to_string(),
-                fault: fault.to_string(),
-                status: Status::Injecting,
-                lease_ms: lease.map(|l| l.as_millis() as u64),
-                started_ms: now_ms(),
-                revert_ms: None,
-                error: None,
-                guest_revert_error: None,
-                revert_failures: Vec::new(),
-            }),
-        }
-    }
-
     /// What the API shows.
     pub fn view(&self) -> RunView {
-        lock(&self.view).clone()
-    }
-
-    /// Renews the lease. Returns the status when the run has already ended.
-    pub fn heartbeat(&self) -> Result<(), Status> {
-        let status = lock(&self.view).status;
-        if status.is_final() {
-            return Err(status);
-        }
-        *lock(&self.heartbeat) = Instant::now();
-        Ok(())
-    }
-
-    /// Asks the run to stop (the first reason wins).
-    pub fn stop(&self, reason: StopReason) {
-        self.stop.send_if_modified(|r| {
-            if r.is_none() {
-                *r = Some(reason);
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// Waits until the run has ended (reverted, or failed for good).
-    pub async fn finished(&self) -> RunView {
-        let mut rx = self.done.subscribe();
-        let _ = rx.wait_for(|d| *d).await;
-        self.view()
-    }
-
-    fn set(&self, status: Status) {
-        lock(&self.view).status = status;
-    }
-
-    /// Resolves when the run must be cut short: a stop was asked for or the lease lapsed.
-    async fn cut_short(&self) -> StopReason {
-        let mut rx = self.stop.subscribe();
-        loop {
-            let deadline = self.lease.map(|l| *lock(&self.heartbeat) + l);
-            let lapse = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                r = rx.wait_for(Option::is_some) => {
-                    return match r {
-                        Ok(reason) => (*reason).unwrap_or(StopReason::Shutdown),
-                        // The sender lives in `self`; gone means the agent is going away.
-                        Err(_) => StopReason::Shutdown,
-                    };
-                }
-                _ = lapse => {
-                    // A heartbeat may have come in while we slept: only a stale one lapses.
-                    if let (Some(lease), Some(d)) = (self.lease, deadline)
-                        && *lock(&self.heartbeat) + lease <= d
-                    {
-                        return StopReason::LeaseLapsed;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Drives the run to its end: inject, hold, revert. Never returns before the revert ran.
-    pub async fn drive(
-        self: Arc<Self>,
-        host: Arc<Host>,
-        plugin: Arc<Plugin>,
-        params: String,
-        duration: Duration,
-    ) {
-        let execution = lock(&self.view).id.clone();
-        let cut = self.cut_short();
-        tokio::pin!(cut);
-        let injected = tokio::select! {
-            r = plugin.inject(&host, &execution, &params, duration) => Ok(r),
-            reason = &mut cut => Err(reason),
+        let h = &self.handle;
+        let outcome = h.outcome();
+        let status = match (&outcome, h.phase()) {
+            (Some(o), _) => Status::of(o),
+            (None, Phase::Loaded | Phase::Injecting) => Status::Injecting,
+            (None, Phase::Injected) => Status::Running,
+            (None, Phase::Reverting | Phase::Ended) => Status::Reverting,
         };
-        let (state, ended) = match injected {
-            Ok(Ok(i)) => {
-                self.set(Status::Running);
-                let ended = tokio::select! {
-                    _ = tokio::time::sleep(duration) => Status::Completed,
-                    reason = &mut cut => reason.status(),
-                };
-                (Some(i.state), ended)
-            }
-            Ok(Err(e)) => {
-                lock(&self.view).error = Some(format!("inject failed: {e}"));
-                (None, Status::Error)
-            }
-            Err(reason) => (None, reason.status()),
-        };
-        self.set(Status::Reverting);
-        let start = Instant::now();
-        let Reverted {
-            guest_error,
-            failures,
-        } = plugin.revert(&host, &execution, state.as_deref()).await;
-        {
-            let mut view = lock(&self.view);
-            view.revert_ms = Some(start.elapsed().as_secs_f64() * 1000.0);
-            view.guest_revert_error = guest_error;
-            for f in &failures {
-                tracing::error!(run = %execution, "revert failed: {f}");
-            }
-            // A failed revert is an error whatever ended the run: the host may still be changed.
-            view.status = if failures.is_empty() {
-                ended
-            } else {
-                Status::Error
-            };
-            view.revert_failures = failures;
+        RunView {
+            id: h.id().to_string(),
+            component: self.component.clone(),
+            fault: h.fault().to_string(),
+            status,
+            lease_ms: h
+                .lease()
+                .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
+            started_ms: h.started_ms(),
+            revert_ms: outcome.as_ref().map(|o| o.revert_ms),
+            error: outcome
+                .as_ref()
+                .and_then(|o| o.inject_error.as_ref())
+                .map(|e| format!("inject failed: {e}")),
+            guest_revert_error: outcome.as_ref().and_then(|o| o.guest_revert_error.clone()),
+            revert_failures: outcome
+                .as_ref()
+                .map(|o| o.revert_failures.clone())
+                .unwrap_or_default(),
         }
-        self.done.send_replace(true);
+    }
+
+    /// Whether the run has ended.
+    pub fn is_final(&self) -> bool {
+        self.handle.outcome().is_some()
     }
 }

@@ -17,10 +17,30 @@ impl Host for Context {
             message.push('…');
         }
         (self.log)(LogLine {
+            execution: self.execution.clone(),
             plugin: self.grants.component.clone(),
             level,
             message,
         });
         Ok(())
+    }
+}
+
+impl Level {
+    /// The level as a word: `info`, `warn`…
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -85,6 +85,8 @@ pub enum Inverse {
 /// A line a plug-in logged.
 #[derive(Debug, Clone)]
 pub struct LogLine {
+    /// The execution it belongs to.
+    pub execution: String,
     /// The plug-in.
     pub plugin: String,
     /// Severity.
@@ -176,9 +178,46 @@ pub struct Context {
     pub log: LogSink,
     /// Changes this store made, oldest first.
     pub changes: Vec<EntryId>,
+    /// Held (shared) by every host call in flight on the blocking pool, taken (exclusive) by
+    /// whoever undoes the journal: a call whose guest was cut off still finishes its journalled
+    /// change before the undo looks at the journal, so nothing is applied after its revert.
+    pub gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Context {
+    /// Runs a capability operation on the blocking pool: `/proc` waits, cgroup files, `ip`, `tc`
+    /// and `nft` runs and the journal's fsync never hold an async worker. The operation sees a
+    /// copy of this context; the changes it journals are added back here.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &mut self,
+        op: impl FnOnce(&mut Context) -> CapResult<T> + Send + 'static,
+    ) -> GuestResult<T> {
+        let pass = self.gate.clone().read_owned().await;
+        let mut copy = Context {
+            execution: self.execution.clone(),
+            grants: self.grants.clone(),
+            journal: self.journal.clone(),
+            backends: self.backends.clone(),
+            log: self.log.clone(),
+            changes: Vec::new(),
+            gate: self.gate.clone(),
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            let _pass = pass;
+            let r = op(&mut copy);
+            (copy.changes, r)
+        })
+        .await;
+        match done {
+            Ok((changes, r)) => {
+                self.changes.extend(changes);
+                to_guest(r)
+            }
+            // A panic in a backend is a host bug: trap the guest, the revert still runs.
+            Err(e) => Err(wasmtime::Error::msg(format!("host operation failed: {e}"))),
+        }
+    }
+
     fn outside_scope(&self, what: &str) -> String {
         format!(
             "{what} is outside the scope granted to {} ({})",

@@ -1,6 +1,6 @@
 //! The `rollback` capability: a plug-in hands its own changes back for undoing.
 
-use super::{CapError, Context, GuestResult, to_guest};
+use super::{CapError, Context, GuestResult};
 use crate::contract::rollback::Host;
 
 impl Context {
@@ -31,6 +31,6 @@ impl Context {
 
 impl Host for Context {
     async fn undo(&mut self, change: u64) -> GuestResult<()> {
-        to_guest(Context::undo(self, change))
+        self.blocking(move |c| Context::undo(c, change)).await
     }
 }

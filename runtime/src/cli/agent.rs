@@ -59,7 +59,7 @@ pub async fn run(args: AgentArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
         return EXIT_USAGE;
     };
     // Recovery before any work: remnants of a crashed run are undone before the port opens.
-    let report = match recover(&host) {
+    let report = match recover(&host).await {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(out, "error: recovery failed, not accepting work: {e:#}");
@@ -80,7 +80,14 @@ pub async fn run(args: AgentArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
     let _ = writeln!(out, "listening on {bound}");
     super::recover::print_report(&report, out);
     let _ = out.flush();
-    let agent = Arc::new(Agent::new(host, policy));
+    let hub = match crate::hub::Hub::open(super::default_hub_config(state_dir)) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            let _ = writeln!(out, "warning: no hub, runs cannot resolve components: {e}");
+            None
+        }
+    };
+    let agent = Arc::new(Agent::new(host, policy, hub));
     let served = agent.clone();
     let handler = move |request| api::handle(served.clone(), request);
     let mut code = EXIT_OK;

@@ -7,14 +7,10 @@ use super::{EXIT_OK, EXIT_USAGE};
 use crate::policy::Policy;
 use clap::Args;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-/// The bundled `process-pause` component, as published in `hub-index.json`.
-pub const PROCESS_PAUSE: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../hub/components/process-pause-0.1.0.wasm"
-));
+
 
 /// `faultline demo`.
 #[derive(Debug, Args)]
@@ -53,18 +49,6 @@ pub async fn run(args: DemoArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
 }
 
 async fn demo(pid: u32, args: &DemoArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
-    let dir = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = writeln!(out, "error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let component = dir.path().join("process-pause.wasm");
-    if let Err(e) = std::fs::write(&component, PROCESS_PAUSE) {
-        let _ = writeln!(out, "error: {e}");
-        return EXIT_USAGE;
-    }
     let policy_text = format!(
         "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"log\", \"rollback\", \"process\"]\nprocess = {{ pids = [{pid}] }}\n"
     );
@@ -87,7 +71,7 @@ async fn demo(pid: u32, args: &DemoArgs, state_dir: &Path, out: &mut dyn Write) 
     };
     let inject = InjectArgs {
         load: LoadArgs {
-            component: PathBuf::from(&component),
+            component: "process-pause@^0.1".to_string(),
             params: vec![format!("pid={pid}")],
             params_json: None,
             policy: None,
@@ -106,9 +90,9 @@ async fn demo(pid: u32, args: &DemoArgs, state_dir: &Path, out: &mut dyn Write) 
         tokio::time::sleep(Duration::from_millis(300)).await;
         state_of(pid)
     };
-    let stop = std::future::pending();
+    let stop = std::future::pending::<crate::execution::StopReason>();
     tokio::pin!(stop);
-    let (code, during) = tokio::join!(run_fault(&loaded, &inject, &mut stop, out), watch);
+    let (code, during) = tokio::join!(run_fault(loaded, &inject, &mut stop, out), watch);
     let _ = writeln!(
         out,
         "while injected: pid {pid} state {during} (T = stopped)"

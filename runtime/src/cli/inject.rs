@@ -5,11 +5,14 @@ use super::{
     params,
 };
 use crate::capability::LogLine;
-use crate::host::{CallError, Host, HostConfig, Kind, LoadError, Plugin, Reverted, elapsed_ms};
+use crate::component::{Fetched, Source};
+use crate::execution::{Event, EventKind, Execution, Outcome, Phase, Spec, StopReason, new_id};
+use crate::host::{Host, HostConfig, LoadError, Plugin, elapsed_ms};
 use crate::policy::Policy;
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use tokio::sync::broadcast;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
@@ -17,9 +20,10 @@ use tokio::signal::unix::{SignalKind, signal};
 /// Where the component comes from and what it may do.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The component: a `.wasm` file, or a hub reference (`process-pause`, `name@^0.1`,
-    /// `sha256:<hex>`) resolved in the bundled hub.
-    pub component: PathBuf,
+    /// The component: a `.wasm` file (known by its digest only: it matches `sha256:` grants),
+    /// or a hub reference (`process-pause`, `name@^0.1`, `sha256:<hex>`) resolved in the
+    /// configured hubs (known by its verified hub release).
+    pub component: String,
     /// Parameters as key=value (repeatable); values that parse as JSON are taken as JSON.
     #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
     pub params: Vec<String>,
@@ -29,14 +33,14 @@ pub struct LoadArgs {
     /// The operator's policy (TOML). Without one nothing is granted.
     #[arg(long, env = "FAULTLINE_POLICY")]
     pub policy: Option<PathBuf>,
-    /// Linear memory the component may use, in MiB.
-    #[arg(long, default_value_t = 64)]
-    pub memory_mib: usize,
-    /// Deadline for each call into the component.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Memory the component may use in all, in MiB (1 to 4096).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub memory_mib: u16,
+    /// Deadline for each call into the component (10ms to 10m).
+    #[arg(long, default_value = "10s", value_parser = call_timeout)]
     pub call_timeout: Duration,
     /// An id for this execution (logs and journal); generated when absent.
-    #[arg(long)]
+    #[arg(long, value_parser = execution_id_arg)]
     pub execution_id: Option<String>,
 }
 
@@ -45,8 +49,8 @@ pub struct LoadArgs {
 pub struct InjectArgs {
     #[command(flatten)]
     pub load: LoadArgs,
-    /// How long to keep the fault injected (`30s`, `2m`).
-    #[arg(long, short = 'd', default_value = "30s", value_parser = humantime::parse_duration)]
+    /// How long to keep the fault injected (`30s`, `2m`; at most 7 days).
+    #[arg(long, short = 'd', default_value = "30s", value_parser = hold_duration)]
     pub duration: Duration,
 }
 
@@ -57,7 +61,40 @@ pub struct ProbeArgs {
     pub load: LoadArgs,
 }
 
-/// Plug-in log lines, buffered until the command prints them.
+fn bounded_duration(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < min || d > max {
+        return Err(format!(
+            "{text} is out of range ({} to {})",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+fn call_timeout(text: &str) -> Result<Duration, String> {
+    bounded_duration(text, Duration::from_millis(10), Duration::from_secs(600))
+}
+
+pub(super) fn hold_duration(text: &str) -> Result<Duration, String> {
+    bounded_duration(text, Duration::ZERO, Duration::from_secs(7 * 24 * 3600))
+}
+
+fn execution_id_arg(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err("an execution id is 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.'".into())
+    }
+}
+
+/// Plug-in log lines of a probe, buffered until the command prints them.
 #[derive(Clone, Default)]
 pub(super) struct Lines(Arc<Mutex<Vec<LogLine>>>);
 
@@ -76,29 +113,15 @@ impl Lines {
     pub(super) fn flush(&self, out: &mut dyn Write) {
         if let Ok(mut l) = self.0.lock() {
             for line in l.drain(..) {
-                let _ = writeln!(
-                    out,
-                    "  [{}] {:?}: {}",
-                    line.plugin, line.level, line.message
-                );
+                let _ = writeln!(out, "  [{}] {}: {}", line.plugin, line.level, line.message);
             }
         }
     }
 }
 
-pub(super) fn execution_id(given: Option<String>) -> String {
-    given.unwrap_or_else(|| {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        format!("ex-{ms}-{:04x}", rand::random::<u16>())
-    })
-}
-
 /// A host and a loaded plug-in, or the exit code that says why not.
 pub(super) struct Loaded {
-    pub host: Host,
+    pub host: Arc<Host>,
     pub plugin: Plugin,
     pub params: String,
     pub lines: Lines,
@@ -123,80 +146,78 @@ pub(super) async fn load(
         }
         (None, None) => Policy::default(),
     };
-    let bytes = read_component(&args.component, state_dir)
+    let source = Source::from_cli(&args.component);
+    let fetched = fetch(&source, state_dir)
         .await
         .map_err(|e| fail(out, EXIT_USAGE, format!("{e:#}")))?;
+    for w in &fetched.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     let mut config = HostConfig::new(state_dir.to_path_buf());
-    config.memory_limit = args.memory_mib << 20;
+    config.memory_limit = usize::from(args.memory_mib) << 20;
     config.call_timeout = args.call_timeout;
     config.revert_timeout = args.call_timeout;
     let lines = Lines::default();
     let host = Host::new(config, lines.sink())
         .map_err(|e| fail(out, EXIT_USAGE, format!("cannot start the host: {e:#}")))?;
     let start = Instant::now();
-    let plugin = match host.load(&bytes, &policy).await {
+    let plugin = match host.load(&fetched.bytes, &fetched.identity, &policy).await {
         Ok(p) => p,
         Err(LoadError::Host(e)) => return Err(fail(out, EXIT_USAGE, format!("{e:#}"))),
         Err(e) => {
-            let name = args.component.display();
-            return Err(fail(out, EXIT_REFUSED, format!("{name} refused: {e}")));
+            return Err(fail(out, EXIT_REFUSED, format!("{source} refused: {e}")));
         }
     };
+    let info = plugin.info();
     let _ = writeln!(
         out,
-        "loaded {} ({}, {}) in {:.1} ms",
-        plugin.label(),
-        plugin.kind,
-        short(&plugin.digest),
+        "loaded {} ({}, {}, {}) in {:.1} ms",
+        info.label(),
+        info.kind,
+        short(&info.digest),
+        match &info.identity.origin {
+            Some(o) => format!("from hub {}", o.hub),
+            None => "local file".to_string(),
+        },
         elapsed_ms(start)
     );
-    if let Err(e) = plugin.validate(&host, &params).await {
+    let validated = match &plugin {
+        Plugin::Fault(f) => f.validate(&host, &params).await,
+        Plugin::Probe(p) => p.validate(&host, &params).await,
+    };
+    if let Err(e) = validated {
         lines.flush(out);
         return Err(fail(out, EXIT_USAGE, format!("parameters refused: {e}")));
     }
     Ok(Loaded {
-        host,
+        host: Arc::new(host),
         plugin,
         params,
         lines,
     })
 }
 
-/// Reads a component file, or pulls a hub reference (verified) from the bundled hub.
-pub(super) async fn read_component(what: &Path, state_dir: &Path) -> anyhow::Result<Vec<u8>> {
+/// Fetches a component for the CLI: a file, or a hub reference resolved in the bundled hub.
+pub(super) async fn fetch(source: &Source, state_dir: &Path) -> anyhow::Result<Fetched> {
     use anyhow::Context as _;
-    let text = what.display().to_string();
-    let looks_like_ref = !what.exists() && !text.contains('/') && !text.ends_with(".wasm");
-    if !looks_like_ref {
-        return std::fs::read(what).with_context(|| format!("cannot read component {text}"));
+    match source {
+        Source::File(_) => source.fetch(None).await,
+        Source::Hub(_) => {
+            let mut hub = crate::hub::Hub::open(super::default_hub_config(state_dir))
+                .context("cannot open the bundled hub")?;
+            source.fetch(Some(&mut hub)).await
+        }
     }
-    let mut hub = crate::hub::Hub::open(super::default_hub_config(state_dir))
-        .context("cannot open the bundled hub")?;
-    let report = hub.sync().await;
-    for problem in report.problems() {
-        tracing::warn!("hub: {problem}");
-    }
-    let resolved = hub
-        .resolve(&text)
-        .with_context(|| format!("{text} is neither a file nor a package of the bundled hub"))?;
-    let pulled = hub
-        .pull(&resolved, &crate::host::ImportLister::new())
-        .await
-        .with_context(|| format!("cannot pull {text}"))?;
-    std::fs::read(&pulled.path).with_context(|| format!("cannot read {}", pulled.path.display()))
 }
 
 pub(super) fn short(digest: &str) -> String {
     digest.chars().take(19).collect()
 }
 
-/// A signal that cuts the fault short: its name and the exit code it leads to.
-pub(super) struct Stop(&'static str, u8);
-
 /// Installs the SIGTERM and SIGINT handlers now (not when first polled: until then a signal
 /// kills the process with its default action, without a revert) and returns the future that
 /// resolves on either.
-fn interrupted() -> impl std::future::Future<Output = Stop> {
+fn interrupted() -> impl std::future::Future<Output = StopReason> {
     let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -207,32 +228,56 @@ fn interrupted() -> impl std::future::Future<Output = Stop> {
             return std::future::pending().await;
         };
         tokio::select! {
-            _ = term.recv() => Stop("SIGTERM", 143),
-            _ = int.recv() => Stop("SIGINT", 130),
+            _ = term.recv() => StopReason::Sigterm,
+            _ = int.recv() => StopReason::Sigint,
         }
     }
 }
 
-pub(super) fn report_revert(r: &Reverted, start: Instant, out: &mut dyn Write) -> bool {
-    if let Some(e) = &r.guest_error {
-        let _ = writeln!(
-            out,
-            "guest revert failed ({e}); the host journal undid its changes"
-        );
+/// The exit code of a fault run.
+pub(super) fn exit_code(outcome: &Outcome) -> u8 {
+    if !outcome.is_clean() {
+        return EXIT_REVERT_FAILED;
     }
-    if r.failures.is_empty() {
-        let _ = writeln!(out, "reverted in {:.1} ms: host clean", elapsed_ms(start));
-        true
-    } else {
-        let _ = writeln!(out, "REVERT FAILED: the host may still be changed:");
-        for f in &r.failures {
-            let _ = writeln!(out, "  - {f}");
+    match outcome.reason {
+        StopReason::InjectFailed | StopReason::Abandoned => EXIT_INJECT_FAILED,
+        StopReason::Sigint => 130,
+        StopReason::Sigterm => 143,
+        StopReason::DurationOver
+        | StopReason::UserStop
+        | StopReason::LeaseLapsed
+        | StopReason::EmergencyStop
+        | StopReason::Shutdown => EXIT_OK,
+    }
+}
+
+/// Prints one event of a run as a line.
+pub(super) fn print_event(event: &Event, duration: Duration, out: &mut dyn Write) {
+    match &event.kind {
+        EventKind::Phase {
+            phase: Phase::Injected,
+        } => {
+            let _ = writeln!(
+                out,
+                "holding for {} (Ctrl-C or SIGTERM reverts now)",
+                humantime::format_duration(duration)
+            );
         }
-        let _ = writeln!(
-            out,
-            "the journal keeps these; `faultline recover` retries them"
-        );
-        false
+        EventKind::Phase { .. } => {}
+        EventKind::Host { level, message } => {
+            let _ = match *level {
+                "error" => writeln!(out, "ERROR: {message}"),
+                "warn" => writeln!(out, "note: {message}"),
+                _ => writeln!(out, "{message}"),
+            };
+        }
+        EventKind::Log {
+            plugin,
+            level,
+            message,
+        } => {
+            let _ = writeln!(out, "  [{plugin}] {level}: {message}");
+        }
     }
 }
 
@@ -245,85 +290,79 @@ pub async fn inject(args: InjectArgs, state_dir: &Path, out: &mut dyn Write) -> 
         Ok(l) => l,
         Err(code) => return code,
     };
-    run_fault(&loaded, &args, &mut stop, out).await
+    run_fault(loaded, &args, &mut stop, out).await
 }
 
+/// Runs a loaded fault through the execution lifecycle, printing its events as they happen.
 pub(super) async fn run_fault(
-    loaded: &Loaded,
+    loaded: Loaded,
     args: &InjectArgs,
-    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = Stop>>,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = StopReason>>,
     out: &mut dyn Write,
 ) -> u8 {
     let Loaded {
         host,
         plugin,
         params,
-        lines,
+        ..
     } = loaded;
-    if plugin.kind != Kind::Fault {
-        let _ = writeln!(
-            out,
-            "error: {} is a probe: run it with `faultline probe`",
-            plugin.label()
-        );
-        return EXIT_USAGE;
-    }
-    if !plugin.description.revertible {
-        let _ = writeln!(
-            out,
-            "note: {} cannot be undone (revertible = false): its effect stays after revert",
-            plugin.label()
-        );
-    }
-    let execution = execution_id(args.load.execution_id.clone());
-    let start = Instant::now();
-    let injected = tokio::select! {
-        r = plugin.inject(host, &execution, params, args.duration) => Ok(r),
-        Stop(name, code) = stop.as_mut() => {
-            let _ = writeln!(out, "{name} during inject: reverting");
-            Err(code)
-        }
-    };
-    lines.flush(out);
-    let (state, mut code) = match injected {
-        Ok(Ok(i)) => {
+    let fault = match plugin {
+        Plugin::Fault(f) => f,
+        Plugin::Probe(p) => {
             let _ = writeln!(
                 out,
-                "injected {} in {:.1} ms ({} change{}, execution {execution})",
-                plugin.label(),
-                elapsed_ms(start),
-                i.changes.len(),
-                if i.changes.len() == 1 { "" } else { "s" }
+                "error: {} is a probe: run it with `faultline probe`",
+                p.label()
             );
-            (Some(i.state), EXIT_OK)
+            return EXIT_USAGE;
         }
-        Ok(Err(e)) => {
-            let _ = writeln!(out, "inject failed: {e}; reverting");
-            (None, EXIT_INJECT_FAILED)
-        }
-        Err(code) => (None, code),
     };
-    if state.is_some() {
-        let _ = writeln!(
-            out,
-            "holding for {} (Ctrl-C or SIGTERM reverts now)",
-            humantime::format_duration(args.duration)
-        );
+    let spec = Spec {
+        id: args.load.execution_id.clone().unwrap_or_else(new_id),
+        params,
+        duration: args.duration,
+        lease: None,
+    };
+    let _ = writeln!(out, "execution {}", spec.id);
+    let execution = Execution::new(host, Arc::new(fault), spec);
+    let handle = execution.handle();
+    let mut events = handle.subscribe();
+    // A task of its own: should the run panic, its guard reverts and the outcome still comes.
+    let running = tokio::spawn(execution.run());
+    let finished = handle.finished();
+    tokio::pin!(finished);
+    let mut signalled = false;
+    let outcome = loop {
         tokio::select! {
-            _ = tokio::time::sleep(args.duration) => {}
-            Stop(name, c) = stop.as_mut() => {
-                let _ = writeln!(out, "{name}: reverting early");
-                code = c;
+            outcome = &mut finished => break outcome,
+            event = events.recv() => match event {
+                Ok(e) => print_event(&e, args.duration, out),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = writeln!(out, "({n} events not shown)");
+                }
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            reason = stop.as_mut(), if !signalled => {
+                signalled = true;
+                handle.stop(reason);
             }
         }
+    };
+    while let Ok(e) = events.try_recv() {
+        print_event(&e, args.duration, out);
     }
-    let start = Instant::now();
-    let reverted = plugin.revert(host, &execution, state.as_deref()).await;
-    lines.flush(out);
-    if !report_revert(&reverted, start, out) {
-        return EXIT_REVERT_FAILED;
+    let _ = running.await;
+    if !outcome.is_clean() {
+        let _ = writeln!(out, "REVERT FAILED: the host may still be changed:");
+        for f in &outcome.revert_failures {
+            let _ = writeln!(out, "  - {f}");
+        }
+        let _ = writeln!(
+            out,
+            "the journal keeps these; `faultline recover` retries them"
+        );
     }
-    code
+    exit_code(&outcome)
 }
 
 /// Runs `faultline probe`.
@@ -337,17 +376,20 @@ pub async fn probe(args: ProbeArgs, state_dir: &Path, out: &mut dyn Write) -> u8
         Ok(l) => l,
         Err(code) => return code,
     };
-    if plugin.kind != Kind::Probe {
-        let _ = writeln!(
-            out,
-            "error: {} is a fault: run it with `faultline inject`",
-            plugin.label()
-        );
-        return EXIT_USAGE;
-    }
-    let execution = execution_id(args.load.execution_id);
+    let probe = match plugin {
+        Plugin::Probe(p) => p,
+        Plugin::Fault(f) => {
+            let _ = writeln!(
+                out,
+                "error: {} is a fault: run it with `faultline inject`",
+                f.label()
+            );
+            return EXIT_USAGE;
+        }
+    };
+    let execution = args.load.execution_id.clone().unwrap_or_else(new_id);
     let start = Instant::now();
-    let r = plugin.check(&host, &execution, &params).await;
+    let r = probe.check(&host, &execution, &params).await;
     lines.flush(out);
     match r {
         Ok(o) => {
@@ -360,10 +402,6 @@ pub async fn probe(args: ProbeArgs, state_dir: &Path, out: &mut dyn Write) -> u8
                 o.message
             );
             if o.ok { EXIT_OK } else { EXIT_PROBE_FAILED }
-        }
-        Err(e @ CallError::Guest { .. }) => {
-            let _ = writeln!(out, "probe FAILED: {e}");
-            EXIT_PROBE_FAILED
         }
         Err(e) => {
             let _ = writeln!(out, "probe FAILED: {e}");

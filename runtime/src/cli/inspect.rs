@@ -4,13 +4,13 @@ use super::{EXIT_OK, EXIT_REFUSED, EXIT_USAGE};
 use crate::host::{HostConfig, LoadError, check};
 use clap::Args;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `faultline inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The component: a `.wasm` file or a hub reference.
-    pub component: PathBuf,
+    pub component: String,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -18,8 +18,9 @@ pub struct InspectArgs {
 
 /// Runs `faultline inspect`.
 pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
-    let bytes = match super::inject::read_component(&args.component, state_dir).await {
-        Ok(b) => b,
+    let source = crate::component::Source::from_cli(&args.component);
+    let bytes = match super::inject::fetch(&source, state_dir).await {
+        Ok(f) => f.bytes,
         Err(e) => {
             let _ = writeln!(out, "error: {e:#}");
             return EXIT_USAGE;
@@ -31,6 +32,7 @@ pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8
     // The shape is shown even for a component the host refuses.
     let shape = host
         .compile(&bytes)
+        .await
         .ok()
         .map(|(c, _, _)| check::shape(host.engine(), &c));
     let result = host.inspect(&bytes).await;
@@ -40,7 +42,7 @@ pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8
     };
     if args.json {
         let value = serde_json::json!({
-            "component": args.component.display().to_string(),
+            "component": args.component.clone(),
             "verdict": verdict,
             "ok": result.is_ok(),
             "kind": result.as_ref().ok().map(|i| i.kind),
@@ -56,7 +58,7 @@ pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8
         });
         let _ = writeln!(out, "{value:#}");
     } else {
-        let _ = writeln!(out, "component    {}", args.component.display());
+        let _ = writeln!(out, "component    {}", args.component);
         if let Ok(i) = &result {
             let d = &i.description;
             let _ = writeln!(out, "digest       {}", i.digest);

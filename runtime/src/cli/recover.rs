@@ -11,7 +11,7 @@ pub async fn run(state_dir: &Path, out: &mut dyn Write) -> u8 {
     let Ok(host) = super::start_host(HostConfig::new(state_dir.to_path_buf()), out) else {
         return EXIT_USAGE;
     };
-    let report = match recover(&host) {
+    let report = match recover(&host).await {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(out, "error: recovery failed: {e:#}");

@@ -105,6 +105,28 @@ pub enum Refusal {
     /// Not a valid component at all.
     #[error("not a valid Wasm component: {0}")]
     Invalid(String),
+    /// A hub release whose component describes itself as something else.
+    #[error(
+        "hub {hub} lists this component as {listed}, but it describes itself as {described}: refused"
+    )]
+    IdentityMismatch {
+        /// The hub's id.
+        hub: String,
+        /// `name@version` in the hub's index.
+        listed: String,
+        /// `name@version` from `describe()`.
+        described: String,
+    },
+    /// A probe where a fault was asked for, or the other way round.
+    #[error("{component} is a {is}, not a {wanted}")]
+    WrongWorld {
+        /// The component as it describes itself.
+        component: String,
+        /// What it is.
+        is: Kind,
+        /// What was asked for.
+        wanted: Kind,
+    },
 }
 
 /// WASI interfaces Rust's `std` imports. They are linked to an empty context (no files, no

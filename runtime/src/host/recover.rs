@@ -7,6 +7,9 @@
 //! with the manual steps.
 
 use super::{Host, manual_steps};
+use crate::capability::Backends;
+use crate::journal::Journal;
+use std::path::Path;
 use crate::capability::Inverse;
 use crate::journal::{self, Problem};
 
@@ -25,12 +28,19 @@ pub struct Recovery {
     pub problems: Vec<Problem>,
 }
 
-/// Undoes every orphaned journal entry under the host's state directory.
-pub fn recover(host: &Host) -> anyhow::Result<Recovery> {
+/// Undoes every orphaned journal entry under the host's state directory, on the blocking pool.
+pub async fn recover(host: &Host) -> anyhow::Result<Recovery> {
     let dir = host.config().state_dir.join("journal");
+    let (journal, backends) = (host.journal().clone(), host.backends().clone());
+    tokio::task::spawn_blocking(move || recover_dir(&dir, &journal, &backends))
+        .await
+        .map_err(|e| anyhow::anyhow!("recovery panicked: {e}"))?
+}
+
+fn recover_dir(dir: &Path, journal: &Journal, backends: &Backends) -> anyhow::Result<Recovery> {
     let mut report = Recovery::default();
     let boot = journal::boot_id();
-    for orphan in journal::orphans(&dir)? {
+    for orphan in journal::orphans(dir)? {
         report.journals += 1;
         report.problems.extend(orphan.problems.iter().cloned());
         let mut keep = Vec::new();
@@ -39,13 +49,13 @@ pub fn recover(host: &Host) -> anyhow::Result<Recovery> {
             if entry.boot_id != boot
                 && inverse
                     .as_ref()
-                    .is_some_and(|i| !host.backends().survives_reboot(i))
+                    .is_some_and(|i| !backends.survives_reboot(i))
             {
                 tracing::info!("dropped after reboot: {}", entry.summary);
                 report.dropped_after_reboot += 1;
                 continue;
             }
-            match host.backends().undo_json(&entry.inverse) {
+            match backends.undo_json(&entry.inverse) {
                 Ok(()) => {
                     tracing::info!("recovered: undid {}", entry.summary);
                     report.undone += 1;
@@ -63,7 +73,7 @@ pub fn recover(host: &Host) -> anyhow::Result<Recovery> {
         }
         // Failed entries move to our own journal before the orphan goes, so nothing is lost.
         keep.reverse();
-        host.journal().adopt(&keep)?;
+        journal.adopt(&keep)?;
         if orphan.problems.is_empty() {
             orphan.remove()?;
         } else {

@@ -8,7 +8,7 @@
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-use super::{CapResult, Context, GuestResult, Inverse, to_guest};
+use super::{CapResult, Context, GuestResult, Inverse};
 use crate::contract::cgroup::{CgroupInfo, Host, Target};
 use linux::Setting;
 
@@ -59,19 +59,19 @@ impl Context {
 
 impl Host for Context {
     async fn resolve(&mut self, t: Target) -> GuestResult<Vec<CgroupInfo>> {
-        to_guest(self.resolve_cgroup(t))
+        self.blocking(move |c| c.resolve_cgroup(t)).await
     }
 
     async fn set_cpu_limit(&mut self, t: Target, millicores: u32) -> GuestResult<u64> {
-        to_guest(self.set_cgroup(t, Setting::CpuLimit { millicores }))
+        self.blocking(move |c| c.set_cgroup(t, Setting::CpuLimit { millicores })).await
     }
 
     async fn set_memory_limit(&mut self, t: Target, bytes: u64) -> GuestResult<u64> {
-        to_guest(self.set_cgroup(t, Setting::MemoryLimit { bytes }))
+        self.blocking(move |c| c.set_cgroup(t, Setting::MemoryLimit { bytes })).await
     }
 
     async fn set_pids_limit(&mut self, t: Target, max: u64) -> GuestResult<u64> {
-        to_guest(self.set_cgroup(t, Setting::PidsLimit { max }))
+        self.blocking(move |c| c.set_cgroup(t, Setting::PidsLimit { max })).await
     }
 
     async fn set_io_limit(
@@ -86,10 +86,10 @@ impl Host for Context {
             read_bps,
             write_bps,
         };
-        to_guest(self.set_cgroup(t, setting))
+        self.blocking(move |c| c.set_cgroup(t, setting)).await
     }
 
     async fn freeze(&mut self, t: Target) -> GuestResult<u64> {
-        to_guest(self.set_cgroup(t, Setting::Freeze))
+        self.blocking(move |c| c.set_cgroup(t, Setting::Freeze)).await
     }
 }

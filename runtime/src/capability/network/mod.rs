@@ -8,7 +8,7 @@
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-use super::{CapError, CapResult, Context, GuestResult, Inverse, to_guest};
+use super::{CapError, CapResult, Context, GuestResult, Inverse};
 use crate::contract::network::{Host, Namespace, Protocol, Traffic};
 use crate::policy::{glob_match, parse_cidr, parse_port_range};
 use linux::Effect;
@@ -105,40 +105,38 @@ impl Context {
 
 impl Host for Context {
     async fn add_delay(&mut self, t: Traffic, delay_ms: u32, jitter_ms: u32) -> GuestResult<u64> {
-        to_guest(self.network_change(
-            t,
-            Effect::Delay {
-                delay_ms,
-                jitter_ms,
-            },
-        ))
+        let effect = Effect::Delay {
+            delay_ms,
+            jitter_ms,
+        };
+        self.blocking(move |c| c.network_change(t, effect)).await
     }
 
     async fn add_loss(&mut self, t: Traffic, percent: f32) -> GuestResult<u64> {
-        to_guest(self.network_change(t, Effect::Loss { percent }))
+        self.blocking(move |c| c.network_change(t, Effect::Loss { percent })).await
     }
 
     async fn add_corruption(&mut self, t: Traffic, percent: f32) -> GuestResult<u64> {
-        to_guest(self.network_change(t, Effect::Corruption { percent }))
+        self.blocking(move |c| c.network_change(t, Effect::Corruption { percent })).await
     }
 
     async fn add_duplication(&mut self, t: Traffic, percent: f32) -> GuestResult<u64> {
-        to_guest(self.network_change(t, Effect::Duplication { percent }))
+        self.blocking(move |c| c.network_change(t, Effect::Duplication { percent })).await
     }
 
     async fn limit_bandwidth(&mut self, t: Traffic, rate_kbit: u64) -> GuestResult<u64> {
-        to_guest(self.network_change(t, Effect::Bandwidth { rate_kbit }))
+        self.blocking(move |c| c.network_change(t, Effect::Bandwidth { rate_kbit })).await
     }
 
     async fn blackhole(&mut self, t: Traffic) -> GuestResult<u64> {
-        to_guest(self.network_change(t, Effect::Blackhole))
+        self.blocking(move |c| c.network_change(t, Effect::Blackhole)).await
     }
 
     async fn reject(&mut self, t: Traffic) -> GuestResult<u64> {
-        to_guest(self.network_change(t, Effect::Reject))
+        self.blocking(move |c| c.network_change(t, Effect::Reject)).await
     }
 
     async fn fail_dns(&mut self, t: Traffic) -> GuestResult<u64> {
-        to_guest(self.network_change(t, Effect::DnsFailure))
+        self.blocking(move |c| c.network_change(t, Effect::DnsFailure)).await
     }
 }

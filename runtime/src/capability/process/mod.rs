@@ -8,7 +8,7 @@ pub mod linux;
 #[cfg(target_os = "linux")]
 pub mod stress;
 
-use super::{CapError, CapResult, Context, GuestResult, Inverse, to_guest};
+use super::{CapError, CapResult, Context, GuestResult, Inverse};
 use crate::contract::process::{Host, ProcessInfo, Selector, Signal, StressSpec};
 use linux::ProcInfo;
 use nix::sys::signal::Signal as NixSignal;
@@ -179,17 +179,18 @@ fn to_wit(p: ProcInfo) -> ProcessInfo {
 
 impl Host for Context {
     async fn find(&mut self, selector: Selector) -> GuestResult<Vec<ProcessInfo>> {
-        to_guest(
-            self.find_processes(&selector)
-                .map(|v| v.into_iter().map(to_wit).collect()),
-        )
+        self.blocking(move |c| {
+            c.find_processes(&selector)
+                .map(|v| v.into_iter().map(to_wit).collect())
+        })
+        .await
     }
 
     async fn send_signal(&mut self, pid: u32, signal: Signal) -> GuestResult<Option<u64>> {
-        to_guest(self.signal_process(pid, signal))
+        self.blocking(move |c| c.signal_process(pid, signal)).await
     }
 
     async fn start_stress(&mut self, spec: StressSpec) -> GuestResult<u64> {
-        to_guest(self.start_stress_workers(spec))
+        self.blocking(move |c| c.start_stress_workers(spec)).await
     }
 }

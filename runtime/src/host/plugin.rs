@@ -1,0 +1,266 @@
+//! Loaded plug-ins: a fault and a probe are two types, so a probe cannot be injected and a fault
+//! cannot be checked, by construction. Each call runs in a fresh instance.
+
+use super::call::{StoreState, arm_deadline, guest, within};
+use super::check::{Kind, Shape};
+use super::error::{CallError, GuestErrorText};
+use super::{Description, Host, Outcome};
+use crate::contract::{self, fault, probe};
+use crate::policy::{Grants, Identity};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every plug-in is: where it came from, what it said of itself, what it may do.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// Fault or probe.
+    pub kind: Kind,
+    /// `sha256:<hex>` of the component.
+    pub digest: String,
+    /// Where it came from: a verified hub release, or a local file known by its digest. Grants
+    /// were matched against this, never against `description`.
+    pub identity: Identity,
+    /// What it said of itself.
+    pub description: Description,
+    /// Its exports and imports.
+    pub shape: Shape,
+    /// What the policy grants it.
+    pub grants: Arc<Grants>,
+}
+
+impl PluginInfo {
+    /// `name@version` as it described itself.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.description.name, self.description.version)
+    }
+
+    /// Checks parameters against the schema the plug-in published, naming each problem.
+    pub fn check_params(&self, params: &str) -> Result<(), CallError> {
+        let invalid = |reason: String| CallError::Guest {
+            phase: "validate",
+            error: GuestErrorText {
+                kind: "invalid",
+                reason,
+            },
+        };
+        let instance: serde_json::Value = serde_json::from_str(params)
+            .map_err(|e| invalid(format!("parameters are not JSON: {e}")))?;
+        if !instance.is_object() {
+            return Err(invalid("parameters must be a JSON object".into()));
+        }
+        let schema: serde_json::Value = serde_json::from_str(&self.description.params_schema)
+            .map_err(|e| {
+                invalid(format!(
+                    "{} publishes an unreadable parameter schema: {e}",
+                    self.label()
+                ))
+            })?;
+        let validator = jsonschema::validator_for(&schema).map_err(|e| {
+            invalid(format!(
+                "{} publishes an invalid parameter schema: {e}",
+                self.label()
+            ))
+        })?;
+        let problems: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid(format!("parameters: {}", problems.join("; "))))
+        }
+    }
+
+    /// Grants nothing: for `validate`, which must have no side effects.
+    fn nothing(&self) -> Arc<Grants> {
+        Arc::new(Grants::capabilities_only(&self.grants.component, &[]))
+    }
+}
+
+/// A loaded fault: `inject` and `revert`.
+pub struct FaultPlugin {
+    /// What it is.
+    pub info: PluginInfo,
+    pub(super) pre: fault::FaultPre<StoreState>,
+}
+
+/// A loaded probe: `check`.
+pub struct ProbePlugin {
+    /// What it is.
+    pub info: PluginInfo,
+    pub(super) pre: probe::ProbePre<StoreState>,
+}
+
+/// A loaded plug-in of either kind.
+pub enum Plugin {
+    /// A fault.
+    Fault(FaultPlugin),
+    /// A probe.
+    Probe(ProbePlugin),
+}
+
+impl Plugin {
+    /// What it is.
+    pub fn info(&self) -> &PluginInfo {
+        match self {
+            Plugin::Fault(f) => &f.info,
+            Plugin::Probe(p) => &p.info,
+        }
+    }
+}
+
+impl std::ops::Deref for FaultPlugin {
+    type Target = PluginInfo;
+    fn deref(&self) -> &PluginInfo {
+        &self.info
+    }
+}
+
+impl std::ops::Deref for ProbePlugin {
+    type Target = PluginInfo;
+    fn deref(&self) -> &PluginInfo {
+        &self.info
+    }
+}
+
+/// What `inject` left behind: the guest's state and the changes the host journalled.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    /// Opaque state for `revert`.
+    pub state: Vec<u8>,
+    /// Journal entries the injection made.
+    pub changes: Vec<u64>,
+}
+
+/// How a revert went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reverted {
+    /// What went wrong in the guest's own revert, if anything (the journal still undid all).
+    pub guest_error: Option<String>,
+    /// Changes the host could not undo, with manual steps. Empty means the host is clean.
+    pub failures: Vec<String>,
+}
+
+impl Reverted {
+    /// Whether the host is back as it was.
+    pub fn is_clean(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+impl FaultPlugin {
+    /// Checks parameters against the published schema, then runs the fault's `validate` with
+    /// nothing granted (no side effects).
+    pub async fn validate(&self, host: &Host, params: &str) -> Result<(), CallError> {
+        self.check_params(params)?;
+        let (mut store, stderr) = host.store(self.nothing(), "validate");
+        let limit = host.config().call_timeout;
+        arm_deadline(&mut store, limit);
+        let r = within("validate", limit, &stderr, async {
+            let i = self.pre.instantiate_async(&mut store).await?;
+            i.call_validate(&mut store, params).await
+        })
+        .await?;
+        guest("validate", r)
+    }
+
+    /// Runs `inject` for `execution`. On any failure the caller must still call
+    /// [`FaultPlugin::revert`]: the journal may hold changes made before the failure.
+    /// (`crate::execution` does all of that; prefer it.)
+    pub async fn inject(
+        &self,
+        host: &Host,
+        execution: &str,
+        params: &str,
+        duration: Duration,
+    ) -> Result<Injected, CallError> {
+        let (mut store, stderr) = host.store(self.grants.clone(), execution);
+        let limit = host.config().call_timeout;
+        arm_deadline(&mut store, limit);
+        let request = contract::types::InjectRequest {
+            params: params.to_string(),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            execution_id: execution.to_string(),
+        };
+        let r = within("inject", limit, &stderr, async {
+            let i = self.pre.instantiate_async(&mut store).await?;
+            i.call_inject(&mut store, &request).await
+        })
+        .await?;
+        let state = guest("inject", r)?;
+        Ok(Injected {
+            state,
+            changes: store.data().cap.changes.clone(),
+        })
+    }
+
+    /// Reverts `execution`: the guest's `revert(state)` in a fresh instance with its own
+    /// deadline (when `inject` returned state), then the journal undoes whatever is left.
+    pub async fn revert(&self, host: &Host, execution: &str, state: Option<&[u8]>) -> Reverted {
+        let mut reverted = Reverted::default();
+        if let Some(state) = state {
+            let (mut store, stderr) = host.store(self.grants.clone(), execution);
+            let limit = host.config().revert_timeout;
+            arm_deadline(&mut store, limit);
+            let r = within("revert", limit, &stderr, async {
+                let i = self.pre.instantiate_async(&mut store).await?;
+                i.call_revert(&mut store, state).await
+            })
+            .await
+            .and_then(|r| guest("revert", r));
+            if let Err(e) = r {
+                tracing::warn!("{}: {e}; the journal undoes the rest", self.label());
+                reverted.guest_error = Some(e.to_string());
+            }
+        }
+        reverted.failures = host.undo_journal(execution).await;
+        reverted
+    }
+}
+
+impl ProbePlugin {
+    /// Checks parameters against the published schema, then runs the probe's `validate` with
+    /// nothing granted (no side effects).
+    pub async fn validate(&self, host: &Host, params: &str) -> Result<(), CallError> {
+        self.check_params(params)?;
+        let (mut store, stderr) = host.store(self.nothing(), "validate");
+        let limit = host.config().call_timeout;
+        arm_deadline(&mut store, limit);
+        let r = within("validate", limit, &stderr, async {
+            let i = self.pre.instantiate_async(&mut store).await?;
+            i.call_validate(&mut store, params).await
+        })
+        .await?;
+        guest("validate", r)
+    }
+
+    /// Runs the probe's `check` once.
+    pub async fn check(
+        &self,
+        host: &Host,
+        execution: &str,
+        params: &str,
+    ) -> Result<Outcome, CallError> {
+        let (mut store, stderr) = host.store(self.grants.clone(), execution);
+        let limit = host.config().call_timeout;
+        arm_deadline(&mut store, limit);
+        let request = contract::types::ProbeRequest {
+            params: params.to_string(),
+            execution_id: execution.to_string(),
+        };
+        let r = within("check", limit, &stderr, async {
+            let i = self.pre.instantiate_async(&mut store).await?;
+            i.call_check(&mut store, &request).await
+        })
+        .await?;
+        guest("check", r)
+    }
+}
