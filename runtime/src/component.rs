@@ -55,9 +55,11 @@ impl Source {
             || text.starts_with('~')
             || text.ends_with(".wasm");
         if looks_like_path {
-            return Err("`component` must be a hub reference (`name`, `name@^1`, `sha256:<hex>`), \
+            return Err(
+                "`component` must be a hub reference (`name`, `name@^1`, `sha256:<hex>`), \
                  not a path: the agent never reads files named by a request"
-                .into());
+                    .into(),
+            );
         }
         if text.is_empty() || text.len() > MAX_REFERENCE_LEN {
             return Err(format!(

@@ -191,3 +191,62 @@ fn demo_pauses_and_resumes_its_own_target() {
     assert!(said.contains("state T"), "{said}");
     assert!(said.contains("demo passed"), "{said}");
 }
+
+#[test]
+fn a_local_file_gets_no_name_grant_and_a_hub_reference_does() {
+    let target = Sleeper::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("by-name.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{}], signals = [\"stop\", \"cont\"] }}\n",
+            target.pid()
+        ),
+    )
+    .unwrap();
+    let params = format!("pid={}", target.pid());
+    let policy_arg = policy.display().to_string();
+    // The published bytes as a file: known by digest only, so the name grant does not apply.
+    let file = bundled("process-pause");
+    let out = faultline(
+        dir.path(),
+        &[
+            "inject",
+            &file,
+            "--param",
+            &params,
+            "--duration",
+            "0s",
+            "--policy",
+            &policy_arg,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("not grant to local file sha256:"),
+        "{}",
+        text(&out)
+    );
+    // The same component by hub reference: a verified release, granted by name.
+    let out = faultline(
+        dir.path(),
+        &[
+            "inject",
+            "process-pause",
+            "--param",
+            &params,
+            "--duration",
+            "0s",
+            "--policy",
+            &policy_arg,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("from hub faultline"), "{}", text(&out));
+    assert_eq!(target.state(), 'S');
+}

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use faultline::host::{CallError, Host, Injected, Plugin};
+use faultline::host::{CallError, FaultPlugin, Host, Injected};
 use faultline::policy::Policy;
 use faultline_tests::cgroups::{TestCgroup, cpu_ns, read};
 use faultline_tests::netns::{
@@ -48,8 +48,15 @@ fn towards_b(pair: &NetPair, extra: &str) -> String {
 }
 
 /// Loads `component`, validates and injects `params`.
-async fn inject(host: &Host, component: &str, policy: &Policy, params: &str) -> (Plugin, Injected) {
-    let plugin = host.load(&wasm(component), policy).await.unwrap();
+async fn inject(
+    host: &Host,
+    component: &str,
+    policy: &Policy,
+    params: &str,
+) -> (FaultPlugin, Injected) {
+    let plugin = faultline_tests::load_fault(host, &wasm(component), policy)
+        .await
+        .unwrap();
     plugin.validate(host, params).await.unwrap();
     let injected = plugin
         .inject(host, "ex-faults", params, Duration::from_secs(5))
@@ -60,7 +67,7 @@ async fn inject(host: &Host, component: &str, policy: &Policy, params: &str) -> 
 }
 
 /// Reverts through the fault's own `revert` and checks neither it nor the journal left anything.
-async fn revert(host: &Host, plugin: &Plugin, injected: &Injected) {
+async fn revert(host: &Host, plugin: &FaultPlugin, injected: &Injected) {
     let reverted = plugin
         .revert(host, "ex-faults", Some(&injected.state))
         .await;
@@ -71,7 +78,9 @@ async fn revert(host: &Host, plugin: &Plugin, injected: &Injected) {
 
 /// Injects `params` expecting the contract's `denied` error; returns its reason.
 async fn denied(host: &Host, component: &str, policy: &Policy, params: &str) -> String {
-    let plugin = host.load(&wasm(component), policy).await.unwrap();
+    let plugin = faultline_tests::load_fault(host, &wasm(component), policy)
+        .await
+        .unwrap();
     plugin.validate(host, params).await.unwrap();
     let r = plugin
         .inject(host, "ex-denied", params, Duration::from_secs(5))
@@ -423,7 +432,9 @@ async fn bad_parameters_are_refused_by_validate_with_reasons() {
     ];
     let grant_all = policy("capabilities = [\"network\", \"cgroup\", \"process\"]");
     for (component, params, expected) in cases {
-        let plugin = host.load(&wasm(component), &grant_all).await.unwrap();
+        let plugin = faultline_tests::load_fault(&host, &wasm(component), &grant_all)
+            .await
+            .unwrap();
         let e = plugin.validate(&host, params).await.unwrap_err();
         let text = e.to_string();
         assert!(text.contains("invalid"), "{params}: {text}");

@@ -5,7 +5,7 @@ use faultline::policy::Policy;
 use faultline_tests::{Sleeper, components as c, host, policy_for_pids, wasm};
 use std::time::{Duration, Instant};
 
-fn refusal(r: Result<faultline::host::Plugin, LoadError>) -> String {
+fn refusal(r: Result<faultline::host::FaultPlugin, LoadError>) -> String {
     match r {
         Err(LoadError::Refused(e)) => e.to_string(),
         Err(e) => panic!("expected a refusal, got {e}"),
@@ -16,7 +16,8 @@ fn refusal(r: Result<faultline::host::Plugin, LoadError>) -> String {
 #[tokio::test]
 async fn a_fault_without_revert_is_refused_by_name() {
     let (host, _d) = host();
-    let msg = refusal(host.load(&wasm(c::NO_REVERT), &Policy::default()).await);
+    let msg =
+        refusal(faultline_tests::load_fault(&host, &wasm(c::NO_REVERT), &Policy::default()).await);
     assert_eq!(msg, "component does not export 'revert'");
 }
 
@@ -24,8 +25,7 @@ async fn a_fault_without_revert_is_refused_by_name() {
 async fn an_import_outside_the_contract_is_refused_by_name() {
     let (host, _d) = host();
     let msg = refusal(
-        host.load(&wasm(c::OUTSIDE_CONTRACT), &Policy::default())
-            .await,
+        faultline_tests::load_fault(&host, &wasm(c::OUTSIDE_CONTRACT), &Policy::default()).await,
     );
     assert!(msg.starts_with("component imports 'wasi:sockets/"), "{msg}");
     assert!(msg.ends_with("which is outside the contract"), "{msg}");
@@ -34,7 +34,9 @@ async fn an_import_outside_the_contract_is_refused_by_name() {
 #[tokio::test]
 async fn an_ungranted_interface_is_refused_at_load() {
     let (host, _d) = host();
-    let msg = refusal(host.load(&wasm(c::PROCESS_PAUSE), &Policy::default()).await);
+    let msg = refusal(
+        faultline_tests::load_fault(&host, &wasm(c::PROCESS_PAUSE), &Policy::default()).await,
+    );
     assert!(
         msg.starts_with("component imports 'faultline:contract/process@0.1.0', which the policy does not grant to process-pause@0.1.0"),
         "{msg}"
@@ -44,7 +46,8 @@ async fn an_ungranted_interface_is_refused_at_load() {
 #[tokio::test]
 async fn garbage_is_refused_not_a_panic() {
     let (host, _d) = host();
-    let msg = refusal(host.load(b"\0asm not really", &Policy::default()).await);
+    let msg =
+        refusal(faultline_tests::load_fault(&host, b"\0asm not really", &Policy::default()).await);
     assert!(msg.starts_with("not a valid Wasm component"), "{msg}");
 }
 
@@ -52,10 +55,13 @@ async fn garbage_is_refused_not_a_panic() {
 async fn process_pause_stops_and_resumes_a_real_process() {
     let target = Sleeper::start();
     let (host, _d) = host();
-    let plugin = host
-        .load(&wasm(c::PROCESS_PAUSE), &policy_for_pids(&[target.pid()]))
-        .await
-        .unwrap();
+    let plugin = faultline_tests::load_fault(
+        &host,
+        &wasm(c::PROCESS_PAUSE),
+        &policy_for_pids(&[target.pid()]),
+    )
+    .await
+    .unwrap();
     let params = format!(r#"{{"pid": {}}}"#, target.pid());
     plugin.validate(&host, &params).await.unwrap();
     let injected = plugin
@@ -77,10 +83,13 @@ async fn process_pause_stops_and_resumes_a_real_process() {
 async fn bad_parameters_are_refused_before_inject() {
     let target = Sleeper::start();
     let (host, _d) = host();
-    let plugin = host
-        .load(&wasm(c::PROCESS_PAUSE), &policy_for_pids(&[target.pid()]))
-        .await
-        .unwrap();
+    let plugin = faultline_tests::load_fault(
+        &host,
+        &wasm(c::PROCESS_PAUSE),
+        &policy_for_pids(&[target.pid()]),
+    )
+    .await
+    .unwrap();
     let e = plugin.validate(&host, r#"{"pid": "x"}"#).await.unwrap_err();
     assert!(e.to_string().contains("invalid"), "{e}");
     let e = plugin
@@ -99,13 +108,16 @@ async fn misbehave(
     Result<faultline::host::Injected, CallError>,
     faultline::host::Host,
     tempfile::TempDir,
-    faultline::host::Plugin,
+    faultline::host::FaultPlugin,
 ) {
     let (host, d) = host();
-    let plugin = host
-        .load(&wasm(c::MISBEHAVE), &policy_for_pids(&[target.pid()]))
-        .await
-        .unwrap();
+    let plugin = faultline_tests::load_fault(
+        &host,
+        &wasm(c::MISBEHAVE),
+        &policy_for_pids(&[target.pid()]),
+    )
+    .await
+    .unwrap();
     let params = format!(
         r#"{{"pid": {}, "inject": "{inject}", "revert": "{revert}"}}"#,
         target.pid()
@@ -220,7 +232,9 @@ async fn out_of_scope_processes_are_denied_naming_the_rule() {
     let own = std::process::id();
     let (host, _d) = host();
     let policy = policy_for_pids(&[target.pid(), 1, own]);
-    let plugin = host.load(&wasm(c::PROCESS_PAUSE), &policy).await.unwrap();
+    let plugin = faultline_tests::load_fault(&host, &wasm(c::PROCESS_PAUSE), &policy)
+        .await
+        .unwrap();
     for (pid, expected) in [
         (
             other.pid(),
@@ -250,12 +264,16 @@ async fn probe_process_sees_a_paused_process() {
     let target = Sleeper::start();
     let (host, _d) = host();
     let policy = policy_for_pids(&[target.pid()]);
-    let probe = host.load(&wasm(c::PROBE_PROCESS), &policy).await.unwrap();
+    let probe = faultline_tests::load_probe(&host, &wasm(c::PROBE_PROCESS), &policy)
+        .await
+        .unwrap();
     let params = format!(r#"{{"pid": {}}}"#, target.pid());
     let o = probe.check(&host, "ex-probe", &params).await.unwrap();
     assert!(o.ok, "{}", o.message);
     assert_eq!(o.value, Some(1.0));
-    let fault = host.load(&wasm(c::PROCESS_PAUSE), &policy).await.unwrap();
+    let fault = faultline_tests::load_fault(&host, &wasm(c::PROCESS_PAUSE), &policy)
+        .await
+        .unwrap();
     let injected = fault
         .inject(&host, "ex-probe", &params, Duration::from_secs(1))
         .await
@@ -268,4 +286,82 @@ async fn probe_process_sees_a_paused_process() {
     );
     fault.revert(&host, "ex-probe", Some(&injected.state)).await;
     assert_eq!(target.state(), 'S');
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+#[tokio::test]
+async fn a_local_file_calling_itself_process_pause_gets_no_name_grant_but_its_digest_counts() {
+    let (host, _d) = host();
+    // The published process-pause bytes, handed over as a local file: it describes itself as
+    // `process-pause`, which is exactly what a forged component would say.
+    let bytes = wasm(c::PROCESS_PAUSE);
+    let local = faultline::policy::Identity::local(&digest_of(&bytes));
+    let by_name = Policy::parse(
+        "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"process\"]\nprocess = { pids = [4194303] }\n",
+    )
+    .unwrap();
+    let msg = refusal(host.load_fault(&bytes, &local, &by_name).await);
+    assert!(
+        msg.contains("which the policy does not grant to local file sha256:")
+            && msg.contains("no grant in the policy matches"),
+        "{msg}"
+    );
+    // The same bytes resolved through the verified bundled hub carry its name: granted.
+    let published = faultline_tests::identity(&bytes);
+    assert!(
+        published.origin.is_some(),
+        "the bundled hub lists these bytes"
+    );
+    host.load_fault(&bytes, &published, &by_name).await.unwrap();
+    // A digest grant covers the local file.
+    let by_digest = Policy::parse(&format!(
+        "[[grant]]\ncomponent = \"{}\"\ncapabilities = [\"process\"]\n",
+        digest_of(&bytes)
+    ))
+    .unwrap();
+    let plugin = host.load_fault(&bytes, &local, &by_digest).await.unwrap();
+    assert!(plugin.grants.allows(faultline::policy::Capability::Process));
+}
+
+#[tokio::test]
+async fn a_hub_entry_whose_component_lies_about_its_name_is_refused_naming_both() {
+    let (host, _d) = host();
+    let bytes = wasm(c::PROCESS_PAUSE);
+    let listed_as_kill = faultline::policy::Identity::from_hub(
+        "faultline",
+        "process-kill",
+        semver::Version::new(0, 1, 0),
+        &digest_of(&bytes),
+    );
+    let grant_all =
+        Policy::parse("[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\n").unwrap();
+    let msg = refusal(host.load_fault(&bytes, &listed_as_kill, &grant_all).await);
+    assert_eq!(
+        msg,
+        "hub faultline lists this component as process-kill@0.1.0, but it describes itself as process-pause@0.1.0: refused"
+    );
+    let wrong_version = faultline::policy::Identity::from_hub(
+        "faultline",
+        "process-pause",
+        semver::Version::new(0, 2, 0),
+        &digest_of(&bytes),
+    );
+    let msg = refusal(host.load_fault(&bytes, &wrong_version, &grant_all).await);
+    assert!(
+        msg.contains("as process-pause@0.2.0, but it describes itself as process-pause@0.1.0"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_probe_cannot_be_loaded_as_a_fault() {
+    let (host, _d) = host();
+    let msg = refusal(
+        faultline_tests::load_fault(&host, &wasm(c::PROBE_PROCESS), &Policy::default()).await,
+    );
+    assert_eq!(msg, "probe-process@0.1.0 is a probe, not a fault");
 }

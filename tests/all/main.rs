@@ -5,6 +5,7 @@
 
 mod cgroup;
 mod cli;
+mod execution;
 mod faults;
 mod host;
 mod hub;

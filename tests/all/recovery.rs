@@ -372,7 +372,16 @@ struct Agent {
 
 impl Agent {
     fn start(state: &Path, policy: &Path) -> Agent {
-        let mut child = faultline(state)
+        Agent::start_with(state, policy, None)
+    }
+
+    /// An agent whose hubs come from `config` (the fixtures hub) instead of the bundled one.
+    fn start_with(state: &Path, policy: &Path, config: Option<&Path>) -> Agent {
+        let mut cmd = faultline(state);
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        let mut child = cmd
             .args([
                 "agent",
                 "--listen",
@@ -410,8 +419,7 @@ impl Agent {
 
     fn start_pause(&self, pid: u32, extra: &str) -> String {
         let body = format!(
-            r#"{{"component": "{}", "params": {{"pid": {pid}}}, "duration": "60s"{extra}}}"#,
-            process_pause()
+            r#"{{"component": "process-pause", "params": {{"pid": {pid}}}, "duration": "60s"{extra}}}"#
         );
         let (status, v) = self.call("POST", "/v1/runs", &body);
         assert_eq!(status, 201, "{v}");
@@ -486,15 +494,15 @@ fn agent_crash_torture_kill_9_then_restart_reverts_before_accepting_work() {
         "targets never went to sleep"
     );
     let before = Snapshot::take(&pids);
-    let mut agent = Agent::start(&state, &policy);
+    let hub = faultline_tests::fixture_hub(dir.path());
+    let mut agent = Agent::start_with(&state, &policy, Some(&hub));
     let mut undone = 0;
     for i in 0..n {
         let inject_mode = *rng.pick(&["ok", "loop"]);
         let revert_mode = *rng.pick(&["ok", "noop", "trap", "loop", "fail"]);
         agent.start_pause(pids[0], r#", "lease": "30s""#);
         let body = format!(
-            r#"{{"component": "{}", "params": {{"pid": {}, "inject": "{inject_mode}", "revert": "{revert_mode}"}}, "duration": "60s"}}"#,
-            c::MISBEHAVE,
+            r#"{{"component": "fixture-misbehave", "params": {{"pid": {}, "inject": "{inject_mode}", "revert": "{revert_mode}"}}, "duration": "60s"}}"#,
             pids[1]
         );
         let (code, v) = agent.call("POST", "/v1/runs", &body);
@@ -502,7 +510,7 @@ fn agent_crash_torture_kill_9_then_restart_reverts_before_accepting_work() {
         let delay = rng.below(301);
         std::thread::sleep(Duration::from_millis(delay));
         agent.kill9();
-        agent = Agent::start(&state, &policy);
+        agent = Agent::start_with(&state, &policy, Some(&hub));
         undone += undone_count(&agent.first_lines);
         let diff = before.settle(Duration::from_secs(1));
         assert!(
@@ -583,8 +591,7 @@ fn agent_emergency_stop_reverts_and_refuses_until_cleared_and_api_stop_reverts()
     assert_eq!(agent.status(&a), "emergency-stopped");
     assert_eq!(agent.status(&b), "emergency-stopped");
     let body = format!(
-        r#"{{"component": "{}", "params": {{"pid": {}}}}}"#,
-        process_pause(),
+        r#"{{"component": "process-pause", "params": {{"pid": {}}}}}"#,
         pids[0]
     );
     let (code, v) = agent.call("POST", "/v1/runs", &body);
@@ -613,10 +620,10 @@ fn agent_emergency_stop_cuts_a_looping_inject_short() {
     let target = Sleeper::start();
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(dir.path(), &[target.pid()]);
-    let agent = Agent::start(&dir.path().join("state"), &policy);
+    let hub = faultline_tests::fixture_hub(dir.path());
+    let agent = Agent::start_with(&dir.path().join("state"), &policy, Some(&hub));
     let body = format!(
-        r#"{{"component": "{}", "params": {{"pid": {}, "inject": "loop"}}}}"#,
-        c::MISBEHAVE,
+        r#"{{"component": "fixture-misbehave", "params": {{"pid": {}, "inject": "loop"}}}}"#,
         target.pid()
     );
     let (code, v) = agent.call("POST", "/v1/runs", &body);
@@ -684,7 +691,14 @@ fn agent_answers_malformed_requests_with_400_naming_the_problem() {
             "/v1/runs",
             r#"{"component": "/nonexistent.wasm"}"#,
             400,
-            "cannot read component /nonexistent.wasm",
+            "must be a hub reference",
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            r#"{"component": "no-such-fault"}"#,
+            400,
+            "no-such-fault is not a package of the configured hubs",
         ),
         (
             "POST",
@@ -867,4 +881,141 @@ fn a_failed_undo_is_reported_with_manual_steps_and_kept_for_the_next_recovery() 
             "attempt {attempt}: the entry stays journalled: {report}"
         );
     }
+}
+
+#[test]
+fn agent_refuses_host_paths_without_reading_or_quoting_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), &[]);
+    let agent = Agent::start(&dir.path().join("state"), &policy);
+    let fifo = dir.path().join("fifo.wasm");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+    let first_line = shadow.lines().next().unwrap_or("root:").to_string();
+    for path in [
+        "/etc/shadow".to_string(),
+        "/dev/zero".to_string(),
+        "../../etc/passwd".to_string(),
+        fifo.display().to_string(),
+    ] {
+        let start = Instant::now();
+        let (code, v) = agent.call(
+            "POST",
+            "/v1/runs",
+            &serde_json::json!({ "component": path }).to_string(),
+        );
+        let body = v.to_string();
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(body.contains("must be a hub reference"), "{path}: {body}");
+        assert!(
+            !body.contains(&first_line) && !body.contains(&path),
+            "{path}: the refusal quotes the request or a file: {body}"
+        );
+        // A FIFO is never opened: no writer is needed for the answer.
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{path}: {:?}",
+            start.elapsed()
+        );
+    }
+    let (code, v) = agent.call("GET", "/v1/status", "");
+    assert_eq!(code, 200, "{v}");
+}
+
+#[test]
+fn agent_keeps_answering_while_two_network_faults_and_a_freeze_inject_at_once() {
+    use faultline_tests::cgroups::TestCgroup;
+    use faultline_tests::netns::{A_IF, B_ADDR, NetPair};
+    if !faultline_tests::privileged(
+        "agent_keeps_answering_while_two_network_faults_and_a_freeze_inject_at_once",
+    ) {
+        return;
+    }
+    let pairs = [NetPair::new("conc1"), NetPair::new("conc2")];
+    let cg = TestCgroup::new(&["freezer"], true);
+    let net_before: Vec<String> = pairs.iter().map(NetPair::snapshot).collect();
+    let cg_before = cg.limits();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"network\", \"cgroup\"]\n\
+             network = {{ namespaces = [\"named:flt-*\"], interfaces = [\"{A_IF}\"] }}\n\
+             cgroup = {{ subtrees = [\"{}\"] }}\n",
+            cg.path()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&dir.path().join("state"), &policy);
+    let towards_b = |pair: &NetPair, extra: &str| {
+        format!(
+            r#"{{"netns": "{}", "interfaces": ["{A_IF}"], "destinations": ["{B_ADDR}/32"], {extra}}}"#,
+            pair.a
+        )
+    };
+    let runs = [
+        ("network-delay", towards_b(&pairs[0], r#""delay_ms": 100"#)),
+        ("network-loss", towards_b(&pairs[1], r#""percent": 30"#)),
+        ("cgroup-freeze", format!(r#"{{"path": "{}"}}"#, cg.path())),
+    ];
+    // Measure /v1/status (a fresh connection each time) all through the injections.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (addr, done) = (agent.addr.clone(), stop.clone());
+    let prober = std::thread::spawn(move || {
+        let mut worst = Duration::ZERO;
+        let mut calls = 0u32;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let start = Instant::now();
+            let (code, v) = http(&addr, "GET", "/v1/status", "");
+            assert_eq!(code, 200, "{v}");
+            worst = worst.max(start.elapsed());
+            calls += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (worst, calls)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let starters: Vec<_> = runs
+        .iter()
+        .map(|(component, params)| {
+            let addr = agent.addr.clone();
+            let body =
+                format!(r#"{{"component": "{component}", "params": {params}, "duration": "2s"}}"#);
+            std::thread::spawn(move || {
+                let (code, v) = http(&addr, "POST", "/v1/runs", &body);
+                assert_eq!(code, 201, "{body}: {v}");
+                v["id"].as_str().unwrap().to_string()
+            })
+        })
+        .collect();
+    let ids: Vec<String> = starters.into_iter().map(|t| t.join().unwrap()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &ids {
+        loop {
+            let status = agent.status(id);
+            if status == "completed" {
+                break;
+            }
+            assert!(
+                !["error", "stopped"].contains(&status.as_str()),
+                "run {id}: {status}"
+            );
+            assert!(Instant::now() < deadline, "run {id} never completed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (worst, calls) = prober.join().unwrap();
+    eprintln!(
+        "/v1/status while 2 network faults and a freeze injected and reverted: {calls} calls, worst {:.1} ms",
+        worst.as_secs_f64() * 1000.0
+    );
+    assert!(
+        worst < Duration::from_millis(500),
+        "the API stalled for {worst:?} while faults ran"
+    );
+    let net_after: Vec<String> = pairs.iter().map(NetPair::snapshot).collect();
+    assert_eq!(net_after, net_before, "namespaces as before");
+    assert_eq!(cg.limits(), cg_before, "cgroup as before");
 }

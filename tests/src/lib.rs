@@ -136,3 +136,111 @@ pub mod hubserver;
 pub mod netns;
 /// Snapshots, a seeded random source and an HTTP client for the recovery tests.
 pub mod torture;
+
+/// Who these bytes are: the bundled hub's release with their digest (as a verified pull would
+/// say), or a local file known by its digest alone.
+pub fn identity(bytes: &[u8]) -> faultline::policy::Identity {
+    use sha2::Digest as _;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../hub-index.json");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("hub-index.json"))
+            .expect("hub index");
+    for package in index["packages"].as_array().into_iter().flatten() {
+        for release in package["versions"].as_array().into_iter().flatten() {
+            if release["digest"] == digest.as_str() {
+                return faultline::policy::Identity::from_hub(
+                    index["hub"]["id"].as_str().expect("hub id"),
+                    package["name"].as_str().expect("name"),
+                    release["version"]
+                        .as_str()
+                        .expect("version")
+                        .parse()
+                        .expect("semver"),
+                    &digest,
+                );
+            }
+        }
+    }
+    faultline::policy::Identity::local(&digest)
+}
+
+/// Loads a fault as [`identity`] says who it is.
+pub async fn load_fault(
+    host: &faultline::host::Host,
+    bytes: &[u8],
+    policy: &faultline::policy::Policy,
+) -> Result<faultline::host::FaultPlugin, faultline::host::LoadError> {
+    host.load_fault(bytes, &identity(bytes), policy).await
+}
+
+/// Loads a probe as [`identity`] says who it is.
+pub async fn load_probe(
+    host: &faultline::host::Host,
+    bytes: &[u8],
+    policy: &faultline::policy::Policy,
+) -> Result<faultline::host::ProbePlugin, faultline::host::LoadError> {
+    host.load_probe(bytes, &identity(bytes), policy).await
+}
+
+/// A hub of test fixtures in `dir`: an index listing `fixture-misbehave` and the published
+/// `process-pause`, and a config (`dir/faultline.toml`) that trusts it by saying
+/// `required_signatures = 0` in so many words. Agents resolve fixtures by hub reference like any
+/// other component. Returns the config file.
+pub fn fixture_hub(dir: &std::path::Path) -> PathBuf {
+    use sha2::Digest as _;
+    let hub = dir.join("fixture-hub");
+    std::fs::create_dir_all(&hub).unwrap();
+    let entries = [
+        ("fixture-misbehave", components::MISBEHAVE, "process"),
+        ("process-pause", components::PROCESS_PAUSE, "process"),
+    ];
+    let mut packages = Vec::new();
+    for (name, path, capability) in entries {
+        let bytes = wasm(path);
+        let file = format!("{name}-0.1.0.wasm");
+        std::fs::write(hub.join(&file), &bytes).unwrap();
+        packages.push(serde_json::json!({
+            "name": name,
+            "kind": "fault",
+            "description": format!("{name} for tests"),
+            "categories": ["process"],
+            "versions": [{
+                "version": "0.1.0",
+                "digest": format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+                "size": bytes.len(),
+                "urls": [file],
+                "contract": "faultline:contract@0.1.0",
+                "capabilities": [{"interface": "log"}, {"interface": "rollback"}, {"interface": capability}],
+                "params_schema": {"type": "object"},
+                "revertible": true
+            }]
+        }));
+    }
+    let now = std::time::SystemTime::now();
+    let index = serde_json::json!({
+        "schema_version": 1,
+        "hub": {"id": "fixtures", "name": "Test fixtures"},
+        "serial": 1,
+        "generated": humantime::format_rfc3339_seconds(now - std::time::Duration::from_secs(60)).to_string(),
+        "expires": humantime::format_rfc3339_seconds(now + std::time::Duration::from_secs(86_400)).to_string(),
+        "runtime": "*",
+        "packages": packages
+    });
+    std::fs::write(
+        hub.join("hub-index.json"),
+        serde_json::to_vec_pretty(&index).unwrap(),
+    )
+    .unwrap();
+    let config = dir.join("faultline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[hub]\nsources = [{:?}]\nrequired_signatures = 0\ncache_dir = {:?}\n",
+            hub.join("hub-index.json").display().to_string(),
+            dir.join("hub-cache").display().to_string()
+        ),
+    )
+    .unwrap();
+    config
+}

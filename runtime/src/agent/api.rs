@@ -13,8 +13,8 @@
 //! | `GET /v1/status` | whether runs are refused, and why |
 
 use super::http::{Request, Response};
-use crate::execution::StopReason;
 use super::{Agent, RunRequest, StartError};
+use crate::execution::StopReason;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;

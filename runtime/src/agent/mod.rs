@@ -232,8 +232,11 @@ impl Agent {
     /// Emergency stop: refuses new runs with `reason`, reverts every run at once and waits
     /// until all are reverted. New runs stay refused until [`Agent::clear_emergency_stop`].
     pub async fn emergency_stop(&self, reason: &str) -> StopAll {
-        self.stop_all(format!("emergency stop: {reason}"), StopReason::EmergencyStop)
-            .await
+        self.stop_all(
+            format!("emergency stop: {reason}"),
+            StopReason::EmergencyStop,
+        )
+        .await
     }
 
     /// Clears an emergency stop; returns whether one was active.

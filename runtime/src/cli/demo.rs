@@ -10,8 +10,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-
-
 /// `faultline demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {

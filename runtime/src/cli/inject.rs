@@ -12,10 +12,10 @@ use crate::policy::Policy;
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tokio::sync::broadcast;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::broadcast;
 
 /// Where the component comes from and what it may do.
 #[derive(Debug, Args)]

@@ -484,9 +484,7 @@ impl Execution {
         }
         shared.set_phase(Phase::Reverting);
         let start = Instant::now();
-        let reverted = plugin
-            .revert(&host, &spec.id, guard.state.as_deref())
-            .await;
+        let reverted = plugin.revert(&host, &spec.id, guard.state.as_deref()).await;
         guard.armed = false;
         finish(&shared, &mut outcome, reverted, start);
         shared.publish(outcome);
@@ -544,11 +542,7 @@ impl Drop for Guard {
         if !self.armed {
             return;
         }
-        let (host, plugin, shared) = (
-            self.host.clone(),
-            self.plugin.clone(),
-            self.shared.clone(),
-        );
+        let (host, plugin, shared) = (self.host.clone(), self.plugin.clone(), self.shared.clone());
         let state = self.state.take();
         let injected = state.is_some();
         let revert = async move {

@@ -61,7 +61,8 @@ impl CompileCache {
                 }
             }
         }
-        let component = Component::from_binary(engine, bytes).map_err(crate::host::anyhow_of_wasmtime)?;
+        let component =
+            Component::from_binary(engine, bytes).map_err(crate::host::anyhow_of_wasmtime)?;
         if let Err(e) = self.store(&component, &path) {
             tracing::warn!("could not cache compiled component: {e:#}");
         }

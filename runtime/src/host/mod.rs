@@ -235,6 +235,16 @@ impl Host {
         identity: &Identity,
         policy: &Policy,
     ) -> Result<Plugin, LoadError> {
+        self.load_as(bytes, identity, policy, None).await
+    }
+
+    async fn load_as(
+        &self,
+        bytes: &[u8],
+        identity: &Identity,
+        policy: &Policy,
+        wanted: Option<Kind>,
+    ) -> Result<Plugin, LoadError> {
         let Inspection {
             component,
             digest,
@@ -243,6 +253,16 @@ impl Host {
             description,
             ..
         } = self.inspect(bytes).await?;
+        if let Some(wanted) = wanted
+            && wanted != kind
+        {
+            return Err(Refusal::WrongWorld {
+                component: format!("{}@{}", description.name, description.version),
+                is: kind,
+                wanted,
+            }
+            .into());
+        }
         if identity.digest != digest {
             return Err(LoadError::Host(anyhow::anyhow!(
                 "the component's digest {digest} is not the {} it was resolved to",
@@ -298,10 +318,12 @@ impl Host {
             shape,
             grants,
         };
-        Ok(match self.pre(kind, &component, &info.shape.capabilities)? {
-            Which::Fault(pre) => Plugin::Fault(FaultPlugin { info, pre }),
-            Which::Probe(pre) => Plugin::Probe(ProbePlugin { info, pre }),
-        })
+        Ok(
+            match self.pre(kind, &component, &info.shape.capabilities)? {
+                Which::Fault(pre) => Plugin::Fault(FaultPlugin { info, pre }),
+                Which::Probe(pre) => Plugin::Probe(ProbePlugin { info, pre }),
+            },
+        )
     }
 
     /// [`Host::load`] for a fault; a probe is refused.
@@ -311,7 +333,7 @@ impl Host {
         identity: &Identity,
         policy: &Policy,
     ) -> Result<FaultPlugin, LoadError> {
-        match self.load(bytes, identity, policy).await? {
+        match self.load_as(bytes, identity, policy, Some(Kind::Fault)).await? {
             Plugin::Fault(f) => Ok(f),
             Plugin::Probe(p) => Err(Refusal::WrongWorld {
                 component: p.label(),
@@ -329,7 +351,7 @@ impl Host {
         identity: &Identity,
         policy: &Policy,
     ) -> Result<ProbePlugin, LoadError> {
-        match self.load(bytes, identity, policy).await? {
+        match self.load_as(bytes, identity, policy, Some(Kind::Probe)).await? {
             Plugin::Probe(p) => Ok(p),
             Plugin::Fault(f) => Err(Refusal::WrongWorld {
                 component: f.label(),
@@ -435,7 +457,10 @@ fn undo_entries(journal: &Journal, backends: &Backends, execution: Option<&str>)
         }
     }
     if journal.is_poisoned() {
-        failures.push("the journal's lock is poisoned: its state cannot be trusted; run `faultline recover`".into());
+        failures.push(
+            "the journal's lock is poisoned: its state cannot be trusted; run `faultline recover`"
+                .into(),
+        );
     }
     failures
 }
@@ -464,7 +489,6 @@ fn wit_capability(c: contract::types::Capability) -> Capability {
     }
 }
 
-
 enum Which {
     Fault(fault::FaultPre<StoreState>),
     Probe(probe::ProbePre<StoreState>),
@@ -486,7 +510,11 @@ pub struct Inspection {
     pub description: Description,
 }
 
-async fn describe(host: &Host, which: &Which, grants: Arc<Grants>) -> Result<Description, CallError> {
+async fn describe(
+    host: &Host,
+    which: &Which,
+    grants: Arc<Grants>,
+) -> Result<Description, CallError> {
     let (mut store, stderr) = host.store(grants, "describe");
     let limit = host.config.call_timeout;
     arm_deadline(&mut store, limit);

@@ -8,10 +8,10 @@
 
 use super::{Host, manual_steps};
 use crate::capability::Backends;
-use crate::journal::Journal;
-use std::path::Path;
 use crate::capability::Inverse;
+use crate::journal::Journal;
 use crate::journal::{self, Problem};
+use std::path::Path;
 
 /// What recovery did.
 #[derive(Debug, Default)]

@@ -63,15 +63,18 @@ impl Host for Context {
     }
 
     async fn set_cpu_limit(&mut self, t: Target, millicores: u32) -> GuestResult<u64> {
-        self.blocking(move |c| c.set_cgroup(t, Setting::CpuLimit { millicores })).await
+        self.blocking(move |c| c.set_cgroup(t, Setting::CpuLimit { millicores }))
+            .await
     }
 
     async fn set_memory_limit(&mut self, t: Target, bytes: u64) -> GuestResult<u64> {
-        self.blocking(move |c| c.set_cgroup(t, Setting::MemoryLimit { bytes })).await
+        self.blocking(move |c| c.set_cgroup(t, Setting::MemoryLimit { bytes }))
+            .await
     }
 
     async fn set_pids_limit(&mut self, t: Target, max: u64) -> GuestResult<u64> {
-        self.blocking(move |c| c.set_cgroup(t, Setting::PidsLimit { max })).await
+        self.blocking(move |c| c.set_cgroup(t, Setting::PidsLimit { max }))
+            .await
     }
 
     async fn set_io_limit(
@@ -90,6 +93,7 @@ impl Host for Context {
     }
 
     async fn freeze(&mut self, t: Target) -> GuestResult<u64> {
-        self.blocking(move |c| c.set_cgroup(t, Setting::Freeze)).await
+        self.blocking(move |c| c.set_cgroup(t, Setting::Freeze))
+            .await
     }
 }

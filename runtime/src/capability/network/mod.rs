@@ -113,30 +113,37 @@ impl Host for Context {
     }
 
     async fn add_loss(&mut self, t: Traffic, percent: f32) -> GuestResult<u64> {
-        self.blocking(move |c| c.network_change(t, Effect::Loss { percent })).await
+        self.blocking(move |c| c.network_change(t, Effect::Loss { percent }))
+            .await
     }
 
     async fn add_corruption(&mut self, t: Traffic, percent: f32) -> GuestResult<u64> {
-        self.blocking(move |c| c.network_change(t, Effect::Corruption { percent })).await
+        self.blocking(move |c| c.network_change(t, Effect::Corruption { percent }))
+            .await
     }
 
     async fn add_duplication(&mut self, t: Traffic, percent: f32) -> GuestResult<u64> {
-        self.blocking(move |c| c.network_change(t, Effect::Duplication { percent })).await
+        self.blocking(move |c| c.network_change(t, Effect::Duplication { percent }))
+            .await
     }
 
     async fn limit_bandwidth(&mut self, t: Traffic, rate_kbit: u64) -> GuestResult<u64> {
-        self.blocking(move |c| c.network_change(t, Effect::Bandwidth { rate_kbit })).await
+        self.blocking(move |c| c.network_change(t, Effect::Bandwidth { rate_kbit }))
+            .await
     }
 
     async fn blackhole(&mut self, t: Traffic) -> GuestResult<u64> {
-        self.blocking(move |c| c.network_change(t, Effect::Blackhole)).await
+        self.blocking(move |c| c.network_change(t, Effect::Blackhole))
+            .await
     }
 
     async fn reject(&mut self, t: Traffic) -> GuestResult<u64> {
-        self.blocking(move |c| c.network_change(t, Effect::Reject)).await
+        self.blocking(move |c| c.network_change(t, Effect::Reject))
+            .await
     }
 
     async fn fail_dns(&mut self, t: Traffic) -> GuestResult<u64> {
-        self.blocking(move |c| c.network_change(t, Effect::DnsFailure)).await
+        self.blocking(move |c| c.network_change(t, Effect::DnsFailure))
+            .await
     }
 }
