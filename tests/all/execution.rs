@@ -113,7 +113,10 @@ async fn a_stop_ends_the_hold_and_the_events_tell_the_story() {
     injected(&handle).await;
     assert_eq!(target.state(), 'T');
     assert!(handle.stop(StopReason::UserStop));
-    assert!(!handle.stop(StopReason::EmergencyStop), "the first reason wins");
+    assert!(
+        !handle.stop(StopReason::EmergencyStop),
+        "the first reason wins"
+    );
     let outcome = task.await.unwrap();
     assert_eq!(outcome.reason, StopReason::UserStop);
     assert!(outcome.injected && outcome.is_clean(), "{outcome:?}");
@@ -144,7 +147,8 @@ async fn a_stop_ends_the_hold_and_the_events_tell_the_story() {
         })
         .collect();
     assert!(
-        said.iter().any(|m| m.starts_with("injected process-pause@0.1.0")),
+        said.iter()
+            .any(|m| m.starts_with("injected process-pause@0.1.0")),
         "{said:?}"
     );
     assert!(said.iter().any(|m| m.contains("host clean")), "{said:?}");
@@ -159,7 +163,11 @@ async fn a_lease_without_heartbeats_lapses_and_reverts() {
     let execution = Execution::new(
         _host.clone(),
         plugin,
-        spec(&target, Duration::from_secs(60), Some(Duration::from_secs(1))),
+        spec(
+            &target,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(1)),
+        ),
     );
     let handle = execution.handle();
     let task = tokio::spawn(execution.run());

@@ -63,23 +63,116 @@ fn to_guest<T>(r: CapResult<T>) -> GuestResult<T> {
     Ok(r.map_err(Into::into))
 }
 
-/// How to undo one change: what the journal stores. Each capability owns its variants.
+/// How to undo one change: what the journal stores. Each capability owns its variant's type
+/// and implements [`Change`] for it; this enum only names them, so journals stay readable
+/// across versions (`{"kind": "continue", ...}`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Inverse {
     /// A stopped process: continue it (if it is still the same process).
-    Continue {
-        /// Process id.
-        pid: u32,
-        /// Start time in clock ticks since boot, against pid reuse.
-        start_time: u64,
-    },
+    Continue(process::Stopped),
     /// Stress workers: kill their process group.
     Stress(process::stress::StressInverse),
     /// Cgroup files: write back their exact previous contents.
     Cgroup(cgroup::linux::Inverse),
     /// Network rules and qdiscs: remove what was added, restore what was replaced.
     Network(network::linux::Inverse),
+}
+
+/// What every capability provides for the changes it makes, beside its host functions and its
+/// typed scope: how to undo one (idempotent; a target that is gone counts as undone), whether
+/// one made before a reboot is still there, and what a person runs when the host cannot undo it.
+pub trait Change {
+    /// Undoes the change.
+    fn undo(&self, backends: &Backends) -> CapResult<()>;
+    /// Whether the change is still present on the live system (after a reboot, say).
+    fn is_present(&self, backends: &Backends) -> bool;
+    /// The commands that undo it by hand.
+    fn manual_steps(&self, backends: &Backends) -> String;
+}
+
+impl Change for Inverse {
+    fn undo(&self, b: &Backends) -> CapResult<()> {
+        match self {
+            Inverse::Continue(c) => c.undo(b),
+            Inverse::Stress(c) => c.undo(b),
+            Inverse::Cgroup(c) => c.undo(b),
+            Inverse::Network(c) => c.undo(b),
+        }
+    }
+
+    fn is_present(&self, b: &Backends) -> bool {
+        match self {
+            Inverse::Continue(c) => c.is_present(b),
+            Inverse::Stress(c) => c.is_present(b),
+            Inverse::Cgroup(c) => c.is_present(b),
+            Inverse::Network(c) => c.is_present(b),
+        }
+    }
+
+    fn manual_steps(&self, b: &Backends) -> String {
+        match self {
+            Inverse::Continue(c) => c.manual_steps(b),
+            Inverse::Stress(c) => c.manual_steps(b),
+            Inverse::Cgroup(c) => c.manual_steps(b),
+            Inverse::Network(c) => Change::manual_steps(c, b),
+        }
+    }
+}
+
+/// One capability interface of the contract: which plug-ins may import it, and its linker glue.
+/// With the capability's own module (host functions, typed scope, backend, [`Change`]), this
+/// table is all a new capability touches besides the WIT.
+pub struct Registered<T: 'static> {
+    /// The interface.
+    pub capability: Capability,
+    /// Whether faults may import it.
+    pub faults: bool,
+    /// Whether probes may import it.
+    pub probes: bool,
+    link: fn(&mut Linker<T>, fn(&mut T) -> &mut Context) -> wasmtime::Result<()>,
+}
+
+/// The capability registry.
+pub fn registry<T: Send + 'static>() -> [Registered<T>; 6] {
+    [
+        Registered {
+            capability: Capability::Log,
+            faults: true,
+            probes: true,
+            link: |l, get| contract::log::add_to_linker::<T, HasSelf<Context>>(l, get),
+        },
+        Registered {
+            capability: Capability::Rollback,
+            faults: true,
+            probes: false,
+            link: |l, get| contract::rollback::add_to_linker::<T, HasSelf<Context>>(l, get),
+        },
+        Registered {
+            capability: Capability::Process,
+            faults: true,
+            probes: true,
+            link: |l, get| contract::process::add_to_linker::<T, HasSelf<Context>>(l, get),
+        },
+        Registered {
+            capability: Capability::Cgroup,
+            faults: true,
+            probes: false,
+            link: |l, get| contract::cgroup::add_to_linker::<T, HasSelf<Context>>(l, get),
+        },
+        Registered {
+            capability: Capability::Network,
+            faults: true,
+            probes: false,
+            link: |l, get| contract::network::add_to_linker::<T, HasSelf<Context>>(l, get),
+        },
+        Registered {
+            capability: Capability::Outbound,
+            faults: false,
+            probes: true,
+            link: |l, get| contract::outbound::add_to_linker::<T, HasSelf<Context>>(l, get),
+        },
+    ]
 }
 
 /// A line a plug-in logged.
@@ -130,36 +223,18 @@ impl Backends {
         }
     }
 
-    /// Undoes one change. Idempotent; a target that is gone counts as undone.
-    pub fn undo(&self, inverse: &Inverse) -> CapResult<()> {
-        match inverse {
-            Inverse::Continue { pid, start_time } => process::undo_stop(*pid, *start_time),
-            Inverse::Stress(i) => process::stress::undo(i),
-            Inverse::Cgroup(i) => self.cgroup.as_ref().map_err(|e| e.clone())?.undo(i),
-            Inverse::Network(i) => self.network.undo(i),
-        }
-    }
-
     /// Undoes a change from its journalled JSON.
     pub fn undo_json(&self, inverse: &serde_json::Value) -> CapResult<()> {
         let inverse: Inverse = serde_json::from_value(inverse.clone())
             .map_err(|e| CapError::Failed(format!("unreadable journal inverse: {e}")))?;
-        self.undo(&inverse)
+        inverse.undo(self)
     }
 
-    /// Whether a change from an earlier boot is still present on this one: each capability
-    /// looks at the live system (a process with that start time, the cgroup's inode and values,
-    /// the tagged rules in that namespace).
-    pub fn survives_reboot(&self, inverse: &Inverse) -> bool {
-        match inverse {
-            Inverse::Continue { pid, start_time } => process::linux::info(*pid)
-                .is_some_and(|p| p.start_time == *start_time && p.state == 'T'),
-            Inverse::Stress(i) => process::stress::is_present(i),
-            Inverse::Cgroup(i) => self
-                .cgroup
-                .as_ref()
-                .is_ok_and(|c| c.is_present(i).unwrap_or(true)),
-            Inverse::Network(i) => self.network.is_present(i).unwrap_or(true),
+    /// What to run by hand to undo a journalled change the host could not.
+    pub fn manual_steps_json(&self, inverse: &serde_json::Value) -> String {
+        match serde_json::from_value::<Inverse>(inverse.clone()) {
+            Ok(i) => i.manual_steps(self),
+            Err(_) => format!("apply the inverse recorded in the journal: {inverse}"),
         }
     }
 }
@@ -260,7 +335,7 @@ impl Context {
                 Ok(id)
             }
             Err(e) => {
-                match self.backends.undo(&inverse) {
+                match inverse.undo(&self.backends) {
                     Ok(()) => {
                         let _ = self.journal.undone(id);
                     }
@@ -283,24 +358,9 @@ pub fn add_to_linker<T: Send + 'static>(
     get: fn(&mut T) -> &mut Context,
 ) -> wasmtime::Result<()> {
     contract::types::add_to_linker::<T, HasSelf<Context>>(linker, get)?;
-    for capability in granted {
-        match capability {
-            Capability::Log => contract::log::add_to_linker::<T, HasSelf<Context>>(linker, get)?,
-            Capability::Rollback => {
-                contract::rollback::add_to_linker::<T, HasSelf<Context>>(linker, get)?
-            }
-            Capability::Process => {
-                contract::process::add_to_linker::<T, HasSelf<Context>>(linker, get)?
-            }
-            Capability::Cgroup => {
-                contract::cgroup::add_to_linker::<T, HasSelf<Context>>(linker, get)?
-            }
-            Capability::Network => {
-                contract::network::add_to_linker::<T, HasSelf<Context>>(linker, get)?
-            }
-            Capability::Outbound => {
-                contract::outbound::add_to_linker::<T, HasSelf<Context>>(linker, get)?
-            }
+    for entry in registry::<T>() {
+        if granted.contains(&entry.capability) {
+            (entry.link)(linker, get)?;
         }
     }
     Ok(())

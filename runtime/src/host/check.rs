@@ -26,18 +26,15 @@ impl Kind {
         }
     }
 
-    /// The contract interfaces this kind may import.
-    pub fn allowed_capabilities(self) -> &'static [Capability] {
-        match self {
-            Kind::Fault => &[
-                Capability::Log,
-                Capability::Rollback,
-                Capability::Process,
-                Capability::Cgroup,
-                Capability::Network,
-            ],
-            Kind::Probe => &[Capability::Log, Capability::Process, Capability::Outbound],
-        }
+    /// Whether this kind may import `capability` (the capability registry says).
+    pub fn may_import(self, capability: Capability) -> bool {
+        crate::capability::registry::<()>()
+            .iter()
+            .find(|r| r.capability == capability)
+            .is_some_and(|r| match self {
+                Kind::Fault => r.faults,
+                Kind::Probe => r.probes,
+            })
     }
 }
 
@@ -230,7 +227,7 @@ pub fn check_imports(kind: Kind, shape: &Shape) -> Result<(), Refusal> {
                 continue;
             }
             match Capability::from_interface(iface) {
-                Some(c) if kind.allowed_capabilities().contains(&c) => {}
+                Some(c) if kind.may_import(c) => {}
                 Some(_) => {
                     return Err(Refusal::WrongKind {
                         kind,

@@ -333,7 +333,10 @@ impl Host {
         identity: &Identity,
         policy: &Policy,
     ) -> Result<FaultPlugin, LoadError> {
-        match self.load_as(bytes, identity, policy, Some(Kind::Fault)).await? {
+        match self
+            .load_as(bytes, identity, policy, Some(Kind::Fault))
+            .await?
+        {
             Plugin::Fault(f) => Ok(f),
             Plugin::Probe(p) => Err(Refusal::WrongWorld {
                 component: p.label(),
@@ -351,7 +354,10 @@ impl Host {
         identity: &Identity,
         policy: &Policy,
     ) -> Result<ProbePlugin, LoadError> {
-        match self.load_as(bytes, identity, policy, Some(Kind::Probe)).await? {
+        match self
+            .load_as(bytes, identity, policy, Some(Kind::Probe))
+            .await?
+        {
             Plugin::Probe(p) => Ok(p),
             Plugin::Fault(f) => Err(Refusal::WrongWorld {
                 component: f.label(),
@@ -451,7 +457,7 @@ fn undo_entries(journal: &Journal, backends: &Backends, execution: Option<&str>)
                     "change {} ({}) could not be undone: {e}; undo by hand: {}",
                     entry.id,
                     entry.summary,
-                    manual_steps(&entry.inverse)
+                    backends.manual_steps_json(&entry.inverse)
                 ));
             }
         }
@@ -463,18 +469,6 @@ fn undo_entries(journal: &Journal, backends: &Backends, execution: Option<&str>)
         );
     }
     failures
-}
-
-/// What to run by hand to undo a change the host could not.
-pub fn manual_steps(inverse: &serde_json::Value) -> String {
-    use capability::Inverse;
-    match serde_json::from_value::<Inverse>(inverse.clone()) {
-        Ok(Inverse::Continue { pid, .. }) => format!("kill -CONT {pid}"),
-        Ok(Inverse::Stress(i)) => format!("kill -KILL -- -{}", i.pgid),
-        Ok(Inverse::Cgroup(_)) | Ok(Inverse::Network(_)) | Err(_) => {
-            format!("apply the inverse recorded in the journal: {inverse}")
-        }
-    }
 }
 
 fn wit_capability(c: contract::types::Capability) -> Capability {

@@ -6,9 +6,9 @@
 //! be undone is adopted into this host's journal, so the next recovery retries it, and reported
 //! with the manual steps.
 
-use super::{Host, manual_steps};
-use crate::capability::Backends;
+use super::Host;
 use crate::capability::Inverse;
+use crate::capability::{Backends, Change};
 use crate::journal::Journal;
 use crate::journal::{self, Problem};
 use std::path::Path;
@@ -46,11 +46,7 @@ fn recover_dir(dir: &Path, journal: &Journal, backends: &Backends) -> anyhow::Re
         let mut keep = Vec::new();
         for entry in orphan.entries.iter().rev() {
             let inverse: Option<Inverse> = serde_json::from_value(entry.inverse.clone()).ok();
-            if entry.boot_id != boot
-                && inverse
-                    .as_ref()
-                    .is_some_and(|i| !backends.survives_reboot(i))
-            {
+            if entry.boot_id != boot && inverse.as_ref().is_some_and(|i| !i.is_present(backends)) {
                 tracing::info!("dropped after reboot: {}", entry.summary);
                 report.dropped_after_reboot += 1;
                 continue;
@@ -65,7 +61,7 @@ fn recover_dir(dir: &Path, journal: &Journal, backends: &Backends) -> anyhow::Re
                         "{} (from {}): {e}; undo by hand: {}",
                         entry.summary,
                         orphan.path.display(),
-                        manual_steps(&entry.inverse)
+                        backends.manual_steps_json(&entry.inverse)
                     ));
                     keep.push(entry.clone());
                 }

@@ -318,6 +318,33 @@ impl CgroupBackend {
         })
     }
 
+    /// What a person runs to undo `inverse` when the host cannot: the exact writes, newest first.
+    pub fn manual_steps(&self, inverse: &Inverse) -> String {
+        let mount = self
+            .hierarchies
+            .iter()
+            .find(|h| h.is(inverse.version, inverse.controller.as_deref()))
+            .map(|h| h.mount.display().to_string())
+            .unwrap_or_else(|| match &inverse.controller {
+                Some(c) => format!("/sys/fs/cgroup/{c}"),
+                None => "/sys/fs/cgroup".to_string(),
+            });
+        let dir = format!("{mount}/{}", inverse.path.trim_start_matches('/'));
+        inverse
+            .files
+            .iter()
+            .rev()
+            .map(|f| {
+                format!(
+                    "echo '{}' > {dir}/{}",
+                    f.restore.trim_end().replace('\'', "'\\''"),
+                    f.file
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Whether the change is still present: the cgroup exists (the same one, not one created
     /// again under the same name, e.g. after a reboot) and a file no longer holds its previous
     /// contents.

@@ -8,7 +8,7 @@
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-use super::{CapResult, Context, GuestResult, Inverse};
+use super::{Backends, CapResult, Change, Context, GuestResult, Inverse};
 use crate::contract::cgroup::{CgroupInfo, Host, Target};
 use linux::Setting;
 
@@ -95,5 +95,25 @@ impl Host for Context {
     async fn freeze(&mut self, t: Target) -> GuestResult<u64> {
         self.blocking(move |c| c.set_cgroup(t, Setting::Freeze))
             .await
+    }
+}
+
+impl Change for linux::Inverse {
+    fn undo(&self, b: &Backends) -> CapResult<()> {
+        b.cgroup.as_ref().map_err(|e| e.clone())?.undo(self)
+    }
+
+    fn is_present(&self, b: &Backends) -> bool {
+        // Unknown counts as present: recovery undoes rather than drops what it cannot check.
+        b.cgroup
+            .as_ref()
+            .is_ok_and(|c| c.is_present(self).unwrap_or(true))
+    }
+
+    fn manual_steps(&self, b: &Backends) -> String {
+        match &b.cgroup {
+            Ok(c) => c.manual_steps(self),
+            Err(_) => format!("restore the cgroup files of {} by hand", self.path),
+        }
     }
 }

@@ -142,6 +142,42 @@ impl Inverse {
     pub fn tag(&self) -> &str {
         &self.tag
     }
+
+    /// What a person runs to undo this when the host cannot: each kernel object removed by
+    /// hand, newest first, inside the right namespace.
+    pub fn manual_steps(&self) -> String {
+        let within = match &self.namespace {
+            NsId::Host => String::new(),
+            NsId::Pid { pid, .. } => format!("nsenter -t {pid} -n "),
+            NsId::Named { name, .. } => format!("ip netns exec {name} "),
+        };
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .rev()
+            .filter_map(|step| match step {
+                Step::NftTable { family, name } => {
+                    Some(format!("{within}nft delete table {family} {name}"))
+                }
+                Step::IptablesChain { ipv6, chain } => {
+                    let tool = if *ipv6 {
+                        "ip6tables-legacy"
+                    } else {
+                        "iptables-legacy"
+                    };
+                    Some(format!(
+                        "{within}{tool} -t mangle -D OUTPUT -j {chain}; \
+                         {within}{tool} -t mangle -F {chain}; {within}{tool} -t mangle -X {chain}"
+                    ))
+                }
+                Step::RootQdisc { interface, .. } => {
+                    Some(format!("{within}tc qdisc del dev {interface} root"))
+                }
+                Step::QueueWorker => None,
+            })
+            .collect();
+        steps.join("; ")
+    }
 }
 
 /// One kernel object a change creates; undoing removes exactly it.

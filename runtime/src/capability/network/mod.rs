@@ -8,7 +8,7 @@
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-use super::{CapError, CapResult, Context, GuestResult, Inverse};
+use super::{Backends, CapError, CapResult, Change, Context, GuestResult, Inverse};
 use crate::contract::network::{Host, Namespace, Protocol, Traffic};
 use crate::policy::{glob_match, parse_cidr, parse_port_range};
 use linux::Effect;
@@ -145,5 +145,20 @@ impl Host for Context {
     async fn fail_dns(&mut self, t: Traffic) -> GuestResult<u64> {
         self.blocking(move |c| c.network_change(t, Effect::DnsFailure))
             .await
+    }
+}
+
+impl Change for linux::Inverse {
+    fn undo(&self, b: &Backends) -> CapResult<()> {
+        b.network.undo(self)
+    }
+
+    fn is_present(&self, b: &Backends) -> bool {
+        // Unknown counts as present: recovery undoes rather than drops what it cannot check.
+        b.network.is_present(self).unwrap_or(true)
+    }
+
+    fn manual_steps(&self, _: &Backends) -> String {
+        linux::Inverse::manual_steps(self)
     }
 }

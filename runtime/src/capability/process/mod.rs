@@ -8,7 +8,7 @@ pub mod linux;
 #[cfg(target_os = "linux")]
 pub mod stress;
 
-use super::{CapError, CapResult, Context, GuestResult, Inverse};
+use super::{Backends, CapError, CapResult, Change, Context, GuestResult, Inverse};
 use crate::contract::process::{Host, ProcessInfo, Selector, Signal, StressSpec};
 use linux::ProcInfo;
 use nix::sys::signal::Signal as NixSignal;
@@ -96,10 +96,10 @@ impl Context {
             tracing::info!(pid, signal = %sig, plugin = %self.grants.component, "signalled");
             return Ok(None);
         }
-        let inverse = Inverse::Continue {
+        let inverse = Inverse::Continue(Stopped {
             pid,
             start_time: p.start_time,
-        };
+        });
         let summary = format!("SIGSTOP {pid} ({})", p.name);
         self.change(&summary, inverse, || {
             linux::signal(pid, Some(p.start_time), sig)
@@ -139,15 +139,48 @@ impl Context {
     }
 }
 
-/// Undoes a stop: continues the process if it is still the same one.
-pub fn undo_stop(pid: u32, start_time: u64) -> CapResult<()> {
-    match linux::signal(pid, Some(start_time), NixSignal::SIGCONT) {
-        Ok(()) => Ok(()),
-        Err(CapError::TargetGone(why)) => {
-            tracing::info!("{why}: nothing to continue");
-            Ok(())
+/// A process this host stopped: the pid and its start time (against pid reuse).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stopped {
+    /// Process id.
+    pub pid: u32,
+    /// Start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+impl Change for Stopped {
+    /// Continues the process if it is still the same one.
+    fn undo(&self, _: &Backends) -> CapResult<()> {
+        match linux::signal(self.pid, Some(self.start_time), NixSignal::SIGCONT) {
+            Ok(()) => Ok(()),
+            Err(CapError::TargetGone(why)) => {
+                tracing::info!("{why}: nothing to continue");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e),
+    }
+
+    fn is_present(&self, _: &Backends) -> bool {
+        linux::info(self.pid).is_some_and(|p| p.start_time == self.start_time && p.state == 'T')
+    }
+
+    fn manual_steps(&self, _: &Backends) -> String {
+        format!("kill -CONT {}", self.pid)
+    }
+}
+
+impl Change for stress::StressInverse {
+    fn undo(&self, _: &Backends) -> CapResult<()> {
+        stress::undo(self)
+    }
+
+    fn is_present(&self, _: &Backends) -> bool {
+        stress::is_present(self)
+    }
+
+    fn manual_steps(&self, _: &Backends) -> String {
+        format!("kill -KILL -- -{}", self.pgid)
     }
 }
 
