@@ -17,12 +17,17 @@ pub struct InspectArgs {
 }
 
 /// Runs `faultline inspect`.
-pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
-    let bytes = match super::inject::read_component(&args.component, state_dir).await {
-        Ok(b) => b,
+pub async fn run(
+    args: InspectArgs,
+    hub: &crate::hub::HubConfig,
+    state_dir: &Path,
+    out: &mut dyn Write,
+) -> u8 {
+    let bytes = match super::read_component(&args.component, hub).await {
+        Ok(c) => c.bytes,
         Err(e) => {
             let _ = writeln!(out, "error: {e:#}");
-            return EXIT_USAGE;
+            return super::component_exit_code(&e);
         }
     };
     let Ok(host) = super::start_host(HostConfig::new(state_dir.to_path_buf()), out) else {

@@ -286,7 +286,7 @@ async fn a_missing_signature_is_refused() {
     assert!(hub.indexes().is_empty());
     // Accepted when the operator asks for no signatures.
     let mut unsigned = f.config();
-    unsigned.required_signatures = 0;
+    unsigned.required_signatures = Some(0);
     let (hub, _) = synced(unsigned).await;
     assert_eq!(hub.indexes().len(), 1);
 }
@@ -522,22 +522,31 @@ async fn curation_patterns_and_the_capability_ceiling_apply() {
 
 #[tokio::test]
 async fn cli_keygen_sign_verify_and_lint() {
-    use faultline::cli::hub::{HubCommand, SyncArgs, run};
+    use faultline::cli::hub::{HubCommand, SyncArgs};
+    let hub_cmd = |cmd: HubCommand, cfg: &faultline::hub::HubConfig| {
+        let cfg = cfg.clone();
+        async move {
+            let mut out = Vec::new();
+            let code = faultline::cli::hub::run(cmd, &cfg, Arc::new(FakeImports), &mut out)
+                .await
+                .unwrap();
+            (code, String::from_utf8(out).unwrap())
+        }
+    };
     let f = Fixture::new();
     let key = f.hub_dir.parent().unwrap().join("curator.pem");
     let cfg = f.config();
-    let code = run(
+    let (code, text) = hub_cmd(
         HubCommand::Keygen {
             out: key.clone(),
             id: None,
             force: false,
         },
         &cfg,
-        &FakeImports,
     )
-    .await
-    .unwrap();
-    assert_eq!(code, 0);
+    .await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("[[hub.trusted_keys]]"), "{text}");
     let public = std::fs::read_to_string(key.with_extension("pem.pub")).unwrap();
     let index_path = f.hub_dir.join("hub-index.json");
     let sign = HubCommand::Sign {
@@ -545,35 +554,27 @@ async fn cli_keygen_sign_verify_and_lint() {
         key_id: None,
         index: index_path.clone(),
     };
-    assert_eq!(run(sign, &cfg, &FakeImports).await.unwrap(), 0);
+    assert_eq!(hub_cmd(sign, &cfg).await.0, 0);
 
     let mut two = cfg.clone();
     two.trusted_keys.push(TrustedKey {
         id: "curator".into(),
         key: public,
     });
-    two.required_signatures = 2;
+    two.required_signatures = Some(2);
     let verify = |c| HubCommand::Verify {
         index: c,
         sync: SyncArgs::default(),
     };
     assert_eq!(
-        run(verify(Some(index_path.clone())), &two, &FakeImports)
-            .await
-            .unwrap(),
+        hub_cmd(verify(Some(index_path.clone())), &two).await.0,
         0
     );
-    assert_eq!(run(verify(None), &two, &FakeImports).await.unwrap(), 0);
+    assert_eq!(hub_cmd(verify(None), &two).await.0, 0);
     assert_eq!(
-        run(
-            HubCommand::Lint {
+        hub_cmd(HubCommand::Lint {
                 index: index_path.clone()
-            },
-            &cfg,
-            &FakeImports
-        )
-        .await
-        .unwrap(),
+            }, &cfg).await.0,
         0
     );
 
@@ -584,15 +585,11 @@ async fn cli_keygen_sign_verify_and_lint() {
     )
     .unwrap();
     assert_eq!(
-        run(verify(Some(index_path.clone())), &two, &FakeImports)
-            .await
-            .unwrap(),
+        hub_cmd(verify(Some(index_path.clone())), &two).await.0,
         1
     );
     assert_eq!(
-        run(HubCommand::Lint { index: index_path }, &cfg, &FakeImports)
-            .await
-            .unwrap(),
+        hub_cmd(HubCommand::Lint { index: index_path }, &cfg).await.0,
         1
     );
     // A usage problem is exit code 2.
@@ -600,5 +597,5 @@ async fn cli_keygen_sign_verify_and_lint() {
         reference: "Not A Name".into(),
         sync: SyncArgs::default(),
     };
-    assert_eq!(run(pull, &cfg, &FakeImports).await.unwrap(), 2);
+    assert_eq!(hub_cmd(pull, &cfg).await.0, 2);
 }
