@@ -13,11 +13,22 @@ fn main() -> Result<(), Box<dyn Error>> {
     let index_path = root.join("hub-index.json");
     println!("cargo:rerun-if-changed={}", index_path.display());
     // A component added beside the others changes the directory, even before the index lists it.
-    println!("cargo:rerun-if-changed={}", root.join("hub/components").display());
-    let text = std::fs::read_to_string(&index_path)
-        .map_err(|e| format!("cannot read the bundled index {}: {e}", index_path.display()))?;
-    let index: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("the bundled index {} is not JSON: {e}", index_path.display()))?;
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("hub/components").display()
+    );
+    let text = std::fs::read_to_string(&index_path).map_err(|e| {
+        format!(
+            "cannot read the bundled index {}: {e}",
+            index_path.display()
+        )
+    })?;
+    let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the bundled index {} is not JSON: {e}",
+            index_path.display()
+        )
+    })?;
     let hub_id = index
         .pointer("/hub/id")
         .and_then(|v| v.as_str())
@@ -60,7 +71,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             continue;
         }
         println!("cargo:rerun-if-changed={}", file.display());
-        writeln!(out, "    ({url:?}, include_bytes!({:?})),", path_text(&file)?)?;
+        writeln!(
+            out,
+            "    ({url:?}, include_bytes!({:?})),",
+            path_text(&file)?
+        )?;
     }
     writeln!(out, "];")?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -241,13 +241,18 @@ async fn list(
         }
     }
     if rows.is_empty() {
-        let _ = writeln!(out, 
+        let _ = writeln!(
+            out,
             "no packages{}",
             query.map(|q| format!(" match `{q}`")).unwrap_or_default()
         );
         return Ok(if query.is_some() { 1 } else { 0 });
     }
-    print_table(&["NAME", "KIND", "VERSION", "HUB", "DESCRIPTION"], &rows, out);
+    print_table(
+        &["NAME", "KIND", "VERSION", "HUB", "DESCRIPTION"],
+        &rows,
+        out,
+    );
     Ok(0)
 }
 
@@ -324,7 +329,8 @@ async fn show(
             notes.push(format!("deprecated: {}", d.reason));
         }
         let chosen = matches!(&resolved, Ok(r) if r.release.version == release.version);
-        let _ = writeln!(out, 
+        let _ = writeln!(
+            out,
             "  {} {:<10} {}  {} bytes{}",
             if chosen { "*" } else { " " },
             release.version,
@@ -345,7 +351,8 @@ async fn show(
                 .iter()
                 .map(|c| c.interface.interface())
                 .collect();
-            let _ = writeln!(out, 
+            let _ = writeln!(
+                out,
                 "  resolves to {}@{} from hub {}",
                 package.name, r.release.version, r.hub
             );
@@ -353,7 +360,8 @@ async fn show(
             let _ = writeln!(out, "    capabilities: {}", caps.join(", "));
             let _ = writeln!(out, "    revertible:   {}", r.release.revertible);
             let schema = serde_json::to_string_pretty(&r.release.params_schema).unwrap_or_default();
-            let _ = writeln!(out, 
+            let _ = writeln!(
+                out,
                 "    parameters:   {}",
                 schema.replace('\n', "\n                  ")
             );
@@ -382,7 +390,8 @@ async fn pull(
     for warning in &pulled.warnings {
         let _ = writeln!(out, "warning: {warning}");
     }
-    let _ = writeln!(out, 
+    let _ = writeln!(
+        out,
         "{}@{} {} {}{}",
         pulled.name,
         pulled.version,
@@ -463,7 +472,11 @@ async fn verify(
 
 /// `hub verify --index`: the signatures (at least one valid, from a configured trusted key),
 /// then the artefacts beside the index.
-fn verify_index_file(path: &Path, config: &HubConfig, out: &mut dyn Write) -> Result<i32, HubError> {
+fn verify_index_file(
+    path: &Path,
+    config: &HubConfig,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
     let parsed = verify_file(path, config)?;
     let problems = artifact_findings(path, &parsed, None);
     for problem in &problems {
@@ -536,7 +549,8 @@ fn file_stem(path: &Path) -> String {
 fn build_cmd(options: BuildOptions, out: &mut dyn Write) -> Result<i32, HubError> {
     let report = build(&options)?;
     for built in &report.built {
-        let _ = writeln!(out, 
+        let _ = writeln!(
+            out,
             "{}@{} {} {} bytes -> {}",
             built.name,
             built.version,
@@ -546,7 +560,8 @@ fn build_cmd(options: BuildOptions, out: &mut dyn Write) -> Result<i32, HubError
         );
     }
     if report.index_changed {
-        let _ = writeln!(out, 
+        let _ = writeln!(
+            out,
             "index updated to serial {}; sign it again (faultline hub sign)",
             report.serial
         );
@@ -577,7 +592,8 @@ fn sign_cmd(
     let signed = sign::add_signature(existing.as_deref(), sign::sign(&bytes, &key, &key_id))?;
     std::fs::write(&sig_path, signed)
         .map_err(|e| HubError::io(format!("writing {}", sig_path.display()), e))?;
-    let _ = writeln!(out, 
+    let _ = writeln!(
+        out,
         "signed {} with key `{key_id}` -> {}",
         index.display(),
         sig_path.display()

@@ -186,10 +186,7 @@ pub struct Component {
 /// Reads a component file, or fetches a hub reference (`name`, `name@^1`, `=1.2.3`,
 /// `sha256:<hex>`) through the hubs of `hub`, verified under its trust. A refusal keeps its
 /// [`crate::hub::HubError`] in the chain, for [`component_exit_code`].
-pub async fn read_component(
-    what: &Path,
-    hub: &crate::hub::HubConfig,
-) -> anyhow::Result<Component> {
+pub async fn read_component(what: &Path, hub: &crate::hub::HubConfig) -> anyhow::Result<Component> {
     use anyhow::Context as _;
     let text = what.display().to_string();
     let exists = tokio::fs::try_exists(what).await.unwrap_or(false);

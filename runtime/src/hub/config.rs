@@ -248,9 +248,7 @@ impl HubConfig {
             .map_err(|e| HubError::Config(format!("cannot read {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_toml_str(&text, base).map_err(|e| match e {
-            HubError::Config(message) => {
-                HubError::Config(format!("{}: {message}", path.display()))
-            }
+            HubError::Config(message) => HubError::Config(format!("{}: {message}", path.display())),
             other => other,
         })
     }
@@ -462,7 +460,11 @@ mod tests {
     fn a_bad_source_table_names_the_field_and_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("faultline.toml");
-        std::fs::write(&path, "[[hub.source]]\nurl = \"/a\"\nrequired_signature = 0\n").unwrap();
+        std::fs::write(
+            &path,
+            "[[hub.source]]\nurl = \"/a\"\nrequired_signature = 0\n",
+        )
+        .unwrap();
         let err = HubConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("required_signature"), "{err}");
         assert!(err.contains(&path.display().to_string()), "{err}");

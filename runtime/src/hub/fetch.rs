@@ -62,12 +62,12 @@ impl Fetcher {
     ) -> Result<Option<Response>, HubError> {
         let mut body = Vec::new();
         match location {
-            Location::Bundled(url) => Ok(super::bundled::artifact(url).map(|bytes| {
-                Response::Body {
+            Location::Bundled(url) => {
+                Ok(super::bundled::artifact(url).map(|bytes| Response::Body {
                     bytes: bytes.to_vec(),
                     etag: None,
-                }
-            })),
+                }))
+            }
             Location::Path(path) => {
                 let file = match tokio::fs::File::open(path).await {
                     Ok(f) => f,

@@ -51,8 +51,8 @@ mod source;
 mod sync;
 mod verify;
 
-pub use cache::Cache;
 pub use bundled::BUNDLED_HUB_ID;
+pub use cache::Cache;
 pub use config::{ConfiguredSource, HubConfig, SourceEntry, TrustedKey};
 pub use curate::{ComponentImports, check_imports};
 pub use digest::Digest;

@@ -2,8 +2,8 @@
 
 use std::time::SystemTime;
 
-use super::cache::HubState;
 use super::bundled::{self, BUNDLED_HUB_ID};
+use super::cache::HubState;
 use super::{Digest, HubConfig, HubError, Index, Source, sign};
 
 /// An index that passed [`verify_index`].
