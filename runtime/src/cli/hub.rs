@@ -414,7 +414,10 @@ async fn verify(
         return offload(out, move |out| verify_index_file(&path, &config, out)).await;
     }
     config.offline |= sync.offline;
-    let mut hub = Hub::open(config)?;
+    // Opening creates the cache directories: disk work.
+    let mut hub = tokio::task::spawn_blocking(move || Hub::open(config))
+        .await
+        .map_err(|e| HubError::io("opening the hub", std::io::Error::other(e.to_string())))??;
     let report = hub.sync().await;
     let mut failed = false;
     let mut refused = false;

@@ -16,16 +16,16 @@ use super::{Capability, HubError, Source};
 ///
 /// ```toml
 /// [hub]
-/// # Default: the bundled hub alone. "bundled" names it among other sources.
-/// sources = ["bundled", "https://hub.example.org/hub-index.json"]
+/// # Default: the bundled hub alone. "bundled" names it among other sources; a table gives a
+/// # source a threshold of its own (0 accepts it unsigned, and must be said so).
+/// sources = [
+///   "bundled",
+///   "https://hub.example.org/hub-index.json",
+///   { url = "/srv/lab-hub", required_signatures = 0 },
+/// ]
 /// cache_dir = "/var/cache/faultline/hub"
 /// deny = ["network-*"]
 /// capabilities = ["log", "rollback", "process"]   # ceiling; default: all
-///
-/// # A source with a threshold of its own; 0 accepts it unsigned, and must be said so.
-/// [[hub.source]]
-/// url = "/srv/lab-hub"
-/// required_signatures = 0
 ///
 /// [[hub.trusted_keys]]
 /// id = "faultline-2025"
@@ -39,7 +39,7 @@ use super::{Capability, HubError, Source};
 pub struct HubConfig {
     /// Index locations, in priority order: `bundled`, a path (file or directory), a `file://`
     /// or `http(s)://` URL, or a table `{ url, required_signatures }`. Empty means the bundled
-    /// hub alone. `[[hub.source]]` tables are the same list.
+    /// hub alone. `[[hub.source]]` tables are another spelling of the same list (not both).
     #[serde(default, alias = "source")]
     pub sources: Vec<SourceEntry>,
     /// Public keys whose signatures count.
