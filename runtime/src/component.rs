@@ -73,13 +73,21 @@ impl Source {
     }
 
     /// Fetches the bytes: a file read (bounded, regular files only), or a verified pull from
-    /// `hub`.
-    pub async fn fetch(&self, hub: Option<&mut Hub>) -> Result<Fetched> {
+    /// `hub`. A hub's refusal stays in the error chain as a [`crate::hub::HubError`].
+    pub async fn fetch(&self, hub: Option<&Hub>) -> Result<Fetched> {
         match self {
             Source::File(path) => read_local(path).await,
             Source::Hub(reference) => {
                 let hub = hub.context("no hub is configured to resolve hub references")?;
-                fetch_from_hub(hub, reference).await
+                let fetched = hub
+                    .fetch_component(reference, &crate::host::ImportLister::new())
+                    .await
+                    .with_context(|| format!("{reference} is not a usable hub package"))?;
+                Ok(Fetched {
+                    bytes: fetched.bytes,
+                    identity: fetched.identity,
+                    warnings: fetched.warnings,
+                })
             }
         }
     }
@@ -139,34 +147,4 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
         bail!("component {text} grew past the limit of {max} bytes while it was read");
     }
     Ok(bytes)
-}
-
-async fn fetch_from_hub(hub: &mut Hub, reference: &str) -> Result<Fetched> {
-    let report = hub.sync().await;
-    for problem in report.problems() {
-        tracing::warn!("hub: {problem}");
-    }
-    let resolved = hub
-        .resolve(reference)
-        .with_context(|| format!("{reference} is not a package of the configured hubs"))?;
-    let pulled = hub
-        .pull(&resolved, &crate::host::ImportLister::new())
-        .await
-        .with_context(|| format!("cannot pull {reference}"))?;
-    let path = pulled.path.clone();
-    let bytes = tokio::task::spawn_blocking(move || read_bounded(&path, MAX_COMPONENT_BYTES))
-        .await
-        .context("reading the component panicked")??;
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    if digest != pulled.digest.to_string() {
-        bail!(
-            "the cached component for {reference} changed after it was verified ({digest}, not {})",
-            pulled.digest
-        );
-    }
-    Ok(Fetched {
-        bytes,
-        identity: Identity::from_hub(&resolved.hub, &pulled.name, pulled.version, &digest),
-        warnings: pulled.warnings,
-    })
 }

@@ -100,7 +100,7 @@ impl State {
 pub struct Agent {
     host: Arc<Host>,
     policy: Policy,
-    hub: tokio::sync::Mutex<Option<Hub>>,
+    hub: Option<Hub>,
     plugins: Mutex<HashMap<String, Arc<FaultPlugin>>>,
     state: Mutex<State>,
 }
@@ -117,7 +117,7 @@ impl Agent {
         Agent {
             host: Arc::new(host),
             policy,
-            hub: tokio::sync::Mutex::new(hub),
+            hub,
             plugins: Mutex::new(HashMap::new()),
             state: Mutex::new(State::default()),
         }
@@ -137,13 +137,10 @@ impl Agent {
     /// checked plug-in.
     async fn plugin(&self, reference: &str) -> Result<Arc<FaultPlugin>, StartError> {
         let source = Source::from_request(reference).map_err(StartError::Invalid)?;
-        let fetched = {
-            let mut hub = self.hub.lock().await;
-            source
-                .fetch(hub.as_mut())
-                .await
-                .map_err(|e| StartError::Invalid(format!("{e:#}")))?
-        };
+        let fetched = source
+            .fetch(self.hub.as_ref())
+            .await
+            .map_err(|e| StartError::Invalid(format!("{e:#}")))?;
         let key = format!("{:?}", fetched.identity);
         if let Some(p) = lock(&self.plugins).get(&key) {
             return Ok(p.clone());

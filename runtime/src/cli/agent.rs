@@ -28,7 +28,12 @@ pub struct AgentArgs {
 }
 
 /// Runs `faultline agent`.
-pub async fn run(args: AgentArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
+pub async fn run(
+    args: AgentArgs,
+    hub: &crate::hub::HubConfig,
+    state_dir: &Path,
+    out: &mut dyn Write,
+) -> u8 {
     if !args.listen.ip().is_loopback() {
         let _ = writeln!(
             out,
@@ -80,8 +85,13 @@ pub async fn run(args: AgentArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
     let _ = writeln!(out, "listening on {bound}");
     super::recover::print_report(&report, out);
     let _ = out.flush();
-    let hub = match crate::hub::Hub::open(super::default_hub_config(state_dir)) {
-        Ok(h) => Some(h),
+    let hub = match crate::hub::open_hub(hub.clone()).await {
+        Ok((h, problems)) => {
+            for p in problems {
+                let _ = writeln!(out, "warning: hub: {p}");
+            }
+            Some(h)
+        }
         Err(e) => {
             let _ = writeln!(out, "warning: no hub, runs cannot resolve components: {e}");
             None

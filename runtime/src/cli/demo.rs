@@ -25,7 +25,12 @@ fn state_of(pid: u32) -> String {
 }
 
 /// Runs `faultline demo`.
-pub async fn run(args: DemoArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
+pub async fn run(
+    args: DemoArgs,
+    hub: &crate::hub::HubConfig,
+    state_dir: &Path,
+    out: &mut dyn Write,
+) -> u8 {
     let mut child = match tokio::process::Command::new("sleep")
         .arg("600")
         .kill_on_drop(true)
@@ -41,12 +46,18 @@ pub async fn run(args: DemoArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
         let _ = writeln!(out, "error: the demo process exited at once");
         return EXIT_USAGE;
     };
-    let code = demo(pid, &args, state_dir, out).await;
+    let code = demo(pid, &args, hub, state_dir, out).await;
     let _ = child.kill().await;
     code
 }
 
-async fn demo(pid: u32, args: &DemoArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
+async fn demo(
+    pid: u32,
+    args: &DemoArgs,
+    hub: &crate::hub::HubConfig,
+    state_dir: &Path,
+    out: &mut dyn Write,
+) -> u8 {
     let policy_text = format!(
         "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"log\", \"rollback\", \"process\"]\nprocess = {{ pids = [{pid}] }}\n"
     );
@@ -79,7 +90,7 @@ async fn demo(pid: u32, args: &DemoArgs, state_dir: &Path, out: &mut dyn Write) 
         },
         duration: args.duration,
     };
-    let loaded: Loaded = match load(&inject.load, state_dir, Some(policy), out).await {
+    let loaded: Loaded = match load(&inject.load, hub, state_dir, Some(policy), out).await {
         Ok(l) => l,
         Err(code) => return code,
     };

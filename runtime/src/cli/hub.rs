@@ -1,20 +1,22 @@
 //! `faultline hub ...`: browse, pull and verify hub packages; for authors and curators, make
 //! keys, build, sign and lint an index.
 //!
-//! Exit codes: 0 ok, 1 a verification or lint failure, 2 a usage or configuration error.
+//! Exit codes: 0 ok; 1 a failure (lint or artefact findings, nothing found, a download that
+//! failed); 2 a usage or configuration error; 3 refused (no trust configured to verify with,
+//! a signature, digest or rollback check failed, curation refused it).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
 use crate::hub::build::{BuildOptions, build};
 use crate::hub::lint::{artifact_findings, lint};
 use crate::hub::{
-    ComponentImports, Digest, Hub, HubConfig, HubError, Index, Package, Reference, sign,
-    signature_path, verify_file,
+    ComponentImports, Digest, Hub, HubConfig, HubError, Index, Package, Reference, SourceOutcome,
+    open_hub, sign, signature_path, verify_file,
 };
-
 /// The `faultline hub` subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum HubCommand {
@@ -112,70 +114,105 @@ pub struct SyncArgs {
 }
 
 /// Runs a hub command with the agent's hub configuration; `imports` reads components'
-/// imports. Prints results to stdout and problems to stderr; returns the exit code.
+/// imports. Writes results and problems to `out`; returns the exit code. Commands that only
+/// read and write files (keygen, build, sign, lint) run on the blocking pool.
 pub async fn run(
     cmd: HubCommand,
     config: &HubConfig,
-    imports: &dyn ComponentImports,
+    imports: Arc<dyn ComponentImports>,
+    out: &mut dyn Write,
 ) -> anyhow::Result<i32> {
     let result = match cmd {
-        HubCommand::List(sync) => list(config, &sync, None).await,
-        HubCommand::Search { query, sync } => list(config, &sync, Some(&query)).await,
-        HubCommand::Show { reference, sync } => show(config, &sync, &reference).await,
-        HubCommand::Pull { reference, sync } => pull(config, &sync, &reference, imports).await,
-        HubCommand::Verify { index, sync } => verify(config, &sync, index.as_deref()).await,
-        HubCommand::Keygen { out, id, force } => keygen(&out, id, force),
+        HubCommand::List(sync) => list(config, &sync, None, out).await,
+        HubCommand::Search { query, sync } => list(config, &sync, Some(&query), out).await,
+        HubCommand::Show { reference, sync } => show(config, &sync, &reference, out).await,
+        HubCommand::Pull { reference, sync } => {
+            pull(config, &sync, &reference, imports.as_ref(), out).await
+        }
+        HubCommand::Verify { index, sync } => verify(config, &sync, index, out).await,
+        HubCommand::Keygen {
+            out: key_path,
+            id,
+            force,
+        } => offload(out, move |out| keygen(&key_path, id, force, out)).await,
         HubCommand::Build {
             repo,
             packages,
             valid_for,
             force,
-        } => build_cmd(BuildOptions {
-            repo,
-            packages,
-            validity: valid_for.into(),
-            force,
-        }),
-        HubCommand::Sign { key, key_id, index } => sign_cmd(&key, key_id, &index),
-        HubCommand::Lint { index } => lint_cmd(&index, imports),
+        } => {
+            let options = BuildOptions {
+                repo,
+                packages,
+                validity: valid_for.into(),
+                force,
+            };
+            offload(out, move |out| build_cmd(options, out)).await
+        }
+        HubCommand::Sign { key, key_id, index } => {
+            offload(out, move |out| sign_cmd(&key, key_id, &index, out)).await
+        }
+        HubCommand::Lint { index } => {
+            offload(out, move |out| lint_cmd(&index, imports.as_ref(), out)).await
+        }
     };
     match result {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            let _ = writeln!(out, "error: {e}");
             Ok(exit_code(&e))
         }
     }
 }
 
+/// Runs file-bound work on the blocking pool, then copies what it wrote to `out`.
+async fn offload<F>(out: &mut dyn Write, work: F) -> Result<i32, HubError>
+where
+    F: FnOnce(&mut Vec<u8>) -> Result<i32, HubError> + Send + 'static,
+{
+    let (text, result) = tokio::task::spawn_blocking(move || {
+        let mut text = Vec::new();
+        let result = work(&mut text);
+        (text, result)
+    })
+    .await
+    .map_err(|e| {
+        HubError::io(
+            "the hub command did not finish",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    let _ = out.write_all(&text);
+    result
+}
+
 fn exit_code(e: &HubError) -> i32 {
     match e {
         HubError::Config(_) | HubError::BadReference { .. } => 2,
+        e if e.is_refusal() => 3,
         _ => 1,
     }
 }
 
-/// Opens and syncs the hub; prints sync problems as warnings.
-async fn open(config: &HubConfig, sync: &SyncArgs) -> Result<Hub, HubError> {
+/// Opens and syncs the hub; writes sync problems as warnings.
+async fn open(config: &HubConfig, sync: &SyncArgs, out: &mut dyn Write) -> Result<Hub, HubError> {
     let mut config = config.clone();
     config.offline |= sync.offline;
     config.allow_expired |= sync.allow_expired;
-    let mut hub = Hub::open(config)?;
-    let report = hub.sync().await;
-    for problem in report.problems() {
-        eprintln!("warning: {problem}");
-    }
-    if report.nothing_loaded() {
-        return Err(HubError::NotFound {
-            reference: "hub index".into(),
-            reason: "no configured source gave a usable index".into(),
-        });
+    let (hub, problems) = open_hub(config).await?;
+    for problem in problems {
+        let _ = writeln!(out, "warning: {problem}");
     }
     Ok(hub)
 }
 
-async fn list(config: &HubConfig, sync: &SyncArgs, query: Option<&str>) -> Result<i32, HubError> {
-    let hub = open(config, sync).await?;
+async fn list(
+    config: &HubConfig,
+    sync: &SyncArgs,
+    query: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
+    let hub = open(config, sync, out).await?;
     let words: Vec<String> = query
         .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
         .unwrap_or_default();
@@ -204,13 +241,18 @@ async fn list(config: &HubConfig, sync: &SyncArgs, query: Option<&str>) -> Resul
         }
     }
     if rows.is_empty() {
-        eprintln!(
+        let _ = writeln!(
+            out,
             "no packages{}",
             query.map(|q| format!(" match `{q}`")).unwrap_or_default()
         );
         return Ok(if query.is_some() { 1 } else { 0 });
     }
-    print_table(&["NAME", "KIND", "VERSION", "HUB", "DESCRIPTION"], &rows);
+    print_table(
+        &["NAME", "KIND", "VERSION", "HUB", "DESCRIPTION"],
+        &rows,
+        out,
+    );
     Ok(0)
 }
 
@@ -223,23 +265,23 @@ fn matches(package: &Package, word: &str) -> bool {
             .any(|c| c.to_lowercase().contains(word))
 }
 
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]], out: &mut dyn Write) {
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
             if i + 1 == N {
-                out.push_str(cell);
+                text.push_str(cell);
             } else {
-                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             }
         }
-        println!("{}", out.trim_end());
+        let _ = writeln!(out, "{}", text.trim_end());
     };
     line(header.to_vec());
     for row in rows {
@@ -247,8 +289,13 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     }
 }
 
-async fn show(config: &HubConfig, sync: &SyncArgs, reference: &str) -> Result<i32, HubError> {
-    let hub = open(config, sync).await?;
+async fn show(
+    config: &HubConfig,
+    sync: &SyncArgs,
+    reference: &str,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
+    let hub = open(config, sync, out).await?;
     let parsed: Reference = reference.parse()?;
     let resolved = hub.resolve(reference);
     let package = match (&resolved, &parsed) {
@@ -261,18 +308,18 @@ async fn show(config: &HubConfig, sync: &SyncArgs, reference: &str) -> Result<i3
         }
         (Err(_), Reference::Digest(_)) => return resolved.map(|_| 0),
     };
-    println!("{} ({})", package.name, package.kind);
-    println!("  {}", package.description);
+    let _ = writeln!(out, "{} ({})", package.name, package.kind);
+    let _ = writeln!(out, "  {}", package.description);
     if !package.categories.is_empty() {
-        println!("  categories:  {}", package.categories.join(", "));
+        let _ = writeln!(out, "  categories:  {}", package.categories.join(", "));
     }
     if !package.maintainers.is_empty() {
-        println!("  maintainers: {}", package.maintainers.join(", "));
+        let _ = writeln!(out, "  maintainers: {}", package.maintainers.join(", "));
     }
     if let Some(source) = &package.source {
-        println!("  source:      {source}");
+        let _ = writeln!(out, "  source:      {source}");
     }
-    println!("  versions:");
+    let _ = writeln!(out, "  versions:");
     for release in &package.versions {
         let mut notes = Vec::new();
         if let Some(y) = &release.yanked {
@@ -282,7 +329,8 @@ async fn show(config: &HubConfig, sync: &SyncArgs, reference: &str) -> Result<i3
             notes.push(format!("deprecated: {}", d.reason));
         }
         let chosen = matches!(&resolved, Ok(r) if r.release.version == release.version);
-        println!(
+        let _ = writeln!(
+            out,
             "  {} {:<10} {}  {} bytes{}",
             if chosen { "*" } else { " " },
             release.version,
@@ -303,25 +351,27 @@ async fn show(config: &HubConfig, sync: &SyncArgs, reference: &str) -> Result<i3
                 .iter()
                 .map(|c| c.interface.interface())
                 .collect();
-            println!(
+            let _ = writeln!(
+                out,
                 "  resolves to {}@{} from hub {}",
                 package.name, r.release.version, r.hub
             );
-            println!("    contract:     {}", r.release.contract);
-            println!("    capabilities: {}", caps.join(", "));
-            println!("    revertible:   {}", r.release.revertible);
+            let _ = writeln!(out, "    contract:     {}", r.release.contract);
+            let _ = writeln!(out, "    capabilities: {}", caps.join(", "));
+            let _ = writeln!(out, "    revertible:   {}", r.release.revertible);
             let schema = serde_json::to_string_pretty(&r.release.params_schema).unwrap_or_default();
-            println!(
+            let _ = writeln!(
+                out,
                 "    parameters:   {}",
                 schema.replace('\n', "\n                  ")
             );
             for warning in &r.warnings {
-                eprintln!("warning: {warning}");
+                let _ = writeln!(out, "warning: {warning}");
             }
             Ok(0)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            let _ = writeln!(out, "error: {e}");
             Ok(exit_code(e))
         }
     }
@@ -332,14 +382,16 @@ async fn pull(
     sync: &SyncArgs,
     reference: &str,
     imports: &dyn ComponentImports,
+    out: &mut dyn Write,
 ) -> Result<i32, HubError> {
-    let hub = open(config, sync).await?;
+    let hub = open(config, sync, out).await?;
     let resolved = hub.resolve(reference)?;
     let pulled = hub.pull(&resolved, imports).await?;
     for warning in &pulled.warnings {
-        eprintln!("warning: {warning}");
+        let _ = writeln!(out, "warning: {warning}");
     }
-    println!(
+    let _ = writeln!(
+        out,
         "{}@{} {} {}{}",
         pulled.name,
         pulled.version,
@@ -353,64 +405,108 @@ async fn pull(
 async fn verify(
     config: &HubConfig,
     sync: &SyncArgs,
-    index: Option<&Path>,
+    index: Option<PathBuf>,
+    out: &mut dyn Write,
 ) -> Result<i32, HubError> {
     let mut config = config.clone();
     config.allow_expired |= sync.allow_expired;
     if let Some(path) = index {
-        let parsed = verify_file(path, &config)?;
-        let problems = artifact_findings(path, &parsed, None);
-        for problem in &problems {
-            eprintln!("error: {problem}");
-        }
-        if problems.is_empty() {
-            println!(
-                "{}: hub {} serial {}, {} package(s): ok",
-                path.display(),
-                parsed.hub.id,
-                parsed.serial,
-                parsed.packages.len()
-            );
-            return Ok(0);
-        }
-        return Ok(1);
+        return offload(out, move |out| verify_index_file(&path, &config, out)).await;
     }
     config.offline |= sync.offline;
-    let mut hub = Hub::open(config)?;
+    // Opening creates the cache directories: disk work.
+    let mut hub = tokio::task::spawn_blocking(move || Hub::open(config))
+        .await
+        .map_err(|e| HubError::io("opening the hub", std::io::Error::other(e.to_string())))??;
     let report = hub.sync().await;
     let mut failed = false;
+    let mut refused = false;
     for source in &report.sources {
         let loaded = source
             .loaded
             .as_ref()
             .map(|(id, serial)| format!(" (hub {id}, serial {serial})"))
             .unwrap_or_default();
-        println!("{}: {}{loaded}", source.source, source.outcome);
-        failed |= matches!(
-            source.outcome,
-            crate::hub::SourceOutcome::Stale(_) | crate::hub::SourceOutcome::Failed(_)
-        );
-    }
-    let blobs = hub.cache().blobs()?;
-    let mut corrupt = 0;
-    for (digest, path) in &blobs {
-        let (actual, _) = Digest::of_file(path)?;
-        if actual != *digest {
-            corrupt += 1;
-            eprintln!("error: cached blob {} hashes to {actual}", path.display());
+        let _ = writeln!(out, "{}: {}{loaded}", source.source, source.outcome);
+        if let SourceOutcome::Stale(e) | SourceOutcome::Failed(e) = &source.outcome {
+            failed = true;
+            refused |= e.is_refusal();
         }
     }
-    println!(
-        "cache {}: {} blob(s), {corrupt} corrupt",
+    for loaded in hub.indexes().iter().filter(|l| l.unverified()) {
+        refused = true;
+        let _ = writeln!(
+            out,
+            "{}: not verified: accepted unsigned because its required_signatures is 0",
+            loaded.source
+        );
+    }
+    let cache = hub.cache().clone();
+    let (blobs, corrupt) = tokio::task::spawn_blocking(move || {
+        let blobs = cache.blobs()?;
+        let mut corrupt = Vec::new();
+        for (digest, path) in &blobs {
+            let (actual, _) = Digest::of_file(path)?;
+            if actual != *digest {
+                corrupt.push(format!("cached blob {} hashes to {actual}", path.display()));
+            }
+        }
+        Ok::<_, HubError>((blobs.len(), corrupt))
+    })
+    .await
+    .map_err(|e| HubError::io("checking the cache", std::io::Error::other(e.to_string())))??;
+    for problem in &corrupt {
+        let _ = writeln!(out, "error: {problem}");
+    }
+    let _ = writeln!(
+        out,
+        "cache {}: {blobs} blob(s), {} corrupt",
         hub.cache().root().display(),
-        blobs.len()
+        corrupt.len()
     );
-    Ok(if failed || corrupt > 0 { 1 } else { 0 })
+    Ok(if refused || !corrupt.is_empty() {
+        3
+    } else if failed {
+        1
+    } else {
+        0
+    })
 }
 
-fn keygen(out: &Path, id: Option<String>, force: bool) -> Result<i32, HubError> {
-    let public_path = PathBuf::from(format!("{}.pub", out.display()));
-    for path in [out, public_path.as_path()] {
+/// `hub verify --index`: the signatures (at least one valid, from a configured trusted key),
+/// then the artefacts beside the index.
+fn verify_index_file(
+    path: &Path,
+    config: &HubConfig,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
+    let parsed = verify_file(path, config)?;
+    let problems = artifact_findings(path, &parsed, None);
+    for problem in &problems {
+        let _ = writeln!(out, "error: {problem}");
+    }
+    if !problems.is_empty() {
+        return Ok(1);
+    }
+    let _ = writeln!(
+        out,
+        "{}: hub {} serial {}, {} package(s), signed by a trusted key: ok",
+        path.display(),
+        parsed.hub.id,
+        parsed.serial,
+        parsed.packages.len()
+    );
+    Ok(0)
+}
+
+fn keygen(
+    key_path: &Path,
+    id: Option<String>,
+    force: bool,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
+    let public_path = PathBuf::from(format!("{}.pub", key_path.display()));
+    for path in [key_path, public_path.as_path()] {
         if path.exists() && !force {
             return Err(HubError::Config(format!(
                 "{} exists; pass --force to overwrite it",
@@ -419,17 +515,17 @@ fn keygen(out: &Path, id: Option<String>, force: bool) -> Result<i32, HubError> 
         }
     }
     let key = sign::generate_key();
-    let id = id.unwrap_or_else(|| file_stem(out));
-    write_private(out, sign::private_key_pem(&key)?.as_bytes())?;
+    let id = id.unwrap_or_else(|| file_stem(key_path));
+    write_private(key_path, sign::private_key_pem(&key)?.as_bytes())?;
     let public = key.verifying_key();
     std::fs::write(&public_path, sign::public_key_pem(&public)?)
         .map_err(|e| HubError::io(format!("writing {}", public_path.display()), e))?;
-    println!("private key: {}", out.display());
-    println!("public key:  {}", public_path.display());
-    println!("add to the agents' faultline.toml:\n");
-    println!("[[hub.trusted_keys]]");
-    println!("id = \"{id}\"");
-    println!("key = \"{}\"", sign::public_key_base64(&public));
+    let _ = writeln!(out, "private key: {}", key_path.display());
+    let _ = writeln!(out, "public key:  {}", public_path.display());
+    let _ = writeln!(out, "add to the agents' faultline.toml:\n");
+    let _ = writeln!(out, "[[hub.trusted_keys]]");
+    let _ = writeln!(out, "id = \"{id}\"");
+    let _ = writeln!(out, "key = \"{}\"", sign::public_key_base64(&public));
     Ok(0)
 }
 
@@ -453,10 +549,11 @@ fn file_stem(path: &Path) -> String {
         .unwrap_or_else(|| "key".into())
 }
 
-fn build_cmd(options: BuildOptions) -> Result<i32, HubError> {
+fn build_cmd(options: BuildOptions, out: &mut dyn Write) -> Result<i32, HubError> {
     let report = build(&options)?;
     for built in &report.built {
-        println!(
+        let _ = writeln!(
+            out,
             "{}@{} {} {} bytes -> {}",
             built.name,
             built.version,
@@ -466,17 +563,23 @@ fn build_cmd(options: BuildOptions) -> Result<i32, HubError> {
         );
     }
     if report.index_changed {
-        println!(
+        let _ = writeln!(
+            out,
             "index updated to serial {}; sign it again (faultline hub sign)",
             report.serial
         );
     } else {
-        println!("index unchanged (serial {})", report.serial);
+        let _ = writeln!(out, "index unchanged (serial {})", report.serial);
     }
     Ok(0)
 }
 
-fn sign_cmd(key_path: &Path, key_id: Option<String>, index: &Path) -> Result<i32, HubError> {
+fn sign_cmd(
+    key_path: &Path,
+    key_id: Option<String>,
+    index: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
     let key = sign::read_signing_key(key_path)?;
     let key_id = key_id.unwrap_or_else(|| file_stem(key_path));
     let bytes = std::fs::read(index)
@@ -489,10 +592,11 @@ fn sign_cmd(key_path: &Path, key_id: Option<String>, index: &Path) -> Result<i32
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(HubError::io(format!("reading {}", sig_path.display()), e)),
     };
-    let out = sign::add_signature(existing.as_deref(), sign::sign(&bytes, &key, &key_id))?;
-    std::fs::write(&sig_path, out)
+    let signed = sign::add_signature(existing.as_deref(), sign::sign(&bytes, &key, &key_id))?;
+    std::fs::write(&sig_path, signed)
         .map_err(|e| HubError::io(format!("writing {}", sig_path.display()), e))?;
-    println!(
+    let _ = writeln!(
+        out,
         "signed {} with key `{key_id}` -> {}",
         index.display(),
         sig_path.display()
@@ -500,16 +604,20 @@ fn sign_cmd(key_path: &Path, key_id: Option<String>, index: &Path) -> Result<i32
     Ok(0)
 }
 
-fn lint_cmd(index: &Path, imports: &dyn ComponentImports) -> Result<i32, HubError> {
+fn lint_cmd(
+    index: &Path,
+    imports: &dyn ComponentImports,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
     let findings = lint(index, imports)?;
     for finding in &findings {
-        eprintln!("error: {finding}");
+        let _ = writeln!(out, "error: {finding}");
     }
     if findings.is_empty() {
-        println!("{}: ok", index.display());
+        let _ = writeln!(out, "{}: ok", index.display());
         Ok(0)
     } else {
-        eprintln!("{} problem(s)", findings.len());
+        let _ = writeln!(out, "{} problem(s)", findings.len());
         Ok(1)
     }
 }

@@ -5,9 +5,10 @@ use super::{
     params,
 };
 use crate::capability::LogLine;
-use crate::component::{Fetched, Source};
+use crate::component::Source;
 use crate::execution::{Event, EventKind, Execution, Outcome, Phase, Spec, StopReason, new_id};
 use crate::host::{Host, HostConfig, LoadError, Plugin, elapsed_ms};
+use crate::hub::HubConfig;
 use crate::policy::Policy;
 use clap::Args;
 use std::io::Write;
@@ -129,6 +130,7 @@ pub(super) struct Loaded {
 
 pub(super) async fn load(
     args: &LoadArgs,
+    hub: &HubConfig,
     state_dir: &Path,
     policy: Option<Policy>,
     out: &mut dyn Write,
@@ -147,9 +149,9 @@ pub(super) async fn load(
         (None, None) => Policy::default(),
     };
     let source = Source::from_cli(&args.component);
-    let fetched = fetch(&source, state_dir)
+    let fetched = super::read_component(&args.component, hub)
         .await
-        .map_err(|e| fail(out, EXIT_USAGE, format!("{e:#}")))?;
+        .map_err(|e| fail(out, super::component_exit_code(&e), format!("{e:#}")))?;
     for w in &fetched.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
@@ -195,19 +197,6 @@ pub(super) async fn load(
         params,
         lines,
     })
-}
-
-/// Fetches a component for the CLI: a file, or a hub reference resolved in the bundled hub.
-pub(super) async fn fetch(source: &Source, state_dir: &Path) -> anyhow::Result<Fetched> {
-    use anyhow::Context as _;
-    match source {
-        Source::File(_) => source.fetch(None).await,
-        Source::Hub(_) => {
-            let mut hub = crate::hub::Hub::open(super::default_hub_config(state_dir))
-                .context("cannot open the bundled hub")?;
-            source.fetch(Some(&mut hub)).await
-        }
-    }
 }
 
 pub(super) fn short(digest: &str) -> String {
@@ -282,11 +271,16 @@ pub(super) fn print_event(event: &Event, duration: Duration, out: &mut dyn Write
 }
 
 /// Runs `faultline inject`.
-pub async fn inject(args: InjectArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
+pub async fn inject(
+    args: InjectArgs,
+    hub: &HubConfig,
+    state_dir: &Path,
+    out: &mut dyn Write,
+) -> u8 {
     // Handlers first: a signal during load or inject must still lead to a revert.
     let stop = interrupted();
     tokio::pin!(stop);
-    let loaded = match load(&args.load, state_dir, None, out).await {
+    let loaded = match load(&args.load, hub, state_dir, None, out).await {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -366,13 +360,13 @@ pub(super) async fn run_fault(
 }
 
 /// Runs `faultline probe`.
-pub async fn probe(args: ProbeArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
+pub async fn probe(args: ProbeArgs, hub: &HubConfig, state_dir: &Path, out: &mut dyn Write) -> u8 {
     let Loaded {
         host,
         plugin,
         params,
         lines,
-    } = match load(&args.load, state_dir, None, out).await {
+    } = match load(&args.load, hub, state_dir, None, out).await {
         Ok(l) => l,
         Err(code) => return code,
     };

@@ -17,13 +17,17 @@ pub struct InspectArgs {
 }
 
 /// Runs `faultline inspect`.
-pub async fn run(args: InspectArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
-    let source = crate::component::Source::from_cli(&args.component);
-    let bytes = match super::inject::fetch(&source, state_dir).await {
+pub async fn run(
+    args: InspectArgs,
+    hub: &crate::hub::HubConfig,
+    state_dir: &Path,
+    out: &mut dyn Write,
+) -> u8 {
+    let bytes = match super::read_component(&args.component, hub).await {
         Ok(f) => f.bytes,
         Err(e) => {
             let _ = writeln!(out, "error: {e:#}");
-            return EXIT_USAGE;
+            return super::component_exit_code(&e);
         }
     };
     let Ok(host) = super::start_host(HostConfig::new(state_dir.to_path_buf()), out) else {

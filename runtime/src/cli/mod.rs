@@ -23,7 +23,7 @@ mod recover;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Exit code: done.
 pub const EXIT_OK: u8 = 0;
@@ -50,6 +50,10 @@ pub struct Cli {
         default_value = "/var/lib/faultline"
     )]
     pub state_dir: PathBuf,
+    /// Agent configuration: a TOML file whose `[hub]` table says which hubs to use and which
+    /// keys to trust, for every command that loads components. Default: the bundled hub alone.
+    #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -73,9 +77,6 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// The chaos hub: list, search, show, pull, verify; keygen, build, sign, lint.
     Hub {
-        /// Agent configuration (TOML with a `[hub]` table); default: the bundled hub.
-        #[arg(long, env = "FAULTLINE_CONFIG")]
-        config: Option<PathBuf>,
         /// What to do.
         #[command(subcommand)]
         command: hub::HubCommand,
@@ -109,15 +110,34 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
         }
     };
     let state_dir = cli.state_dir;
+    let config = cli.config;
     runtime.block_on(async move {
         match cli.command {
-            Command::Inspect(a) => inspect::run(a, &state_dir, out).await,
-            Command::Inject(a) => inject::inject(a, &state_dir, out).await,
-            Command::Probe(a) => inject::probe(a, &state_dir, out).await,
+            Command::Inspect(a) => match hub_config(config.as_deref(), &state_dir) {
+                Ok(hub) => inspect::run(a, &hub, &state_dir, out).await,
+                Err(e) => config_error(e, out),
+            },
+            Command::Inject(a) => match hub_config(config.as_deref(), &state_dir) {
+                Ok(hub) => inject::inject(a, &hub, &state_dir, out).await,
+                Err(e) => config_error(e, out),
+            },
+            Command::Probe(a) => match hub_config(config.as_deref(), &state_dir) {
+                Ok(hub) => inject::probe(a, &hub, &state_dir, out).await,
+                Err(e) => config_error(e, out),
+            },
             Command::Recover => recover::run(&state_dir, out).await,
-            Command::Agent(a) => agent::run(a, &state_dir, out).await,
-            Command::Demo(a) => demo::run(a, &state_dir, out).await,
-            Command::Hub { config, command } => hub_main(config, command, &state_dir, out).await,
+            Command::Agent(a) => match hub_config(config.as_deref(), &state_dir) {
+                Ok(hub) => agent::run(a, &hub, &state_dir, out).await,
+                Err(e) => config_error(e, out),
+            },
+            Command::Demo(a) => match hub_config(config.as_deref(), &state_dir) {
+                Ok(hub) => demo::run(a, &hub, &state_dir, out).await,
+                Err(e) => config_error(e, out),
+            },
+            Command::Hub { command } => match hub_config(config.as_deref(), &state_dir) {
+                Ok(hub) => hub_main(command, &hub, out).await,
+                Err(e) => config_error(e, out),
+            },
             Command::StressWorker(_) => EXIT_OK,
         }
     })
@@ -133,35 +153,77 @@ fn start_host(
     })
 }
 
-/// The bundled hub as the only source, unsigned: its bytes ship with the checkout or the
-/// binary, so they are as trusted as the agent itself. Curated hubs configure signatures.
-pub(crate) fn default_hub_config(state_dir: &std::path::Path) -> crate::hub::HubConfig {
-    crate::hub::HubConfig {
-        sources: vec![crate::hub::bundled_index_path().display().to_string()],
-        required_signatures: 0,
-        cache_dir: Some(state_dir.join("hub")),
-        ..crate::hub::HubConfig::default()
+/// The hub configuration every command that loads components uses: the `[hub]` table of
+/// `cli_config` (`--config` / `FAULTLINE_CONFIG`), read once, or with no file the bundled hub
+/// alone. The cache is `<state_dir>/hub` unless the file names one.
+pub fn hub_config(
+    cli_config: Option<&Path>,
+    state_dir: &Path,
+) -> Result<crate::hub::HubConfig, crate::hub::HubError> {
+    let mut config = match cli_config {
+        Some(path) => crate::hub::HubConfig::load(path)?,
+        None => crate::hub::HubConfig::default(),
+    };
+    if config.cache_dir.is_none() {
+        config.cache_dir = Some(state_dir.join("hub"));
     }
+    Ok(config)
+}
+
+/// Reports a configuration that cannot be used: a usage error.
+fn config_error(e: crate::hub::HubError, out: &mut dyn Write) -> u8 {
+    let _ = writeln!(out, "error: {e}");
+    EXIT_USAGE
+}
+
+/// A component named on the command line, with the identity grants are matched against.
+#[derive(Debug)]
+pub struct Component {
+    /// The component's bytes.
+    pub bytes: Vec<u8>,
+    /// Where it came from: a verified hub release, or a local file known by its digest.
+    pub identity: crate::policy::Identity,
+    /// The hub's warnings (sync problems, yanked but pinned, deprecated).
+    pub warnings: Vec<String>,
+}
+
+/// Reads a component file (known by its digest), or fetches a hub reference (`name`, `name@^1`,
+/// `=1.2.3`, `sha256:<hex>`) through the hubs of `hub`, verified under its trust. A refusal keeps
+/// its [`crate::hub::HubError`] in the chain, for [`component_exit_code`].
+pub async fn read_component(
+    what: &str,
+    hub: &crate::hub::HubConfig,
+) -> anyhow::Result<crate::component::Fetched> {
+    use anyhow::Context as _;
+    let source = crate::component::Source::from_cli(what);
+    if let crate::component::Source::File(_) = source {
+        return source.fetch(None).await;
+    }
+    let (hub, warnings) = crate::hub::open_hub(hub.clone())
+        .await
+        .with_context(|| format!("{what} is not a file, and no hub could be loaded"))?;
+    let mut fetched = source.fetch(Some(&hub)).await?;
+    fetched.warnings.splice(0..0, warnings);
+    Ok(fetched)
+}
+
+/// The exit code for a component that could not be read: refused (3) when a hub refused it
+/// (signature, digest, curation), else a usage error (2).
+pub fn component_exit_code(e: &anyhow::Error) -> u8 {
+    let refused = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<crate::hub::HubError>())
+        .is_some_and(crate::hub::HubError::is_refusal);
+    if refused { EXIT_REFUSED } else { EXIT_USAGE }
 }
 
 async fn hub_main(
-    config: Option<PathBuf>,
     command: hub::HubCommand,
-    state_dir: &std::path::Path,
+    config: &crate::hub::HubConfig,
     out: &mut dyn Write,
 ) -> u8 {
-    let config = match config {
-        Some(path) => match crate::hub::HubConfig::load(&path) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = writeln!(out, "error: {e:#}");
-                return EXIT_USAGE;
-            }
-        },
-        None => default_hub_config(state_dir),
-    };
-    let imports = crate::host::ImportLister::new();
-    match hub::run(command, &config, &imports).await {
+    let imports = std::sync::Arc::new(crate::host::ImportLister::new());
+    match hub::run(command, config, imports, out).await {
         Ok(code) => u8::try_from(code).unwrap_or(EXIT_USAGE),
         Err(e) => {
             let _ = writeln!(out, "error: {e:#}");

@@ -93,6 +93,42 @@ impl Cache {
         Ok(None)
     }
 
+    /// The bytes of the blob with `digest`, read whole only if it is at most `limit` bytes,
+    /// and hashed again after reading: what was checked is what is returned.
+    pub fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, HubError> {
+        use std::io::Read as _;
+        let path = self.blob_path(digest);
+        let context = || format!("reading {}", path.display());
+        let file = std::fs::File::open(&path).map_err(|e| HubError::io(context(), e))?;
+        let too_large = || HubError::TooLarge {
+            url: path.display().to_string(),
+            limit,
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| HubError::io(context(), e))?
+            .len();
+        if len > limit {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| HubError::io(context(), e))?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large());
+        }
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(HubError::DigestMismatch {
+                what: format!("cached blob {}", path.display()),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Every blob in the cache, with the digest its name claims.
     pub fn blobs(&self) -> Result<Vec<(Digest, PathBuf)>, HubError> {
         let dir = self.blob_dir();
@@ -209,6 +245,21 @@ impl Cache {
     pub(crate) fn set_source_state(&self, key: &str, state: &SourceState) -> Result<(), HubError> {
         write_json(&self.source_path(key), state)
     }
+}
+
+/// Runs disk work (reads, fsync, renames, hashing files) on tokio's blocking pool, so no async
+/// worker waits on the disk.
+pub(crate) async fn blocking<T, F>(work: F) -> Result<T, HubError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, HubError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        HubError::io(
+            "hub disk work did not finish",
+            std::io::Error::other(e.to_string()),
+        )
+    })?
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, HubError> {

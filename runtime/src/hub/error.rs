@@ -26,7 +26,8 @@ pub enum HubError {
     },
     /// No signature file, or an empty one, while signatures are required.
     #[error(
-        "index {index}: not signed (no signatures in {index}.sig), and required_signatures is {required}"
+        "index {index}: no signature from a trusted key (no signatures in {index}.sig), and {required} required; \
+         sign it and trust the key ([[hub.trusted_keys]]), or set required_signatures = 0 for this source to accept it unsigned"
     )]
     MissingSignature {
         /// The index location.
@@ -46,7 +47,9 @@ pub enum HubError {
         key_id: String,
     },
     /// Every signature was made by a key the configuration does not trust.
-    #[error("index {index}: signed only by keys that are not trusted: {key_ids}")]
+    #[error(
+        "index {index}: no signature from a trusted key: signed only by keys that are not trusted: {key_ids}"
+    )]
     UntrustedSigner {
         /// The index location.
         index: String,
@@ -72,6 +75,24 @@ pub enum HubError {
         index: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A source other than the bundled hub serves an index with the bundled hub's id.
+    #[error(
+        "index {index}: hub id `{hub}` is reserved for the bundled hub; another source cannot use it"
+    )]
+    ReservedHubId {
+        /// The index location.
+        index: String,
+        /// The hub id it claims.
+        hub: String,
+    },
+    /// Nothing could be verified: no trusted keys are configured.
+    #[error(
+        "{index}: nothing was verified: no trusted keys are configured (add [[hub.trusted_keys]] to the --config file)"
+    )]
+    NoTrust {
+        /// What was to be verified.
+        index: String,
     },
     /// The index has a lower serial than one already seen for the same hub id.
     #[error(

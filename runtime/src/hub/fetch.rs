@@ -1,8 +1,10 @@
-//! Reading indexes and components from local files and http(s), with size caps, timeouts and
-//! ETag revalidation.
+//! Reading indexes and components from the bundled hub, local files and http(s), with size
+//! caps, timeouts and ETag revalidation. File reads go through `tokio::fs`, so no async worker
+//! waits on the disk.
 
-use std::io::{Read, Write};
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, ETAG, IF_NONE_MATCH};
@@ -13,7 +15,7 @@ use super::{Digest, HubError};
 
 /// What a conditional GET returned.
 #[derive(Debug)]
-pub(crate) enum Fetched {
+pub(crate) enum Response {
     /// The server says the copy with the ETag we sent is current (HTTP 304).
     NotModified,
     /// The document, with its ETag if the server sent one.
@@ -57,22 +59,29 @@ impl Fetcher {
         location: &Location,
         etag: Option<&str>,
         limit: u64,
-    ) -> Result<Option<Fetched>, HubError> {
+    ) -> Result<Option<Response>, HubError> {
         let mut body = Vec::new();
         match location {
+            Location::Bundled(url) => {
+                Ok(super::bundled::artifact(url).map(|bytes| Response::Body {
+                    bytes: bytes.to_vec(),
+                    etag: None,
+                }))
+            }
             Location::Path(path) => {
-                let file = match std::fs::File::open(path) {
+                let file = match tokio::fs::File::open(path).await {
                     Ok(f) => f,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(HubError::io(format!("opening {}", path.display()), e)),
                 };
                 file.take(limit.saturating_add(1))
                     .read_to_end(&mut body)
+                    .await
                     .map_err(|e| HubError::io(format!("reading {}", path.display()), e))?;
                 if body.len() as u64 > limit {
                     return Err(too_large(location, limit));
                 }
-                Ok(Some(Fetched::Body {
+                Ok(Some(Response::Body {
                     bytes: body,
                     etag: None,
                 }))
@@ -85,7 +94,7 @@ impl Fetcher {
                 let mut response = request.send().await.map_err(|e| fetch_error(location, e))?;
                 match response.status() {
                     StatusCode::NOT_MODIFIED if etag.is_some() => {
-                        return Ok(Some(Fetched::NotModified));
+                        return Ok(Some(Response::NotModified));
                     }
                     StatusCode::NOT_FOUND => return Ok(None),
                     s if !s.is_success() => {
@@ -114,7 +123,7 @@ impl Fetcher {
                         return Err(too_large(location, limit));
                     }
                 }
-                Ok(Some(Fetched::Body {
+                Ok(Some(Response::Body {
                     bytes: body,
                     etag: new_etag,
                 }))
@@ -122,12 +131,13 @@ impl Fetcher {
         }
     }
 
-    /// Copies a component into `out`, hashing as it goes; refuses more than `expected_size`
-    /// bytes (`what` names the release in errors). Returns the digest and size received.
+    /// Copies a component into `out` (flushed when this returns), hashing as it goes; refuses
+    /// more than `expected_size` bytes (`what` names the release in errors). Returns the digest
+    /// and size received.
     pub(crate) async fn download(
         &self,
         location: &Location,
-        out: &mut std::fs::File,
+        out: &mut tokio::fs::File,
         expected_size: u64,
         what: &str,
     ) -> Result<(Digest, u64), HubError> {
@@ -140,13 +150,28 @@ impl Fetcher {
         };
         let write_err = |e| HubError::io(format!("writing download of {what}"), e);
         match location {
-            Location::Path(path) => {
-                let mut file = std::fs::File::open(path).map_err(|e| HubError::Fetch {
+            Location::Bundled(url) => {
+                let bytes = super::bundled::artifact(url).ok_or_else(|| HubError::Fetch {
                     url: location.to_string(),
-                    reason: e.to_string(),
+                    reason: "not embedded in this binary".into(),
                 })?;
+                size = bytes.len() as u64;
+                if size > expected_size {
+                    return Err(oversize(size));
+                }
+                hasher.update(bytes);
+                out.write_all(bytes).await.map_err(write_err)?;
+            }
+            Location::Path(path) => {
+                let mut file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| HubError::Fetch {
+                        url: location.to_string(),
+                        reason: e.to_string(),
+                    })?;
                 let len = file
                     .metadata()
+                    .await
                     .map_err(|e| HubError::io(format!("reading {}", path.display()), e))?
                     .len();
                 if len > expected_size {
@@ -156,6 +181,7 @@ impl Fetcher {
                 loop {
                     let n = file
                         .read(&mut buf)
+                        .await
                         .map_err(|e| HubError::io(format!("reading {}", path.display()), e))?;
                     if n == 0 {
                         break;
@@ -165,7 +191,7 @@ impl Fetcher {
                         return Err(oversize(size));
                     }
                     hasher.update(&buf[..n]);
-                    out.write_all(&buf[..n]).map_err(write_err)?;
+                    out.write_all(&buf[..n]).await.map_err(write_err)?;
                 }
             }
             Location::Http(url) => {
@@ -194,10 +220,12 @@ impl Fetcher {
                         return Err(oversize(size));
                     }
                     hasher.update(&chunk);
-                    out.write_all(&chunk).map_err(write_err)?;
+                    out.write_all(&chunk).await.map_err(write_err)?;
                 }
             }
         }
+        // tokio's file hands writes to a blocking thread: only a flush says they are done.
+        out.flush().await.map_err(write_err)?;
         Ok((Digest::from_hasher(hasher), size))
     }
 

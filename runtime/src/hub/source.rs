@@ -7,9 +7,14 @@ use reqwest::Url;
 
 use super::{HubError, INDEX_FILE};
 
-/// An index location: a local file or an http(s) URL.
+/// The word that names the bundled hub in `sources`.
+pub const BUNDLED: &str = "bundled";
+
+/// An index location: the bundled hub, a local file or an http(s) URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// The hub compiled into the binary (`"bundled"` in `sources`); its trust is built in.
+    Bundled,
     /// A local `hub-index.json` (from a path or a `file://` URL).
     Path(PathBuf),
     /// An `http://` or `https://` URL of `hub-index.json`.
@@ -19,6 +24,8 @@ pub enum Source {
 /// Where an artefact is to be read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Location {
+    /// An artefact compiled into the binary, by its URL in the bundled index.
+    Bundled(String),
     /// A local file inside the hub's directory.
     Path(PathBuf),
     /// An http(s) URL.
@@ -28,6 +35,7 @@ pub(crate) enum Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Location::Bundled(url) => write!(f, "bundled:{url}"),
             Location::Path(p) => write!(f, "{}", p.display()),
             Location::Http(u) => write!(f, "{u}"),
         }
@@ -35,10 +43,13 @@ impl fmt::Display for Location {
 }
 
 impl Source {
-    /// Parses a configured source: `http(s)://…`, `file://…`, or a path. A directory (or a URL
-    /// ending in `/`) means the `hub-index.json` inside it.
+    /// Parses a configured source: `bundled`, `http(s)://…`, `file://…`, or a path. A
+    /// directory (or a URL ending in `/`) means the `hub-index.json` inside it.
     pub fn parse(text: &str) -> Result<Self, HubError> {
         let bad = |reason: String| HubError::Config(format!("source `{text}`: {reason}"));
+        if text == BUNDLED {
+            return Ok(Source::Bundled);
+        }
         if text.starts_with("http://") || text.starts_with("https://") {
             let mut url = Url::parse(text).map_err(|e| bad(e.to_string()))?;
             if url.path().ends_with('/') {
@@ -65,9 +76,15 @@ impl Source {
         }))
     }
 
+    /// Whether this is the bundled hub.
+    pub fn is_bundled(&self) -> bool {
+        matches!(self, Source::Bundled)
+    }
+
     /// The signature file's location, beside the index.
     pub(crate) fn signature(&self) -> Location {
         match self {
+            Source::Bundled => Location::Bundled(format!("{INDEX_FILE}.sig")),
             Source::Path(p) => Location::Path(signature_path(p)),
             Source::Http(u) => {
                 let mut sig = u.clone();
@@ -81,6 +98,7 @@ impl Source {
     /// The index's location.
     pub(crate) fn index(&self) -> Location {
         match self {
+            Source::Bundled => Location::Bundled(INDEX_FILE.to_string()),
             Source::Path(p) => Location::Path(p.clone()),
             Source::Http(u) => Location::Http(u.clone()),
         }
@@ -110,6 +128,7 @@ impl Source {
             Err(reason) => Err(escape(reason)),
             Ok(UrlForm::Absolute(u)) => Ok(Location::Http(u)),
             Ok(UrlForm::Relative) => match self {
+                Source::Bundled => Ok(Location::Bundled(url.to_string())),
                 Source::Path(index) => {
                     let dir = index.parent().unwrap_or(Path::new("."));
                     Ok(Location::Path(dir.join(url)))
@@ -126,6 +145,7 @@ impl Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Source::Bundled => f.write_str("the bundled hub"),
             Source::Path(p) => write!(f, "{}", p.display()),
             Source::Http(u) => write!(f, "{u}"),
         }

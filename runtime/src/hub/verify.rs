@@ -2,8 +2,9 @@
 
 use std::time::SystemTime;
 
+use super::bundled::{self, BUNDLED_HUB_ID};
 use super::cache::HubState;
-use super::{Digest, HubConfig, HubError, Index, sign};
+use super::{Digest, HubConfig, HubError, Index, Source, sign};
 
 /// An index that passed [`verify_index`].
 #[derive(Debug, Clone)]
@@ -16,24 +17,27 @@ pub(crate) struct Verified {
     pub signatures: usize,
 }
 
-/// Checks index bytes from `origin`: signatures over the exact bytes first (nothing untrusted
-/// is interpreted before that), then the schema, the runtime requirement and the expiry.
+/// Checks index bytes from `origin` (not the bundled hub): signatures over the exact bytes
+/// first, `required` of them from distinct trusted keys (nothing untrusted is interpreted
+/// before that), then the schema, the runtime requirement, the reserved bundled hub id and the
+/// expiry.
 pub(crate) fn verify_index(
     bytes: &[u8],
     sig: Option<&[u8]>,
     origin: &str,
     config: &HubConfig,
+    required: usize,
     now: SystemTime,
 ) -> Result<Verified, HubError> {
-    let signatures = sign::verify(
-        bytes,
-        sig,
-        &config.trusted_keys,
-        config.required_signatures,
-        origin,
-    )?;
+    let signatures = sign::verify(bytes, sig, &config.trusted_keys, required, origin)?;
     let index = Index::parse(bytes, origin)?;
     check_runtime(&index, env!("CARGO_PKG_VERSION"))?;
+    if index.hub.id == BUNDLED_HUB_ID {
+        return Err(HubError::ReservedHubId {
+            index: origin.to_string(),
+            hub: index.hub.id,
+        });
+    }
     if !config.allow_expired {
         check_expiry(&index, now)?;
     }
@@ -44,9 +48,30 @@ pub(crate) fn verify_index(
     })
 }
 
+/// The bundled index, compiled into the binary: its trust is built in, so it needs no
+/// signature, and its expiry does not apply (it cannot be replayed: it is the binary's own).
+pub(crate) fn verify_bundled() -> Result<Verified, HubError> {
+    let bytes = bundled::index();
+    let origin = Source::Bundled.to_string();
+    let index = Index::parse(bytes, &origin)?;
+    check_runtime(&index, env!("CARGO_PKG_VERSION"))?;
+    Ok(Verified {
+        digest: Digest::of(bytes),
+        index,
+        signatures: 0,
+    })
+}
+
 /// Verifies the index file at `path` and the signature file beside it with `config`'s
-/// trusted keys, threshold and expiry rule; touches no cache or rollback state.
+/// trusted keys and expiry rule; touches no cache or rollback state. It needs at least one
+/// valid signature (the configured default threshold if higher): with no trusted keys, or an
+/// unsigned index, nothing is verified and it fails.
 pub fn verify_file(path: &std::path::Path, config: &HubConfig) -> Result<Index, HubError> {
+    let origin = path.display().to_string();
+    if config.trusted_keys.is_empty() {
+        return Err(HubError::NoTrust { index: origin });
+    }
+    let required = config.default_required_signatures().max(1);
     let bytes =
         std::fs::read(path).map_err(|e| HubError::io(format!("reading {}", path.display()), e))?;
     let sig_path = super::signature_path(path);
@@ -55,8 +80,15 @@ pub fn verify_file(path: &std::path::Path, config: &HubConfig) -> Result<Index, 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(HubError::io(format!("reading {}", sig_path.display()), e)),
     };
-    let origin = path.display().to_string();
-    verify_index(&bytes, sig.as_deref(), &origin, config, SystemTime::now()).map(|v| v.index)
+    verify_index(
+        &bytes,
+        sig.as_deref(),
+        &origin,
+        config,
+        required,
+        SystemTime::now(),
+    )
+    .map(|v| v.index)
 }
 
 /// Refuses an index whose `runtime` requirement excludes `running`.

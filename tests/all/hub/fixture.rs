@@ -151,9 +151,9 @@ pub(crate) fn config(
     required: usize,
 ) -> HubConfig {
     HubConfig {
-        sources: sources.to_vec(),
+        sources: sources.iter().map(|s| s.as_str().into()).collect(),
         trusted_keys: keys.iter().map(|s| s.trusted()).collect(),
-        required_signatures: required,
+        required_signatures: Some(required),
         cache_dir: Some(cache.to_path_buf()),
         timeout_secs: 5,
         ..HubConfig::default()

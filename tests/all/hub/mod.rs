@@ -3,6 +3,7 @@
 
 mod build;
 mod fixture;
+mod trust;
 
 use std::sync::Arc;
 
@@ -286,7 +287,7 @@ async fn a_missing_signature_is_refused() {
     assert!(hub.indexes().is_empty());
     // Accepted when the operator asks for no signatures.
     let mut unsigned = f.config();
-    unsigned.required_signatures = 0;
+    unsigned.required_signatures = Some(0);
     let (hub, _) = synced(unsigned).await;
     assert_eq!(hub.indexes().len(), 1);
 }
@@ -522,22 +523,31 @@ async fn curation_patterns_and_the_capability_ceiling_apply() {
 
 #[tokio::test]
 async fn cli_keygen_sign_verify_and_lint() {
-    use faultline::cli::hub::{HubCommand, SyncArgs, run};
+    use faultline::cli::hub::{HubCommand, SyncArgs};
+    let hub_cmd = |cmd: HubCommand, cfg: &faultline::hub::HubConfig| {
+        let cfg = cfg.clone();
+        async move {
+            let mut out = Vec::new();
+            let code = faultline::cli::hub::run(cmd, &cfg, Arc::new(FakeImports), &mut out)
+                .await
+                .unwrap();
+            (code, String::from_utf8(out).unwrap())
+        }
+    };
     let f = Fixture::new();
     let key = f.hub_dir.parent().unwrap().join("curator.pem");
     let cfg = f.config();
-    let code = run(
+    let (code, text) = hub_cmd(
         HubCommand::Keygen {
             out: key.clone(),
             id: None,
             force: false,
         },
         &cfg,
-        &FakeImports,
     )
-    .await
-    .unwrap();
-    assert_eq!(code, 0);
+    .await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("[[hub.trusted_keys]]"), "{text}");
     let public = std::fs::read_to_string(key.with_extension("pem.pub")).unwrap();
     let index_path = f.hub_dir.join("hub-index.json");
     let sign = HubCommand::Sign {
@@ -545,35 +555,29 @@ async fn cli_keygen_sign_verify_and_lint() {
         key_id: None,
         index: index_path.clone(),
     };
-    assert_eq!(run(sign, &cfg, &FakeImports).await.unwrap(), 0);
+    assert_eq!(hub_cmd(sign, &cfg).await.0, 0);
 
     let mut two = cfg.clone();
     two.trusted_keys.push(TrustedKey {
         id: "curator".into(),
         key: public,
     });
-    two.required_signatures = 2;
+    two.required_signatures = Some(2);
     let verify = |c| HubCommand::Verify {
         index: c,
         sync: SyncArgs::default(),
     };
+    assert_eq!(hub_cmd(verify(Some(index_path.clone())), &two).await.0, 0);
+    assert_eq!(hub_cmd(verify(None), &two).await.0, 0);
     assert_eq!(
-        run(verify(Some(index_path.clone())), &two, &FakeImports)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(run(verify(None), &two, &FakeImports).await.unwrap(), 0);
-    assert_eq!(
-        run(
+        hub_cmd(
             HubCommand::Lint {
                 index: index_path.clone()
             },
-            &cfg,
-            &FakeImports
+            &cfg
         )
         .await
-        .unwrap(),
+        .0,
         0
     );
 
@@ -583,16 +587,11 @@ async fn cli_keygen_sign_verify_and_lint() {
         b"tampered",
     )
     .unwrap();
+    assert_eq!(hub_cmd(verify(Some(index_path.clone())), &two).await.0, 1);
     assert_eq!(
-        run(verify(Some(index_path.clone())), &two, &FakeImports)
+        hub_cmd(HubCommand::Lint { index: index_path }, &cfg)
             .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        run(HubCommand::Lint { index: index_path }, &cfg, &FakeImports)
-            .await
-            .unwrap(),
+            .0,
         1
     );
     // A usage problem is exit code 2.
@@ -600,5 +599,153 @@ async fn cli_keygen_sign_verify_and_lint() {
         reference: "Not A Name".into(),
         sync: SyncArgs::default(),
     };
-    assert_eq!(run(pull, &cfg, &FakeImports).await.unwrap(), 2);
+    assert_eq!(hub_cmd(pull, &cfg).await.0, 2);
+}
+
+#[tokio::test]
+async fn fetch_component_returns_the_verified_bytes_and_their_provenance() {
+    let f = Fixture::new();
+    let (hub, problems) = faultline::hub::open_hub(f.config()).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let fetched = hub
+        .fetch_component("process-pause@^0.2", &FakeImports)
+        .await
+        .unwrap();
+    assert_eq!(fetched.bytes, f.v2);
+    assert_eq!(fetched.kind, faultline::hub::Kind::Fault);
+    assert_eq!(
+        fetched.identity,
+        faultline::policy::Identity::from_hub(
+            "test-hub",
+            "process-pause",
+            semver::Version::new(0, 2, 0),
+            &Digest::of(&f.v2).to_string()
+        )
+    );
+    let pulled = hub
+        .pull(&hub.resolve("process-pause").unwrap(), &FakeImports)
+        .await
+        .unwrap();
+    assert_eq!(pulled.hub, "test-hub");
+
+    // A release above max_component_bytes is refused before anything is read.
+    let mut small = f.config();
+    small.max_component_bytes = f.v2.len() as u64 - 1;
+    small.cache_dir = Some(f.cache.join("small"));
+    let (hub, _) = faultline::hub::open_hub(small).await.unwrap();
+    let err = hub
+        .fetch_component("process-pause@^0.2", &FakeImports)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubError::TooLarge { .. }), "{err}");
+    assert!(
+        !f.cache
+            .join("small/blobs/sha256")
+            .join(Digest::of(&f.v2).hex())
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn a_cached_blob_is_hashed_again_when_fetched() {
+    let f = Fixture::new();
+    let (hub, _) = faultline::hub::open_hub(f.config()).await.unwrap();
+    let pulled = hub
+        .pull(&hub.resolve("process-pause").unwrap(), &FakeImports)
+        .await
+        .unwrap();
+    // Same size, different bytes: the cache check drops it and fetches it again.
+    std::fs::remove_file(&pulled.path).unwrap();
+    let mut forged = f.v2.clone();
+    forged[0] ^= 1;
+    std::fs::write(&pulled.path, &forged).unwrap();
+    let fetched = hub
+        .fetch_component("process-pause", &FakeImports)
+        .await
+        .unwrap();
+    assert_eq!(fetched.bytes, f.v2);
+}
+
+#[tokio::test]
+async fn an_unsigned_source_is_refused_when_the_threshold_is_not_stated() {
+    let f = Fixture::new();
+    std::fs::remove_file(f.hub_dir.join("hub-index.json.sig")).unwrap();
+    let mut cfg = f.config();
+    cfg.trusted_keys.clear();
+    cfg.required_signatures = None;
+    let err = faultline::hub::open_hub(cfg.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, HubError::MissingSignature { required: 1, .. }),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("no signature from a trusted key"),
+        "{message}"
+    );
+    assert!(message.contains(&f.source()), "{message}");
+
+    // Beside the bundled hub: the bundled packages resolve, this hub's do not, and the
+    // "not found" names the refusal.
+    cfg.sources.insert(0, faultline::hub::BUNDLED.into());
+    let (hub, problems) = faultline::hub::open_hub(cfg).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(hub.indexes().len(), 1);
+    assert_eq!(
+        hub.indexes()[0].index.hub.id,
+        faultline::hub::BUNDLED_HUB_ID
+    );
+    let err = hub.resolve("process-pause@^0.2").unwrap_err();
+    assert!(
+        err.to_string().contains("no signature from a trusted key"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn no_other_source_may_claim_the_bundled_hub_id() {
+    let f = Fixture::new();
+    let bytes = String::from_utf8(index(1, DAY, f.packages()))
+        .unwrap()
+        .replace(
+            "\"test-hub\"",
+            &format!("\"{}\"", faultline::hub::BUNDLED_HUB_ID),
+        )
+        .into_bytes();
+    write_hub(
+        &f.hub_dir,
+        &bytes,
+        Some(&signatures(&bytes, &[&f.signer])),
+        &[],
+    );
+    let (hub, report) = synced(f.config()).await;
+    let err = failure(&report);
+    assert!(matches!(err, HubError::ReservedHubId { .. }), "{err}");
+    assert!(hub.indexes().is_empty());
+}
+
+#[tokio::test]
+async fn the_bundled_hub_is_served_from_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = faultline::hub::HubConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let (hub, problems) = faultline::hub::open_hub(cfg).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let bundled = faultline_tests::repo_root().join("hub/components/process-kill-0.1.0.wasm");
+    // Real components: their imports are read by the host's lister.
+    let imports = faultline::host::ImportLister::new();
+    let fetched = hub.fetch_component("process-kill", &imports).await.unwrap();
+    assert_eq!(fetched.bytes, std::fs::read(bundled).unwrap());
+    let origin = fetched.identity.origin.unwrap();
+    assert_eq!(origin.hub, faultline::hub::BUNDLED_HUB_ID);
+    assert_eq!(origin.name, "process-kill");
+    // Nothing about the bundled hub is cached but its blobs: its index lives in the binary.
+    assert!(
+        std::fs::read_dir(dir.path().join("indexes"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
 }
