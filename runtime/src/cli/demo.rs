@@ -48,7 +48,7 @@ pub async fn run(args: DemoArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
 
 async fn demo(pid: u32, args: &DemoArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
     let policy_text = format!(
-        "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"log\", \"rollback\", \"process\"]\nprocess = {{ pids = [{pid}] }}\n"
+        "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"log\", \"rollback\", \"process\"]\nprocess = {{ pids = [{pid}], signals = [\"stop\"] }}\n"
     );
     let _ = writeln!(
         out,

@@ -19,6 +19,7 @@ pub mod hub;
 mod inject;
 mod inspect;
 mod params;
+mod policy;
 mod recover;
 
 use clap::{Parser, Subcommand};
@@ -80,6 +81,8 @@ pub enum Command {
         #[command(subcommand)]
         command: hub::HubCommand,
     },
+    /// Explain a policy: what each grant reaches on this host right now.
+    Policy(policy::PolicyArgs),
     /// A load worker the agent starts for stress faults (not for people).
     #[command(hide = true)]
     StressWorker(crate::capability::process::stress::WorkerArgs),
@@ -118,6 +121,7 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
             Command::Agent(a) => agent::run(a, &state_dir, out).await,
             Command::Demo(a) => demo::run(a, &state_dir, out).await,
             Command::Hub { config, command } => hub_main(config, command, &state_dir, out).await,
+            Command::Policy(a) => policy::run(a, out).await,
             Command::StressWorker(_) => EXIT_OK,
         }
     })
