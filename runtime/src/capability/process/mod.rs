@@ -75,10 +75,16 @@ impl Context {
 
     /// Processes matching `selector` that are in scope.
     pub fn find_processes(&self, selector: &Selector) -> CapResult<Vec<ProcInfo>> {
-        let all = match selector {
-            Selector::Pid(pid) => linux::info(*pid).into_iter().collect(),
-            _ => linux::list(),
-        };
+        if let Selector::Pid(pid) = selector {
+            // One process asked for by number: say why it is out of scope (a thread of the
+            // agent, say) rather than "none found", which reads as "gone".
+            let Some(p) = linux::info(*pid) else {
+                return Ok(Vec::new());
+            };
+            self.process_in_scope(&p)?;
+            return Ok(vec![p]);
+        }
+        let all = linux::list();
         let pattern = match selector {
             Selector::Cmdline(re) => {
                 Some(Regex::new(re).map_err(|e| CapError::Invalid(format!("cmdline regex: {e}")))?)
@@ -86,7 +92,7 @@ impl Context {
             _ => None,
         };
         let wanted = |p: &ProcInfo| match selector {
-            Selector::Pid(pid) => p.pid == *pid,
+            Selector::Pid(_) => false,
             Selector::Name(n) => &p.name == n,
             Selector::Cmdline(_) => pattern
                 .as_ref()
