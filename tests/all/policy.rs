@@ -5,6 +5,7 @@
 use faultline::capability::process::linux;
 use faultline::capability::{Backends, CapError, Context};
 use faultline::contract::process::{Selector, Signal, StressKind, StressSpec};
+use faultline::host::{FaultPlugin, Plugin};
 use faultline::journal::Journal;
 use faultline::policy::{Identity, Policy};
 use faultline_tests::{Sleeper, components as c, host, wasm};
@@ -35,6 +36,19 @@ fn context(policy: &str, dir: &std::path::Path) -> Context {
         )))),
         log: faultline::host::tracing_log(),
         changes: Vec::new(),
+        gate: Arc::new(tokio::sync::RwLock::new(())),
+    }
+}
+
+/// The bundled-for-tests `process-pause`, loaded as the hub release `process-pause@0.1.0`.
+async fn load_pause(host: &faultline::host::Host, policy: &Policy) -> FaultPlugin {
+    use sha2::Digest;
+    let bytes = wasm(c::PROCESS_PAUSE);
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+    let who = Identity::from_hub("test", "process-pause", "0.1.0".parse().unwrap(), &digest);
+    match host.load(&bytes, &who, policy).await.unwrap() {
+        Plugin::Fault(f) => f,
+        Plugin::Probe(_) => panic!("process-pause loaded as a probe"),
     }
 }
 
@@ -120,8 +134,14 @@ fn a_thread_of_the_agent_is_never_in_scope_even_when_granted_by_tid() {
         "process {} is a thread of the agent (pid {me}), never in scope",
         thread.tid
     );
-    assert_eq!(denial(cx.signal_process(thread.tid, Signal::Stop)), expected);
-    assert_eq!(denial(cx.find_processes(&Selector::Pid(thread.tid))), expected);
+    assert_eq!(
+        denial(cx.signal_process(thread.tid, Signal::Stop)),
+        expected
+    );
+    assert_eq!(
+        denial(cx.find_processes(&Selector::Pid(thread.tid))),
+        expected
+    );
     // A name search does not list it either (`/proc` lists processes, not threads).
     let found = cx
         .find_processes(&Selector::Name("flt-counter".to_string()))
@@ -141,7 +161,7 @@ async fn the_pause_fault_cannot_stop_a_thread_of_the_agent() {
         thread.tid
     ))
     .unwrap();
-    let plugin = host.load(&wasm(c::PROCESS_PAUSE), &policy).await.unwrap();
+    let plugin = load_pause(&host, &policy).await;
     let params = format!(r#"{{"pid": {}}}"#, thread.tid);
     let e = plugin
         .inject(&host, "ex-thread", &params, Duration::from_secs(1))
@@ -308,7 +328,10 @@ fn policy_explain_lists_the_processes_a_grant_reaches_and_why() {
     assert!(text.contains("    host: lo"), "{text}");
     assert!(text.contains("destinations any, ports 80"), "{text}");
     // Pid 1 is named by grant 3 but shown as excluded.
-    assert!(text.contains("named by the scope but never in scope: 1"), "{text}");
+    assert!(
+        text.contains("named by the scope but never in scope: 1"),
+        "{text}"
+    );
     assert!(text.contains("pid 1 is never in scope"), "{text}");
 
     let (code, json) = explain(&path, true);
@@ -318,7 +341,10 @@ fn policy_explain_lists_the_processes_a_grant_reaches_and_why() {
     assert_eq!(matched.as_array().unwrap().len(), 1, "{json}");
     assert_eq!(matched[0]["pid"], pid);
     assert_eq!(matched[0]["matched_by"]["criterion"], "cmdline");
-    assert_eq!(v["grants"][1]["network"]["destinations"], serde_json::Value::Null);
+    assert_eq!(
+        v["grants"][1]["network"]["destinations"],
+        serde_json::Value::Null
+    );
     assert_eq!(v["grants"][2]["processes"]["excluded"][0]["pid"], 1);
 }
 

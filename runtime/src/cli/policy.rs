@@ -84,10 +84,7 @@ fn list<T: std::fmt::Display>(items: &[T], empty: &str) -> String {
 
 fn print_text(e: &Explanation, out: &mut dyn Write) -> std::io::Result<()> {
     if e.grants.is_empty() {
-        writeln!(
-            out,
-            "no grants: every component gets log and rollback only"
-        )?;
+        writeln!(out, "no grants: every component gets log and rollback only")?;
     }
     for g in &e.grants {
         print_grant(g, out)?;
@@ -141,11 +138,7 @@ fn print_grant(g: &GrantReach, out: &mut dyn Write) -> std::io::Result<()> {
     match &g.processes {
         None => writeln!(out, "  processes: none (the process scope lists nothing)")?,
         Some(reach) => {
-            writeln!(
-                out,
-                "  processes in scope now: {}",
-                reach.matched.len()
-            )?;
+            writeln!(out, "  processes in scope now: {}", reach.matched.len())?;
             for p in &reach.matched {
                 print_process(p, out)?;
             }
@@ -206,7 +199,9 @@ fn print_grant(g: &GrantReach, out: &mut dyn Write) -> std::io::Result<()> {
             )?;
             for ns in &n.namespaces {
                 match &ns.error {
-                    Some(err) => writeln!(out, "    {}: cannot list interfaces: {err}", ns.namespace)?,
+                    Some(err) => {
+                        writeln!(out, "    {}: cannot list interfaces: {err}", ns.namespace)?
+                    }
                     None => writeln!(
                         out,
                         "    {}: {}",

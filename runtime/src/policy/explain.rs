@@ -341,7 +341,10 @@ mod tests {
         assert!(reach.matched.is_empty(), "{:?}", reach.matched);
         let excluded: Vec<u32> = reach.excluded.iter().map(|p| p.pid).collect();
         assert!(excluded.contains(&me), "{excluded:?}");
-        assert_eq!(reach.excluded[0].matched_by, Criterion::Pid(reach.excluded[0].pid));
+        assert_eq!(
+            reach.excluded[0].matched_by,
+            Criterion::Pid(reach.excluded[0].pid)
+        );
         assert_eq!(e.grants[0].signals, [SignalName::Stop]);
     }
 }

@@ -323,8 +323,8 @@ impl Identity {
 impl Policy {
     /// Parses a policy from TOML text, compiling every value in it.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
-        let raw: RawPolicy =
-            toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string().trim().to_string()))?;
+        let raw: RawPolicy = toml::from_str(text)
+            .map_err(|e| PolicyError::Syntax(e.to_string().trim().to_string()))?;
         let grants = raw
             .grants
             .iter()
@@ -583,12 +583,18 @@ mod tests {
         ];
         for (grant, expected) in cases {
             let e = second_grant(grant);
-            assert!(e.starts_with(expected), "{grant}\n got: {e}\nwant: {expected}");
+            assert!(
+                e.starts_with(expected),
+                "{grant}\n got: {e}\nwant: {expected}"
+            );
         }
         let e = Policy::parse("[[grant]]\ncomponent = \"sha256:12\"\ncapabilities = []")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, r#"grant 1: component: "sha256:12" is not sha256:<64 hex digits>"#);
+        assert_eq!(
+            e,
+            r#"grant 1: component: "sha256:12" is not sha256:<64 hex digits>"#
+        );
         let e = Policy::parse("[[grant]]\ncomponent = \"x@not-a-range\"\ncapabilities = []")
             .unwrap_err()
             .to_string();
@@ -596,10 +602,15 @@ mod tests {
             e.starts_with(r#"grant 1: component: "not-a-range" is not a semver range"#),
             "{e}"
         );
-        let e = Policy::parse("[[grant]]\ncomponent = \"x\"\ncapabilities = []\nprocess = { signal = [] }")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("invalid policy: ") && e.contains("signal"), "{e}");
+        let e = Policy::parse(
+            "[[grant]]\ncomponent = \"x\"\ncapabilities = []\nprocess = { signal = [] }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("invalid policy: ") && e.contains("signal"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -631,13 +642,22 @@ mod tests {
         assert!(d[0].contains(&scope::parse_net("10.1.2.0/24").unwrap()));
         assert!(!d[0].contains(&scope::parse_net("0.0.0.0/0").unwrap()));
         let ports = n.ports.as_ref().unwrap();
-        assert_eq!(ports[0], PortRange { first: 53, last: 53 });
+        assert_eq!(
+            ports[0],
+            PortRange {
+                first: 53,
+                last: 53
+            }
+        );
         assert!(ports[1].covers(8000, 8050) && !ports[1].covers(7999, 8000));
         assert!(g.outbound[0].allows("api.example.org", 443));
         assert!(!g.outbound[0].allows("api.example.org", 80));
         assert!(g.outbound[1].allows("localhost", 9));
         // An omitted list allows any destination and any port; that is different from a list.
-        let open = Policy::parse("[[grant]]\ncomponent = \"*\"\ncapabilities = []\nnetwork = { interfaces = [\"lo\"] }").unwrap();
+        let open = Policy::parse(
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = []\nnetwork = { interfaces = [\"lo\"] }",
+        )
+        .unwrap();
         assert!(open.grants[0].network.destinations.is_none());
         assert!(open.grants[0].network.ports.is_none());
         assert!(open.grants[0].process.signals.is_empty());

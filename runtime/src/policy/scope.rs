@@ -233,9 +233,9 @@ impl PortRange {
     fn parse(text: &str) -> Result<PortRange, String> {
         let (a, b) = text.split_once('-').unwrap_or((text, text));
         let port = |s: &str| {
-            s.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("{text:?} is not a port or a range of ports (`80`, `8000-8100`)"))
+            s.trim().parse::<u16>().map_err(|_| {
+                format!("{text:?} is not a port or a range of ports (`80`, `8000-8100`)")
+            })
         };
         let (first, last) = (port(a)?, port(b)?);
         if first > last {

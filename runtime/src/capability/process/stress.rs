@@ -274,7 +274,8 @@ fn proc_stat(pid: i32) -> Option<(char, u64)> {
     if pid <= 0 {
         return None;
     }
-    let stat = super::linux::read_text(&format!("/proc/{pid}/stat"), super::linux::SMALL_LIMIT).ok()?;
+    let stat =
+        super::linux::read_text(&format!("/proc/{pid}/stat"), super::linux::SMALL_LIMIT).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     let mut fields = rest.split_whitespace();

@@ -11,8 +11,7 @@ pub(super) type Cidr = IpNet;
 
 /// Parses `10.0.0.0/8`, `::1/128` or a bare address; host bits are cleared.
 fn parse_cidr(text: &str) -> CapResult<Cidr> {
-    parse_net(text)
-        .ok_or_else(|| CapError::Invalid(format!("destination {text:?} is not a cidr")))
+    parse_net(text).ok_or_else(|| CapError::Invalid(format!("destination {text:?} is not a cidr")))
 }
 
 /// A transport protocol a rule matches, by name and number.
