@@ -99,7 +99,7 @@ pub struct ProcessMatch {
 pub struct SubtreeReach {
     /// The subtree.
     pub subtree: String,
-    /// Cgroups at or below it, per hierarchy (`version`), at most [`CGROUP_LIMIT`].
+    /// Cgroups at or below it, per hierarchy (`version`), at most 50 (`total` counts them all).
     pub cgroups: Vec<CgroupEntry>,
     /// How many there are in all (0: the subtree does not exist now).
     pub total: usize,
