@@ -211,3 +211,55 @@ fn settle(pid: u32, signal: Signal) {
     }
     tracing::warn!("process {pid} did not settle after {signal} within 2 s");
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_of_a_protected_process_is_refused_as_such() {
+        let me = std::process::id();
+        let protected = protected_pids();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            tid_tx
+                .send(nix::unistd::gettid().as_raw().unsigned_abs())
+                .unwrap();
+            let _ = stop_rx.recv();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let p = info(tid).unwrap();
+        assert_eq!((p.tgid, tgid(tid)), (me, Some(me)));
+        assert_eq!(
+            never_in_scope(&p, &protected).unwrap(),
+            format!("process {tid} is a thread of the agent (pid {me}), never in scope")
+        );
+        stop_tx.send(()).unwrap();
+        thread.join().unwrap();
+        let of_init = ProcInfo {
+            pid: 4_000_000,
+            tgid: 1,
+            ..p.clone()
+        };
+        assert_eq!(
+            never_in_scope(&of_init, &[1, me]).unwrap(),
+            "process 4000000 is a thread of pid 1, never in scope"
+        );
+        let other = ProcInfo {
+            pid: 4_000_001,
+            tgid: 4_000_001,
+            ..p
+        };
+        assert_eq!(never_in_scope(&other, &[1, me]), None);
+    }
+
+    #[test]
+    fn proc_reads_stop_at_their_bound() {
+        assert_eq!(read_bounded("/dev/zero", 100).unwrap().len(), 100);
+        let me = info(std::process::id()).unwrap();
+        assert_eq!(me.tgid, me.pid);
+        assert!(!me.cmdline.is_empty());
+    }
+}
