@@ -11,7 +11,7 @@ fn policy_file(dir: &std::path::Path, pid: u32) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{pid}] }}\n"
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{pid}], signals = [\"stop\"] }}\n"
         ),
     )
     .unwrap();

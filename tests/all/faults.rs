@@ -35,7 +35,7 @@ fn network_policy() -> Policy {
 /// Cgroup changes below `subtree` only.
 fn cgroup_policy(subtree: &str) -> Policy {
     policy(&format!(
-        "capabilities = [\"cgroup\", \"process\"]\ncgroup = {{ subtrees = [\"{subtree}\"] }}"
+        "capabilities = [\"cgroup\", \"process\"]\ncgroup = {{ subtrees = [\"{subtree}\"] }}\nprocess = {{ stress = [\"cpu\", \"memory\"] }}"
     ))
 }
 

@@ -10,4 +10,5 @@ mod faults;
 mod host;
 mod hub;
 mod network;
+mod policy;
 mod recovery;

@@ -95,7 +95,7 @@ fn undone_count(report: &str) -> usize {
 fn torture_policy(dir: &Path, pids: &[u32], cgroup: Option<&str>) -> PathBuf {
     let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
     let mut text = format!(
-        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\", \"network\", \"cgroup\"]\nprocess = {{ pids = [{}] }}\nnetwork = {{ namespaces = [\"named:flt-*\"], interfaces = [\"{}\"] }}\n",
+        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\", \"network\", \"cgroup\"]\nprocess = {{ pids = [{}], signals = [\"stop\"] }}\nnetwork = {{ namespaces = [\"named:flt-*\"], interfaces = [\"{}\"] }}\n",
         list.join(", "),
         faultline_tests::netns::A_IF
     );

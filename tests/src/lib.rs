@@ -100,7 +100,7 @@ pub fn proc_state(pid: u32) -> char {
 pub fn policy_for_pids(pids: &[u32]) -> faultline::policy::Policy {
     let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
     faultline::policy::Policy::parse(&format!(
-        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{}] }}\n",
+        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{}], signals = [\"stop\", \"cont\", \"kill\", \"term\", \"int\", \"quit\", \"hup\"] }}\n",
         list.join(", ")
     ))
     .expect("policy")

@@ -123,7 +123,7 @@ pub fn policy_file(dir: &std::path::Path, pids: &[u32]) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{}] }}\n",
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{}], signals = [\"stop\", \"cont\", \"kill\", \"term\", \"int\", \"quit\", \"hup\"] }}\n",
             list.join(", ")
         ),
     )

@@ -2,15 +2,11 @@
 
 use super::{CapError, CapResult, Context, GuestResult, to_guest};
 use crate::contract::outbound::{Host, HttpResponse};
-use crate::policy::glob_match;
 use std::time::{Duration, Instant};
 
 impl Context {
     fn check_host(&self, host: &str, port: u16) -> CapResult<()> {
-        let allowed = self.grants.outbound.iter().any(|h| {
-            let (gh, gp) = h.rsplit_once(':').unwrap_or((h.as_str(), "*"));
-            glob_match(gh, host) && (gp == "*" || gp.parse::<u16>() == Ok(port))
-        });
+        let allowed = self.grants.outbound.iter().any(|h| h.allows(host, port));
         if allowed {
             Ok(())
         } else {

@@ -59,7 +59,7 @@ async fn demo(
     out: &mut dyn Write,
 ) -> u8 {
     let policy_text = format!(
-        "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"log\", \"rollback\", \"process\"]\nprocess = {{ pids = [{pid}] }}\n"
+        "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"log\", \"rollback\", \"process\"]\nprocess = {{ pids = [{pid}], signals = [\"stop\"] }}\n"
     );
     let _ = writeln!(
         out,

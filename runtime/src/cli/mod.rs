@@ -19,6 +19,7 @@ pub mod hub;
 mod inject;
 mod inspect;
 mod params;
+mod policy;
 mod recover;
 
 use clap::{Parser, Subcommand};
@@ -81,6 +82,8 @@ pub enum Command {
         #[command(subcommand)]
         command: hub::HubCommand,
     },
+    /// Explain a policy: what each grant reaches on this host right now.
+    Policy(policy::PolicyArgs),
     /// A load worker the agent starts for stress faults (not for people).
     #[command(hide = true)]
     StressWorker(crate::capability::process::stress::WorkerArgs),
@@ -138,6 +141,7 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
                 Ok(hub) => hub_main(command, &hub, out).await,
                 Err(e) => config_error(e, out),
             },
+            Command::Policy(a) => policy::run(a, out).await,
             Command::StressWorker(_) => EXIT_OK,
         }
     })

@@ -217,7 +217,7 @@ impl CgroupBackend {
         &self,
         target: &Target,
         setting: &Setting,
-        allowed: &[String],
+        allowed: &[impl AsRef<str>],
     ) -> CapResult<Inverse> {
         validate(setting)?;
         let place = self.place(target, setting)?;
@@ -375,7 +375,7 @@ impl CgroupBackend {
         &self,
         path: &str,
         pids: &[u32],
-        allowed: &[String],
+        allowed: &[impl AsRef<str>],
     ) -> CapResult<Vec<CgroupInfo>> {
         let path = normalize(path)?;
         let mut dirs = Vec::new();
@@ -414,6 +414,42 @@ impl CgroupBackend {
             });
         }
         Ok(placed)
+    }
+
+    /// The cgroups at or below `path` (canonical) in every hierarchy that has it, at most
+    /// `limit` in all, with the total count: what a subtree grant reaches right now (for
+    /// `faultline policy explain`). Reads directories only.
+    pub fn subtree(&self, path: &str, limit: usize) -> (Vec<CgroupInfo>, usize) {
+        let mut found = Vec::new();
+        let mut total = 0;
+        for h in &self.hierarchies {
+            let base = h.mount.join(path.trim_start_matches('/'));
+            let mut stack = vec![(base, path.to_string())];
+            while let Some((dir, cgroup)) = stack.pop() {
+                if !dir.is_dir() {
+                    continue;
+                }
+                total += 1;
+                if found.len() < limit {
+                    found.push(CgroupInfo {
+                        path: cgroup.clone(),
+                        version: h.version,
+                        controllers: h.controllers.clone(),
+                    });
+                }
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let child = format!("{}/{name}", cgroup.trim_end_matches('/'));
+                        stack.push((e.path(), child));
+                    }
+                }
+            }
+        }
+        (found, total)
     }
 
     fn hierarchy(&self, i: usize) -> CapResult<&Hierarchy> {

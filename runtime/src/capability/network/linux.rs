@@ -60,6 +60,27 @@ pub enum Namespace {
     Named(String),
 }
 
+/// The interface names in a network namespace, sorted: `/proc/thread-self/net/dev` read on a
+/// thread that joined it (nothing is run, nothing changes). For `faultline policy explain`.
+pub fn interface_names(namespace: &Namespace) -> CapResult<Vec<String>> {
+    use std::io::Read;
+    let ns = NetNs::open(namespace)?;
+    ns.within(|| {
+        let mut text = String::new();
+        std::fs::File::open("/proc/thread-self/net/dev")
+            .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+            .map_err(|e| CapError::Failed(format!("cannot list interfaces: {e}")))?;
+        let mut names: Vec<String> = text
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(name, _)| name.trim().to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    })
+}
+
 /// Transport protocols a filter can match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {

@@ -1,16 +1,19 @@
 //! The `network` capability: delay, loss, corruption, duplication, bandwidth, blackhole,
 //! reject and DNS failure, in a chosen network namespace.
 //!
-//! Scope, from the policy's network grants: the namespace (`host`, `pid` for a process in the
-//! process scope, `named:<glob>`), every interface (globs), every destination CIDR (inside a
-//! granted one; an empty grant list allows any) and every port range (likewise).
+//! Scope, from the policy's network grants: a call must fit one grant entirely — its namespace
+//! (`host`, `pid` for a process in the process scope, `named:<glob>`) AND every interface (globs)
+//! AND every destination CIDR (inside a granted one; a grant without `destinations` allows any)
+//! AND every port range (likewise). A call without destinations or ports means all of them,
+//! so only a grant without that field covers it.
 
 #[cfg(target_os = "linux")]
 pub mod linux;
 
 use super::{Backends, CapError, CapResult, Change, Context, GuestResult, Inverse};
 use crate::contract::network::{Host, Namespace, Protocol, Traffic};
-use crate::policy::{glob_match, parse_cidr, parse_port_range};
+use crate::policy::scope::parse_net;
+use crate::policy::{NetworkScope, Scoped};
 use linux::Effect;
 
 impl Context {
@@ -25,38 +28,38 @@ impl Context {
                 .ok_or_else(|| CapError::TargetGone(format!("process {pid} does not exist")))?;
             self.process_in_scope(&p)?;
         }
-        let fits = |s: &crate::policy::NetworkScope| {
-            let ns_ok = s.namespaces.iter().any(|g| match &t.namespace {
-                Namespace::Host => g == "host",
-                Namespace::Pid(_) => g == "pid",
-                Namespace::Named(n) => g
-                    .strip_prefix("named:")
-                    .is_some_and(|glob| glob_match(glob, n)),
+        // The call's destinations, parsed once; one the guest got wrong is its error, not a
+        // silent "outside the scope".
+        let destinations = t
+            .destinations
+            .iter()
+            .map(|d| {
+                parse_net(d)
+                    .ok_or_else(|| CapError::Invalid(format!("destination {d:?} is not a cidr")))
+            })
+            .collect::<CapResult<Vec<_>>>()?;
+        let fits = |s: &Scoped<NetworkScope>| {
+            let s = &s.scope;
+            let ns_ok = match &t.namespace {
+                Namespace::Host => s.host,
+                Namespace::Pid(_) => s.pid,
+                Namespace::Named(n) => s.named.is_match(n),
+            };
+            let ifaces_ok =
+                !t.interfaces.is_empty() && t.interfaces.iter().all(|i| s.interfaces.is_match(i));
+            // No destination in the call means every destination: only an open grant covers it.
+            let dest_ok = s.destinations.as_ref().is_none_or(|granted| {
+                !destinations.is_empty()
+                    && destinations
+                        .iter()
+                        .all(|d| granted.iter().any(|g| g.contains(d)))
             });
-            let ifaces_ok = !t.interfaces.is_empty()
-                && t.interfaces
-                    .iter()
-                    .all(|i| s.interfaces.iter().any(|g| glob_match(g, i)));
-            let granted: Vec<_> = s
-                .destinations
-                .iter()
-                .filter_map(|d| parse_cidr(d).ok())
-                .collect();
-            let dest_ok = granted.is_empty()
-                || (!t.destinations.is_empty()
-                    && t.destinations.iter().all(|d| {
-                        parse_cidr(d).is_ok_and(|d| granted.iter().any(|g| g.contains(&d)))
-                    }));
-            let ports: Vec<_> = s
-                .ports
-                .iter()
-                .filter_map(|p| parse_port_range(p).ok())
-                .collect();
-            let ports_ok = ports.is_empty()
-                || (!t.ports.is_empty()
+            let ports_ok = s.ports.as_ref().is_none_or(|granted| {
+                !t.ports.is_empty()
                     && t.ports
                         .iter()
-                        .all(|r| ports.iter().any(|(a, b)| *a <= r.first && r.last <= *b)));
+                        .all(|r| granted.iter().any(|g| g.covers(r.first, r.last)))
+            });
             ns_ok && ifaces_ok && dest_ok && ports_ok
         };
         if self.grants.network.iter().any(fits) {

@@ -1,7 +1,10 @@
 //! The `process` capability: find processes in scope, signal them, run stress workers.
 //!
 //! Scope: a process is in scope when any grant's process scope matches it (pid, name, cmdline
-//! regex, user, cgroup subtree); pid 1, the agent and its ancestors never are.
+//! regex, user, cgroup subtree); pid 1, the agent, its ancestors and all their threads never
+//! are. Operations are denied by default: a signal goes to a process only when a grant covering
+//! it lists that signal, and stress workers start only when a grant lists their kind. The
+//! journal's own undo (SIGCONT after a stop) is not a plug-in call and needs no grant.
 
 #[cfg(target_os = "linux")]
 pub mod linux;
@@ -9,42 +12,56 @@ pub mod linux;
 pub mod stress;
 
 use super::{Backends, CapError, CapResult, Change, Context, GuestResult, Inverse};
-use crate::contract::process::{Host, ProcessInfo, Selector, Signal, StressSpec};
+use crate::contract::process::{
+    Host, ProcessInfo, Selector, Signal, StressKind as ContractStress, StressSpec,
+};
+use crate::policy::{ProcessScope, Scoped, SignalName, StressKind};
 use linux::ProcInfo;
 use nix::sys::signal::Signal as NixSignal;
 use regex::Regex;
 
 impl Context {
+    /// Why `p` is never in scope whatever the policy says, or `None`.
+    fn protection(&self, p: &ProcInfo) -> Option<String> {
+        linux::never_in_scope(p, &self.backends.protected_pids)
+    }
+
+    /// The grants whose process scope covers `p`. A thread is judged as the process it belongs
+    /// to, since that is what a signal to it reaches.
+    fn covering(&self, p: &ProcInfo) -> Vec<&Scoped<ProcessScope>> {
+        let leader = (p.tgid != p.pid).then(|| linux::info(p.tgid)).flatten();
+        let subject = leader.as_ref().unwrap_or(p);
+        self.grants
+            .process
+            .iter()
+            .filter(|s| s.scope.matches(subject).is_some())
+            .collect()
+    }
+
     /// Why `p` is outside this plug-in's process scope, or `None` when it is in scope.
     fn scope_denial(&self, p: &ProcInfo) -> Option<String> {
-        if self.backends.protected_pids.contains(&p.pid) {
-            return Some(if p.pid == 1 {
-                "pid 1 is never in scope".to_string()
-            } else {
-                format!(
-                    "process {} is the agent or one of its ancestors, never in scope",
-                    p.pid
-                )
-            });
+        if let Some(never) = self.protection(p) {
+            return Some(never);
         }
-        let joined = p.cmdline.join(" ");
-        let in_cgroup = |c: &String| {
-            p.cgroups
-                .iter()
-                .any(|pc| pc == c || pc.starts_with(&format!("{}/", c.trim_end_matches('/'))))
-        };
-        let matched = self
-            .grants
-            .cmdline_patterns
-            .iter()
-            .any(|re| re.is_match(&joined))
-            || self.grants.process.iter().any(|s| {
-                s.pids.contains(&p.pid)
-                    || s.names.iter().any(|n| n == &p.name)
-                    || s.users.contains(&p.uid)
-                    || s.cgroups.iter().any(in_cgroup)
-            });
-        (!matched).then(|| self.outside_scope(&format!("process {} ({})", p.pid, p.name)))
+        self.covering(p)
+            .is_empty()
+            .then(|| self.outside_scope(&format!("process {} ({})", p.pid, p.name)))
+    }
+
+    /// `Ok` when a grant that covers `p` allows `signal`; else a denial naming the signal and
+    /// the grants that cover `p`.
+    fn signal_granted(&self, p: &ProcInfo, signal: Signal) -> CapResult<()> {
+        let wanted = signal_name(signal);
+        let covering = self.covering(p);
+        if covering.iter().any(|s| s.scope.signals.contains(&wanted)) {
+            return Ok(());
+        }
+        let rules: Vec<&str> = covering.iter().map(|s| s.rule.as_str()).collect();
+        Err(self.denial(format!(
+            "{wanted} is not among the signals granted to {} ({})",
+            self.grants.component,
+            rules.join(", ")
+        )))
     }
 
     /// Whether `p` is in this plug-in's process scope; `Err` names the rule that denies it
@@ -58,10 +75,16 @@ impl Context {
 
     /// Processes matching `selector` that are in scope.
     pub fn find_processes(&self, selector: &Selector) -> CapResult<Vec<ProcInfo>> {
-        let all = match selector {
-            Selector::Pid(pid) => linux::info(*pid).into_iter().collect(),
-            _ => linux::list(),
-        };
+        if let Selector::Pid(pid) = selector {
+            // One process asked for by number: say why it is out of scope (a thread of the
+            // agent, say) rather than "none found", which reads as "gone".
+            let Some(p) = linux::info(*pid) else {
+                return Ok(Vec::new());
+            };
+            self.process_in_scope(&p)?;
+            return Ok(vec![p]);
+        }
+        let all = linux::list();
         let pattern = match selector {
             Selector::Cmdline(re) => {
                 Some(Regex::new(re).map_err(|e| CapError::Invalid(format!("cmdline regex: {e}")))?)
@@ -69,7 +92,7 @@ impl Context {
             _ => None,
         };
         let wanted = |p: &ProcInfo| match selector {
-            Selector::Pid(pid) => p.pid == *pid,
+            Selector::Pid(_) => false,
             Selector::Name(n) => &p.name == n,
             Selector::Cmdline(_) => pattern
                 .as_ref()
@@ -90,6 +113,7 @@ impl Context {
             )));
         };
         self.process_in_scope(&p)?;
+        self.signal_granted(&p, signal)?;
         let sig = nix_signal(signal);
         if signal != Signal::Stop {
             linux::signal(pid, Some(p.start_time), sig)?;
@@ -112,14 +136,27 @@ impl Context {
     /// Starts the agent's own load workers, optionally in a granted cgroup; undoing kills the
     /// whole process group.
     pub fn start_stress_workers(&mut self, spec: StressSpec) -> CapResult<u64> {
+        let granted = stress_name(spec.kind);
+        if !self
+            .grants
+            .process
+            .iter()
+            .any(|s| s.scope.stress.contains(&granted))
+        {
+            return Err(self.denial(format!(
+                "{granted} stress is not among the stress kinds granted to {} ({})",
+                self.grants.component,
+                self.grants.rules_text()
+            )));
+        }
         if spec.cgroup.is_some() && self.grants.cgroup.is_empty() {
             return Err(self.denied("every cgroup"));
         }
         let spec = stress::StressSpec {
             kind: match spec.kind {
-                crate::contract::process::StressKind::Cpu => stress::StressKind::Cpu,
-                crate::contract::process::StressKind::Memory => stress::StressKind::Memory,
-                crate::contract::process::StressKind::Io => stress::StressKind::Io,
+                ContractStress::Cpu => stress::StressKind::Cpu,
+                ContractStress::Memory => stress::StressKind::Memory,
+                ContractStress::Io => stress::StressKind::Io,
             },
             workers: spec.workers,
             load_percent: spec.load_percent,
@@ -195,6 +232,30 @@ fn nix_signal(s: Signal) -> NixSignal {
         Signal::Term => NixSignal::SIGTERM,
         Signal::Cont => NixSignal::SIGCONT,
         Signal::Stop => NixSignal::SIGSTOP,
+    }
+}
+
+/// The policy's name for a contract signal.
+fn signal_name(s: Signal) -> SignalName {
+    match s {
+        Signal::Hup => SignalName::Hup,
+        Signal::Int => SignalName::Int,
+        Signal::Quit => SignalName::Quit,
+        Signal::Kill => SignalName::Kill,
+        Signal::Usr1 => SignalName::Usr1,
+        Signal::Usr2 => SignalName::Usr2,
+        Signal::Term => SignalName::Term,
+        Signal::Cont => SignalName::Cont,
+        Signal::Stop => SignalName::Stop,
+    }
+}
+
+/// The policy's name for a contract stress kind.
+fn stress_name(k: ContractStress) -> StressKind {
+    match k {
+        ContractStress::Cpu => StressKind::Cpu,
+        ContractStress::Memory => StressKind::Memory,
+        ContractStress::Io => StressKind::Io,
     }
 }
 

@@ -85,7 +85,7 @@ pub fn spawn(
     spec: &StressSpec,
     worker_exe: &Path,
     backend: &CgroupBackend,
-    allowed: &[String],
+    allowed: &[impl AsRef<str>],
 ) -> CapResult<StressInverse> {
     validate(spec)?;
     if let Some(cgroup) = &spec.cgroup {
@@ -123,7 +123,7 @@ fn start(
     spec: &StressSpec,
     worker_exe: &Path,
     backend: &CgroupBackend,
-    allowed: &[String],
+    allowed: &[impl AsRef<str>],
     children: &mut Vec<Child>,
 ) -> CapResult<StressInverse> {
     let kind = match spec.kind {
@@ -274,7 +274,8 @@ fn proc_stat(pid: i32) -> Option<(char, u64)> {
     if pid <= 0 {
         return None;
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat =
+        super::linux::read_text(&format!("/proc/{pid}/stat"), super::linux::SMALL_LIMIT).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     let mut fields = rest.split_whitespace();

@@ -234,7 +234,7 @@ pub(super) fn relative<'a>(path: &'a str, ancestor: &str) -> &'a str {
 /// cgroup that holds the agent. Returns the granted subtree that contains `path`.
 pub(super) fn check_scope(
     path: &str,
-    allowed: &[String],
+    allowed: &[impl AsRef<str>],
     agent: Option<&str>,
 ) -> CapResult<String> {
     if path == "/" {
@@ -249,13 +249,12 @@ pub(super) fn check_scope(
             "cgroup {path} holds the agent itself (its cgroup is {agent}), whatever the grant"
         )));
     }
-    let mut granted = Vec::new();
-    for entry in allowed {
-        // A malformed grant grants nothing.
-        if let Ok(subtree) = normalize(entry) {
-            granted.push(subtree);
-        }
-    }
+    // Policy subtrees arrive validated (`policy::CgroupPath`); anything else that does not
+    // normalise is an error, never silently "nothing".
+    let granted = allowed
+        .iter()
+        .map(|entry| normalize(entry.as_ref()))
+        .collect::<CapResult<Vec<_>>>()?;
     // The deepest grant confines file access most tightly.
     granted
         .iter()
@@ -265,7 +264,7 @@ pub(super) fn check_scope(
         .ok_or_else(|| {
             CapError::Denied(format!(
                 "cgroup {path} is outside the granted subtrees [{}]",
-                allowed.join(", ")
+                granted.join(", ")
             ))
         })
 }

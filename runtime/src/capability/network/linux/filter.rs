@@ -1,53 +1,17 @@
 //! The parsed traffic selector, shared by the nftables, iptables and tc u32 renderings.
 
-use std::fmt;
-use std::net::IpAddr;
+use ipnet::IpNet;
 
 use super::{Protocol, Traffic};
 use crate::capability::{CapError, CapResult};
+use crate::policy::scope::parse_net;
 
-/// A destination network with its host bits cleared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
+/// A destination network with its host bits cleared (`ipnet`, displayed `10.0.0.0/8`).
+pub(super) type Cidr = IpNet;
 
-impl Cidr {
-    /// Parses `10.0.0.0/8`, `::1/128` or a bare address.
-    pub fn parse(text: &str) -> CapResult<Cidr> {
-        let invalid = || CapError::Invalid(format!("destination {text:?} is not a cidr"));
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| invalid())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| invalid())?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(invalid());
-        }
-        let addr = match addr {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(u32::from(32 - prefix)).unwrap_or(0);
-                IpAddr::V4((u32::from(a) & mask).into())
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
-                IpAddr::V6((u128::from(a) & mask).into())
-            }
-        };
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
+/// Parses `10.0.0.0/8`, `::1/128` or a bare address; host bits are cleared.
+fn parse_cidr(text: &str) -> CapResult<Cidr> {
+    parse_net(text).ok_or_else(|| CapError::Invalid(format!("destination {text:?} is not a cidr")))
 }
 
 /// A transport protocol a rule matches, by name and number.
@@ -97,7 +61,7 @@ impl Filter {
         let mut destinations = traffic
             .destinations
             .iter()
-            .map(|d| Cidr::parse(d))
+            .map(|d| parse_cidr(d))
             .collect::<CapResult<Vec<_>>>()?;
         destinations.dedup();
         for &(first, last) in &traffic.ports {
@@ -139,10 +103,10 @@ impl Filter {
             return vec![false, true];
         }
         let mut families = Vec::new();
-        if self.destinations.iter().any(|d| d.addr.is_ipv4()) {
+        if self.destinations.iter().any(|d| matches!(d, IpNet::V4(_))) {
             families.push(false);
         }
-        if self.destinations.iter().any(|d| d.addr.is_ipv6()) {
+        if self.destinations.iter().any(|d| matches!(d, IpNet::V6(_))) {
             families.push(true);
         }
         families
@@ -152,7 +116,7 @@ impl Filter {
     pub fn destinations_of(&self, ipv6: bool) -> Vec<Cidr> {
         self.destinations
             .iter()
-            .filter(|d| d.addr.is_ipv6() == ipv6)
+            .filter(|d| matches!(d, IpNet::V6(_)) == ipv6)
             .copied()
             .collect()
     }
@@ -216,14 +180,14 @@ mod tests {
 
     #[test]
     fn cidrs_are_normalised() {
-        let c = Cidr::parse("10.1.2.3/8").unwrap();
+        let c = parse_cidr("10.1.2.3/8").unwrap();
         assert_eq!(c.to_string(), "10.0.0.0/8");
-        let c = Cidr::parse("::1").unwrap();
+        let c = parse_cidr("::1").unwrap();
         assert_eq!(c.to_string(), "::1/128");
-        assert!(Cidr::parse("10.0.0.0/33").is_err());
-        assert!(Cidr::parse("nonsense").is_err());
-        assert!(Cidr::parse("10.0.0.0/x").is_err());
-        assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("nonsense").is_err());
+        assert!(parse_cidr("10.0.0.0/x").is_err());
+        assert_eq!(parse_cidr("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
     }
 
     fn covered(masks: &[(u16, u16)]) -> Vec<u16> {

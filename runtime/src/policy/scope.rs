@@ -1,0 +1,585 @@
+//! The typed values of a grant's scopes, compiled once when the policy is read: regexes,
+//! `globset` matchers, `ipnet` networks, inclusive port ranges and validated cgroup paths. A call
+//! only compares; it never parses a policy string again.
+
+use crate::capability::process::linux::ProcInfo;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use ipnet::IpNet;
+use regex::Regex;
+use serde::Serialize;
+use std::fmt;
+
+/// A signal a process grant may allow, named as in the contract's `signal` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalName {
+    /// SIGHUP.
+    Hup,
+    /// SIGINT.
+    Int,
+    /// SIGQUIT.
+    Quit,
+    /// SIGKILL.
+    Kill,
+    /// SIGUSR1.
+    Usr1,
+    /// SIGUSR2.
+    Usr2,
+    /// SIGTERM.
+    Term,
+    /// SIGCONT.
+    Cont,
+    /// SIGSTOP.
+    Stop,
+}
+
+impl SignalName {
+    /// Every signal, in the contract's order.
+    pub const ALL: [SignalName; 9] = [
+        SignalName::Hup,
+        SignalName::Int,
+        SignalName::Quit,
+        SignalName::Kill,
+        SignalName::Usr1,
+        SignalName::Usr2,
+        SignalName::Term,
+        SignalName::Cont,
+        SignalName::Stop,
+    ];
+
+    /// The name a policy uses (`stop`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalName::Hup => "hup",
+            SignalName::Int => "int",
+            SignalName::Quit => "quit",
+            SignalName::Kill => "kill",
+            SignalName::Usr1 => "usr1",
+            SignalName::Usr2 => "usr2",
+            SignalName::Term => "term",
+            SignalName::Cont => "cont",
+            SignalName::Stop => "stop",
+        }
+    }
+
+    fn parse(text: &str) -> Result<SignalName, String> {
+        SignalName::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<_> = SignalName::ALL.iter().map(|s| s.name()).collect();
+                format!("{text:?} is not a signal (one of {})", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for SignalName {
+    /// `SIGSTOP`, as people know it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIG{}", self.name().to_ascii_uppercase())
+    }
+}
+
+/// A kind of stress worker a process grant may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StressKind {
+    /// CPU burners.
+    Cpu,
+    /// Memory holders.
+    Memory,
+    /// Write-and-fsync loops.
+    Io,
+}
+
+impl StressKind {
+    /// Every kind.
+    pub const ALL: [StressKind; 3] = [StressKind::Cpu, StressKind::Memory, StressKind::Io];
+
+    /// The name a policy uses (`cpu`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StressKind::Cpu => "cpu",
+            StressKind::Memory => "memory",
+            StressKind::Io => "io",
+        }
+    }
+
+    fn parse(text: &str) -> Result<StressKind, String> {
+        StressKind::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| format!("{text:?} is not a stress kind (one of cpu, memory, io)"))
+    }
+}
+
+impl fmt::Display for StressKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A cgroup path relative to the hierarchy root, in canonical form (`/a/b`, the root is `/`):
+/// absolute, without `.`, `..` or NUL, so it can never name something outside itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct CgroupPath(String);
+
+impl CgroupPath {
+    /// Validates and canonicalises `text`.
+    pub fn parse(text: &str) -> Result<CgroupPath, String> {
+        if text.contains('\0') {
+            return Err(format!("{text:?} contains a NUL byte"));
+        }
+        if !text.starts_with('/') {
+            return Err(format!(
+                "{text:?} is not an absolute cgroup path (it starts at the hierarchy root, `/`)"
+            ));
+        }
+        let mut parts = Vec::new();
+        for part in text.split('/').filter(|p| !p.is_empty()) {
+            if part == "." || part == ".." {
+                return Err(format!("{text:?} contains `{part}`"));
+            }
+            parts.push(part);
+        }
+        Ok(CgroupPath(format!("/{}", parts.join("/"))))
+    }
+
+    /// The canonical path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether canonical `path` is this cgroup or lies below it.
+    pub fn contains(&self, path: &str) -> bool {
+        self.0 == "/"
+            || path == self.0
+            || path
+                .strip_prefix(self.0.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+impl AsRef<str> for CgroupPath {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CgroupPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Glob patterns (`*`, `?`, `[abc]`, `{a,b}`) compiled into one matcher.
+#[derive(Debug, Clone, Default)]
+pub struct Globs {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl Globs {
+    /// The patterns as written.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// Whether no pattern is listed (then nothing matches).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether any pattern matches `text`.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.set.is_match(text)
+    }
+}
+
+/// Builds a [`Globs`] from `(field, pattern)` pairs; the error names the field.
+fn globs<'a>(items: impl IntoIterator<Item = (String, &'a str)>) -> Result<Globs, Located> {
+    let mut builder = GlobSetBuilder::new();
+    let mut patterns = Vec::new();
+    for (field, pattern) in items {
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Located::new(field, format!("{pattern:?} is not a glob: {}", e.kind())))?;
+        builder.add(glob);
+        patterns.push(pattern.to_string());
+    }
+    let set = builder
+        .build()
+        .map_err(|e| Located::new("globs".to_string(), e.to_string()))?;
+    Ok(Globs { patterns, set })
+}
+
+/// An inclusive range of ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port (equal to `first` for one port).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Whether `first..=last` lies inside this range.
+    pub fn covers(&self, first: u16, last: u16) -> bool {
+        self.first <= first && last <= self.last
+    }
+
+    fn parse(text: &str) -> Result<PortRange, String> {
+        let (a, b) = text.split_once('-').unwrap_or((text, text));
+        let port = |s: &str| {
+            s.trim().parse::<u16>().map_err(|_| {
+                format!("{text:?} is not a port or a range of ports (`80`, `8000-8100`)")
+            })
+        };
+        let (first, last) = (port(a)?, port(b)?);
+        if first > last {
+            return Err(format!("{text:?} is reversed"));
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// Parses `10.0.0.0/8`, `::1/128` or a bare address (a single host), host bits cleared.
+pub fn parse_net(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    match text.parse::<IpNet>() {
+        Ok(net) => Some(net.trunc()),
+        Err(_) => text.parse::<std::net::IpAddr>().ok().map(IpNet::from),
+    }
+}
+
+/// Which processes a grant covers and what it may do to them. A process is covered when it
+/// matches any criterion (pid OR name OR cmdline OR user OR cgroup).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessScope {
+    /// Exact process ids.
+    pub pids: Vec<u32>,
+    /// Exact process names (`/proc/<pid>/comm`).
+    pub names: Vec<String>,
+    /// Regexes over the command line (arguments joined by spaces), compiled.
+    pub cmdlines: Vec<Regex>,
+    /// Real user ids.
+    pub users: Vec<u32>,
+    /// Cgroup subtrees: processes inside them.
+    pub cgroups: Vec<CgroupPath>,
+    /// Signals that may be sent to a covered process; none when empty.
+    pub signals: Vec<SignalName>,
+    /// Stress worker kinds that may be started; none when empty.
+    pub stress: Vec<StressKind>,
+}
+
+/// Which criterion of a process scope put a process in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "criterion", content = "value", rename_all = "lowercase")]
+pub enum Criterion {
+    /// Its pid is listed.
+    Pid(u32),
+    /// Its name is listed.
+    Name(String),
+    /// Its command line matches this regex.
+    Cmdline(String),
+    /// Its user id is listed.
+    User(u32),
+    /// It sits in this cgroup subtree.
+    Cgroup(String),
+}
+
+impl fmt::Display for Criterion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Criterion::Pid(p) => write!(f, "pids = [{p}]"),
+            Criterion::Name(n) => write!(f, "names = [{n:?}]"),
+            Criterion::Cmdline(re) => write!(f, "cmdlines = [{re:?}]"),
+            Criterion::User(u) => write!(f, "users = [{u}]"),
+            Criterion::Cgroup(c) => write!(f, "cgroups = [{c:?}]"),
+        }
+    }
+}
+
+impl ProcessScope {
+    /// Whether no criterion is listed (then no process is covered).
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty()
+            && self.names.is_empty()
+            && self.cmdlines.is_empty()
+            && self.users.is_empty()
+            && self.cgroups.is_empty()
+    }
+
+    /// The first criterion that covers `p`, or `None`. A process without a command line (a
+    /// kernel thread, a zombie) never matches a cmdline pattern, even `.*`.
+    pub fn matches(&self, p: &ProcInfo) -> Option<Criterion> {
+        if self.pids.contains(&p.pid) {
+            return Some(Criterion::Pid(p.pid));
+        }
+        if let Some(n) = self.names.iter().find(|n| **n == p.name) {
+            return Some(Criterion::Name(n.clone()));
+        }
+        if !p.cmdline.is_empty() {
+            let joined = p.cmdline.join(" ");
+            if let Some(re) = self.cmdlines.iter().find(|re| re.is_match(&joined)) {
+                return Some(Criterion::Cmdline(re.as_str().to_string()));
+            }
+        }
+        if self.users.contains(&p.uid) {
+            return Some(Criterion::User(p.uid));
+        }
+        self.cgroups
+            .iter()
+            .find(|c| p.cgroups.iter().any(|pc| c.contains(pc)))
+            .map(|c| Criterion::Cgroup(c.to_string()))
+    }
+}
+
+/// Network namespaces, interfaces and traffic a grant may disturb. A call fits one grant when
+/// its namespace AND every interface AND every destination AND every port range fit that
+/// grant.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkScope {
+    /// `host`: the agent's own namespace.
+    pub host: bool,
+    /// `pid`: the namespace of a process in the process scope.
+    pub pid: bool,
+    /// `named:<glob>`: namespaces under `/run/netns` whose name matches.
+    pub named: Globs,
+    /// Interface names.
+    pub interfaces: Globs,
+    /// Destination networks; `None` (field omitted) allows any destination.
+    pub destinations: Option<Vec<IpNet>>,
+    /// Destination port ranges; `None` (field omitted) allows any port.
+    pub ports: Option<Vec<PortRange>>,
+}
+
+/// One `host:port` a probe may reach; the host is a glob, the port `*` for any.
+#[derive(Debug, Clone)]
+pub struct OutboundHost {
+    /// As written.
+    pub text: String,
+    host: Globs,
+    port: Option<u16>,
+}
+
+impl OutboundHost {
+    /// Whether `host:port` is allowed by this entry.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        self.host.is_match(host) && self.port.is_none_or(|p| p == port)
+    }
+}
+
+/// A bad value, located by its field (`network.destinations[1]`).
+#[derive(Debug)]
+pub(super) struct Located {
+    pub field: String,
+    pub problem: String,
+}
+
+impl Located {
+    fn new(field: String, problem: String) -> Located {
+        Located { field, problem }
+    }
+}
+
+/// A port as TOML may write it: `80` or `"8000-8100"`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawPort {
+    Number(i64),
+    Text(String),
+}
+
+/// The scope tables as the file spells them.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProcess {
+    #[serde(default)]
+    pids: Vec<u32>,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    cmdlines: Vec<String>,
+    #[serde(default)]
+    users: Vec<u32>,
+    #[serde(default)]
+    cgroups: Vec<String>,
+    #[serde(default)]
+    signals: Vec<String>,
+    #[serde(default)]
+    stress: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCgroup {
+    #[serde(default)]
+    subtrees: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNetwork {
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    interfaces: Vec<String>,
+    destinations: Option<Vec<String>>,
+    ports: Option<Vec<RawPort>>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutbound {
+    #[serde(default)]
+    hosts: Vec<String>,
+}
+
+/// Maps each `(index, value)` of a list through `parse`, naming `field[index]` on error.
+fn each<T, U>(
+    field: &str,
+    values: &[T],
+    parse: impl Fn(&T) -> Result<U, String>,
+) -> Result<Vec<U>, Located> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse(v).map_err(|p| Located::new(format!("{field}[{i}]"), p)))
+        .collect()
+}
+
+impl RawProcess {
+    pub(super) fn compile(&self) -> Result<ProcessScope, Located> {
+        Ok(ProcessScope {
+            pids: self.pids.clone(),
+            names: self.names.clone(),
+            cmdlines: each("process.cmdlines", &self.cmdlines, |re| {
+                Regex::new(re).map_err(|e| format!("{re:?} is not a regex: {e}"))
+            })?,
+            users: self.users.clone(),
+            cgroups: each("process.cgroups", &self.cgroups, |c| CgroupPath::parse(c))?,
+            signals: dedup(each("process.signals", &self.signals, |s| {
+                SignalName::parse(s)
+            })?),
+            stress: dedup(each("process.stress", &self.stress, |s| {
+                StressKind::parse(s)
+            })?),
+        })
+    }
+}
+
+fn dedup<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl RawCgroup {
+    pub(super) fn compile(&self) -> Result<Vec<CgroupPath>, Located> {
+        each("cgroup.subtrees", &self.subtrees, |c| CgroupPath::parse(c))
+    }
+}
+
+impl RawNetwork {
+    pub(super) fn compile(&self) -> Result<NetworkScope, Located> {
+        let mut scope = NetworkScope::default();
+        let mut named = Vec::new();
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            let field = format!("network.namespaces[{i}]");
+            match ns.as_str() {
+                "host" => scope.host = true,
+                "pid" => scope.pid = true,
+                _ => match ns.strip_prefix("named:") {
+                    Some(glob) if !glob.is_empty() => named.push((field, glob)),
+                    _ => {
+                        return Err(Located::new(
+                            field,
+                            format!("{ns:?} is not `host`, `pid` or `named:<glob>`"),
+                        ));
+                    }
+                },
+            }
+        }
+        scope.named = globs(named)?;
+        scope.interfaces = globs(
+            self.interfaces
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (format!("network.interfaces[{i}]"), g.as_str())),
+        )?;
+        // An empty list would read as "none" but the old meaning of no list was "any": rather
+        // than guess, refuse it and make the operator say which.
+        if let Some(d) = &self.destinations {
+            if d.is_empty() {
+                return Err(Located::new(
+                    "network.destinations".to_string(),
+                    "an empty list is ambiguous: omit the field to allow any destination, or list CIDRs"
+                        .to_string(),
+                ));
+            }
+            scope.destinations = Some(each("network.destinations", d, |text| {
+                parse_net(text).ok_or_else(|| format!("{text:?} is not a CIDR"))
+            })?);
+        }
+        if let Some(p) = &self.ports {
+            if p.is_empty() {
+                return Err(Located::new(
+                    "network.ports".to_string(),
+                    "an empty list is ambiguous: omit the field to allow any port, or list ports"
+                        .to_string(),
+                ));
+            }
+            scope.ports = Some(each("network.ports", p, |raw| match raw {
+                RawPort::Number(n) => u16::try_from(*n)
+                    .map(|port| PortRange {
+                        first: port,
+                        last: port,
+                    })
+                    .map_err(|_| format!("{n} is not a port")),
+                RawPort::Text(t) => PortRange::parse(t),
+            })?);
+        }
+        Ok(scope)
+    }
+}
+
+impl RawOutbound {
+    pub(super) fn compile(&self) -> Result<Vec<OutboundHost>, Located> {
+        let mut out = Vec::new();
+        for (i, text) in self.hosts.iter().enumerate() {
+            let field = format!("outbound.hosts[{i}]");
+            let (host, port) = text.rsplit_once(':').unwrap_or((text.as_str(), "*"));
+            let port = match port {
+                "*" => None,
+                p => Some(p.parse::<u16>().map_err(|_| {
+                    Located::new(
+                        field.clone(),
+                        format!("{text:?}: {p:?} is not a port or `*`"),
+                    )
+                })?),
+            };
+            if host.is_empty() {
+                return Err(Located::new(field, format!("{text:?} has no host")));
+            }
+            out.push(OutboundHost {
+                text: text.clone(),
+                host: globs([(field, host)])?,
+                port,
+            });
+        }
+        Ok(out)
+    }
+}
