@@ -3,7 +3,7 @@
 //! On start it recovers what dead runs left in the journal *before* it accepts any work (see
 //! [`crate::host::recover`]). Then it serves a small HTTP/1.1 JSON API on loopback ([`api`],
 //! [`http`]). Runs name components by hub reference only, and each is an
-//! [`Execution`](crate::execution::Execution): the agent keeps no lifecycle of its own. Every run is reverted when its duration ends, when it is stopped, when its lease
+//! [`crate::execution::Execution`]: the agent keeps no lifecycle of its own. Every run is reverted when its duration ends, when it is stopped, when its lease
 //! lapses (no heartbeat in time), on an emergency stop, and when the agent shuts down. An
 //! emergency stop also refuses new runs until it is cleared.
 

@@ -130,8 +130,13 @@ pub struct Registered<T: 'static> {
     pub faults: bool,
     /// Whether probes may import it.
     pub probes: bool,
-    link: fn(&mut Linker<T>, fn(&mut T) -> &mut Context) -> wasmtime::Result<()>,
+    link: Link<T>,
 }
+
+/// How a store reaches its [`Context`].
+pub type Getter<T> = fn(&mut T) -> &mut Context;
+/// A capability's linker glue.
+type Link<T> = fn(&mut Linker<T>, Getter<T>) -> wasmtime::Result<()>;
 
 /// The capability registry.
 pub fn registry<T: Send + 'static>() -> [Registered<T>; 6] {
@@ -355,7 +360,7 @@ impl contract::types::Host for Context {}
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     granted: &[Capability],
-    get: fn(&mut T) -> &mut Context,
+    get: Getter<T>,
 ) -> wasmtime::Result<()> {
     contract::types::add_to_linker::<T, HasSelf<Context>>(linker, get)?;
     for entry in registry::<T>() {

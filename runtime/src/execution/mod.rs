@@ -331,7 +331,7 @@ impl Handle {
         self.0.events.subscribe()
     }
 
-    /// The events so far (the newest [`HISTORY`] of them).
+    /// The events so far (the newest 1,024 of them).
     pub fn history(&self) -> Vec<Event> {
         lock(&self.0.history).iter().cloned().collect()
     }
