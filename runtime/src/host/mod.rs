@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod check;
+pub mod limits;
 pub mod recover;
 
 use crate::capability::{self, Backends, Context, LogLine, LogSink};
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store};
+use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -37,7 +38,7 @@ const STDERR_CAP: usize = 16 * 1024;
 /// Limits and places of a host.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
-    /// Linear memory a store may grow to, in bytes.
+    /// Bytes a store may hold in total over all its linear memories and tables.
     pub memory_limit: usize,
     /// Deadline for `describe`, `validate`, `inject` and `check`.
     pub call_timeout: Duration,
@@ -155,56 +156,11 @@ pub enum LoadError {
     Host(#[from] anyhow::Error),
 }
 
-#[derive(Debug)]
-struct MemoryLimitHit {
-    limit: usize,
-    asked: usize,
-}
-
-impl std::fmt::Display for MemoryLimitHit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "memory limit of {} bytes exceeded", self.limit)
-    }
-}
-
-impl std::error::Error for MemoryLimitHit {}
-
-struct Limits {
-    memory: usize,
-}
-
-impl ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory {
-            // An error here traps the guest, so the verdict can say why.
-            return Err(wasmtime::Error::new(MemoryLimitHit {
-                limit: self.memory,
-                asked: desired,
-            }));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
 /// Everything one store holds.
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: Limits,
+    limits: limits::Limiter,
     cap: Context,
 }
 
@@ -422,9 +378,7 @@ impl Host {
         let state = StoreState {
             wasi,
             table: ResourceTable::new(),
-            limits: Limits {
-                memory: self.config.memory_limit,
-            },
+            limits: limits::Limiter::new(self.config.memory_limit),
             cap: Context {
                 execution: execution.to_string(),
                 grants: pre.grants.clone(),
@@ -559,7 +513,7 @@ pub struct Reverted {
 }
 
 fn classify(phase: &'static str, e: wasmtime::Error, stderr: &MemoryOutputPipe) -> CallError {
-    if let Some(hit) = e.downcast_ref::<MemoryLimitHit>() {
+    if let Some(hit) = e.downcast_ref::<limits::MemoryLimitHit>() {
         return CallError::MemoryLimit {
             phase,
             limit: hit.limit,
