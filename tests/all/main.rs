@@ -8,5 +8,6 @@ mod cli;
 mod faults;
 mod host;
 mod hub;
+mod limits;
 mod network;
 mod recovery;
