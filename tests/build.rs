@@ -162,7 +162,12 @@ fn description_data(at: u32, strings: &[&str; 4], revertible: bool) -> String {
     record.extend(text_at.to_le_bytes());
     record.extend(0u32.to_le_bytes());
     record.push(u8::from(revertible));
-    let escape = |bytes: &[u8]| bytes.iter().map(|b| format!("\\{b:02x}")).collect::<String>();
+    let escape = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|b| format!("\\{b:02x}"))
+            .collect::<String>()
+    };
     format!(
         "(data (i32.const {at}) \"{}\")\n    (data (i32.const {text_at}) \"{}\")",
         escape(&record),

@@ -215,7 +215,8 @@ fn check_dir(dir: &Path, own: bool) -> Result<()> {
             format!("it is not owned by this agent's user (uid {me})"),
             format!("chown {me} {d}"),
         )
-    } else if writable_by_others && !(sticky && !own) {
+    } else if writable_by_others && (own || !sticky) {
+        // A sticky parent (like /tmp) is fine: others may not rename or remove what is ours.
         (
             "it is writable by group or others".to_string(),
             format!("chmod 700 {d}"),
@@ -270,10 +271,15 @@ fn check_file(meta: &Metadata, limit: u64) -> Result<(), String> {
     }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o022 != 0 {
-        return Err(format!("it is writable by group or others (mode {mode:04o})"));
+        return Err(format!(
+            "it is writable by group or others (mode {mode:04o})"
+        ));
     }
     if meta.len() > limit {
-        return Err(format!("it is {} bytes, more than the {limit} allowed", meta.len()));
+        return Err(format!(
+            "it is {} bytes, more than the {limit} allowed",
+            meta.len()
+        ));
     }
     Ok(())
 }

@@ -18,16 +18,19 @@ use wasmtime::ResourceLimiter;
 /// layout so that tables can never be a way around the memory cap.
 pub const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>() * 2;
 
-/// Core instances a store may create. A Rust `wasm32-wasip2` fault instantiates 4 or 5 core
-/// modules (its own code, the WASI adapter, the shim and fixup modules that tie their tables
-/// together); 32 leaves room for richer components while stopping a component that instantiates
-/// modules by the thousand.
+/// Core instances a store may create. Every fault and probe built from `faults/` (Rust,
+/// `wasm32-wasip2`) instantiates 3 core modules: its own code and the shim and fixup modules
+/// that tie the imported functions into its table. 32 leaves room for components built by
+/// other toolchains (a WASI preview 1 adapter, a language runtime in modules of its own) while
+/// stopping one that instantiates modules by the thousand.
 pub const MAX_INSTANCES: usize = 32;
 
-/// Linear memories a store may create. A Rust fault has 2 (its own and the WASI adapter's).
+/// Linear memories a store may create. Each fault built from `faults/` has 1 (17 pages at
+/// start); an adapted component has 2.
 pub const MAX_MEMORIES: usize = 8;
 
-/// Tables a store may create. A Rust fault has 2 or 3 (its function table and the shim's).
+/// Tables a store may create. Each fault built from `faults/` has 2 (its function table, 60
+/// to 160 elements, and the shim's, under 60).
 pub const MAX_TABLES: usize = 16;
 
 /// A store's memory (and table) growth was refused because the total would pass the cap.
@@ -91,9 +94,7 @@ impl Limiter {
         if maximum.is_some_and(|max| desired > max) {
             return Ok(false);
         }
-        let asked = self
-            .used
-            .saturating_add(desired.saturating_sub(current));
+        let asked = self.used.saturating_add(desired.saturating_sub(current));
         if asked > self.cap {
             // An error (not `Ok(false)`) traps the guest, so the verdict can say which limit it
             // hit instead of the guest's allocator failing somewhere later.
@@ -174,7 +175,12 @@ mod tests {
         Ok((store, instance))
     }
 
-    fn grow(store: &mut Store<Limiter>, i: &Instance, which: &str, pages: i32) -> wasmtime::Result<i32> {
+    fn grow(
+        store: &mut Store<Limiter>,
+        i: &Instance,
+        which: &str,
+        pages: i32,
+    ) -> wasmtime::Result<i32> {
         i.get_typed_func::<i32, i32>(&mut *store, which)?
             .call(&mut *store, pages)
     }
@@ -192,7 +198,9 @@ mod tests {
         assert_eq!(grow(&mut store, &i, "grow-a", 6).unwrap(), 1);
         // …but together they pass it: 7 + 7 = 14 pages.
         let e = grow(&mut store, &i, "grow-b", 6).unwrap_err();
-        let hit = e.downcast_ref::<MemoryLimitHit>().expect("a memory limit hit");
+        let hit = e
+            .downcast_ref::<MemoryLimitHit>()
+            .expect("a memory limit hit");
         assert_eq!(
             hit,
             &MemoryLimitHit {
@@ -200,7 +208,10 @@ mod tests {
                 asked: 14 * PAGE
             }
         );
-        assert!(format!("{e:#}").contains("memory limit of 655360 bytes exceeded"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("memory limit of 655360 bytes exceeded"),
+            "{e:#}"
+        );
         // The refused growth is not counted.
         assert_eq!(store.data().used(), 8 * PAGE);
     }
@@ -208,7 +219,9 @@ mod tests {
     #[test]
     fn memories_too_big_together_are_refused_at_instantiation() {
         let e = instantiate(&two_memories(6), 10 * PAGE).unwrap_err();
-        let hit = e.downcast_ref::<MemoryLimitHit>().expect("a memory limit hit");
+        let hit = e
+            .downcast_ref::<MemoryLimitHit>()
+            .expect("a memory limit hit");
         assert_eq!(hit.asked, 12 * PAGE);
     }
 
@@ -228,17 +241,19 @@ mod tests {
     fn table_elements_count_against_the_same_cap() {
         let cap = 4 * PAGE;
         let elements = (2 * PAGE / TABLE_ELEMENT_BYTES) as i32;
-        let wasm = wat::parse_str(format!(
+        let wasm = wat::parse_str(
             r#"(module (memory 1) (table $t 0 funcref)
                 (func (export "grow-t") (param i32) (result i32)
-                    (table.grow $t (ref.null func) (local.get 0))))"#
-        ))
+                    (table.grow $t (ref.null func) (local.get 0))))"#,
+        )
         .unwrap();
         let (mut store, i) = instantiate(&wasm, cap).unwrap();
         // 1 page of memory + 2 pages' worth of elements fit; another 2 pages' worth do not.
         assert_eq!(grow(&mut store, &i, "grow-t", elements).unwrap(), 0);
         let e = grow(&mut store, &i, "grow-t", elements).unwrap_err();
-        let hit = e.downcast_ref::<MemoryLimitHit>().expect("a memory limit hit");
+        let hit = e
+            .downcast_ref::<MemoryLimitHit>()
+            .expect("a memory limit hit");
         assert_eq!(hit.asked, 5 * PAGE);
     }
 
