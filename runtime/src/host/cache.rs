@@ -39,14 +39,11 @@ const RECORD_SUFFIX: &str = ".sha256";
 
 /// The cache directory (or its parent) is not safe to load native code from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "refusing the compile cache directory {}: {problem} (owner uid {owner}, mode {mode:04o}); fix: {fix}",
-    dir.display()
-)]
+#[error("refusing the compile cache: {problem} (owner uid {owner}, mode {mode:04o}); fix: {fix}")]
 pub struct UnsafeCacheDir {
     /// The directory found unsafe (the cache directory or its parent).
     pub dir: PathBuf,
-    /// What is wrong with it.
+    /// What is wrong with it, naming it.
     pub problem: String,
     /// Its owner's uid.
     pub owner: u32,
@@ -183,42 +180,59 @@ fn euid() -> u32 {
 
 /// Checks a directory the cache loads from. `own` is the cache directory itself; its parent
 /// (`own == false`) is held to the same rules when it is ours, and otherwise only must not let
-/// others replace the cache directory (writable by group or others without the sticky bit).
+/// others replace the cache directory: writable by group or others only with the sticky bit
+/// (as /tmp), and a symbolic link only when root owns it.
 fn check_dir(dir: &Path, own: bool) -> Result<()> {
-    let meta = std::fs::symlink_metadata(dir)
-        .with_context(|| format!("failed to read the metadata of {}", dir.display()))?;
-    let (owner, mode, me) = (meta.uid(), meta.mode() & 0o7777, euid());
+    let read = |follow: bool| {
+        if follow {
+            std::fs::metadata(dir)
+        } else {
+            std::fs::symlink_metadata(dir)
+        }
+        .with_context(|| format!("failed to read the metadata of {}", dir.display()))
+    };
+    let mut meta = read(false)?;
+    let me = euid();
+    let theirs = !own && meta.uid() != me;
+    if theirs && meta.file_type().is_symlink() && meta.uid() == 0 {
+        meta = read(true)?;
+    }
+    let (owner, mode) = (meta.uid(), meta.mode() & 0o7777);
     let d = dir.display();
     let writable_by_others = mode & 0o022 != 0;
     let sticky = mode & 0o1000 != 0;
-    let (problem, fix) = if !own && owner != me {
-        if writable_by_others && !sticky {
-            (
-                format!("its parent {d} is writable by group or others, who could replace it"),
-                format!("chmod go-w {d}"),
-            )
-        } else {
-            return Ok(());
-        }
-    } else if meta.file_type().is_symlink() {
+    let what = if own {
+        ""
+    } else {
+        " (the parent of the cache directory)"
+    };
+    let (problem, fix) = if meta.file_type().is_symlink() {
         (
-            "it is a symbolic link".to_string(),
+            "is a symbolic link".to_string(),
             format!("point the state or cache directory at the real directory instead of {d}"),
         )
     } else if !meta.is_dir() {
         (
-            "it is not a directory".to_string(),
+            "is not a directory".to_string(),
             format!("remove {d} or choose another cache directory"),
+        )
+    } else if theirs {
+        if !writable_by_others || sticky {
+            return Ok(());
+        }
+        (
+            "is writable by group or others, who could replace the cache directory".to_string(),
+            format!("chmod go-w {d}"),
         )
     } else if owner != me {
         (
-            format!("it is not owned by this agent's user (uid {me})"),
+            format!("is not owned by this agent's user (uid {me})"),
             format!("chown {me} {d}"),
         )
     } else if writable_by_others && (own || !sticky) {
         // A sticky parent (like /tmp) is fine: others may not rename or remove what is ours.
         (
-            "it is writable by group or others".to_string(),
+            "is writable by group or others".to_string(),
             format!("chmod 700 {d}"),
         )
     } else {
@@ -226,7 +240,7 @@ fn check_dir(dir: &Path, own: bool) -> Result<()> {
     };
     Err(UnsafeCacheDir {
         dir: dir.to_path_buf(),
-        problem,
+        problem: format!("{d}{what} {problem}"),
         owner,
         mode,
         fix,
@@ -481,7 +495,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "refusing the compile cache directory {0}: it is writable by group or others \
+                "refusing the compile cache: {0} is writable by group or others \
                  (owner uid {1}, mode 0777); fix: chmod 700 {0}",
                 dir.display(),
                 euid()
@@ -497,7 +511,11 @@ mod tests {
         let link = d.path().join("cache");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let e = CompileCache::new(&link, &Engine::default()).unwrap_err();
-        assert!(e.to_string().contains(": it is a symbolic link"), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("{} is a symbolic link", link.display())),
+            "{e}"
+        );
 
         let parent = d.path().join("state");
         std::fs::create_dir(&parent).unwrap();
@@ -505,6 +523,13 @@ mod tests {
         let e = CompileCache::new(&parent.join("cache"), &Engine::default()).unwrap_err();
         let unsafe_dir = e.downcast_ref::<UnsafeCacheDir>().expect("UnsafeCacheDir");
         assert_eq!(unsafe_dir.dir, parent);
+        assert_eq!(
+            unsafe_dir.problem,
+            format!(
+                "{} (the parent of the cache directory) is writable by group or others",
+                parent.display()
+            )
+        );
         assert!(e.to_string().contains("fix: chmod 700"), "{e}");
     }
 }
