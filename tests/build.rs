@@ -1,6 +1,7 @@
 //! Builds every guest from source for wasm32-wasip2: the published faults and probes in
 //! `faults/` (with the same reproducible flags as `faultline hub build`, so a test can compare
-//! their digests with `hub-index.json`) and the misbehaving fixtures in `tests/components/`.
+//! their digests with `hub-index.json`) and the misbehaving fixtures in `tests/components/`,
+//! one of which (`multi-memory.wat`) is component text compiled here with the `wat` crate.
 //! Writes `$OUT_DIR/components.rs` with a path constant per component.
 
 // Test support: a panic is how a test (or its build) fails.
@@ -115,7 +116,63 @@ fn main() {
         "/// Every published fault and probe: (package, path built from source).\npub const PUBLISHED: &[(&str, &str)] = &[{}];\n",
         published.join(" ")
     ));
+    consts.push_str(&multi_memory(&root, &out));
     std::fs::write(out.join("components.rs"), consts).expect("write components.rs");
+}
+
+/// Compiles the two-memory fixture `tests/components/multi-memory.wat` to a binary component
+/// in `out`, with `describe`'s answer laid out as data. Returns its path constant.
+fn multi_memory(root: &Path, out: &Path) -> String {
+    let source = root.join("tests/components/multi-memory.wat");
+    println!("cargo:rerun-if-changed={}", source.display());
+    let text = std::fs::read_to_string(&source).expect("read multi-memory.wat");
+    let description = description_data(
+        1024,
+        &[
+            "multi-memory",
+            "0.1.0",
+            "Grows two core memories that together pass the store's memory cap",
+            r#"{"type": "object"}"#,
+        ],
+        true,
+    );
+    let wasm = wat::parse_str(text.replace("@DESCRIPTION@", &description))
+        .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    let path = out.join("multi_memory.wasm");
+    std::fs::write(&path, wasm).expect("write multi_memory.wasm");
+    format!(
+        "/// `tests/components/multi-memory.wat` compiled to a binary component.\npub const MULTI_MEMORY: &str = {:?};\n",
+        path.display().to_string()
+    )
+}
+
+/// Data segments holding a `description` record at `at` as the canonical ABI lays it out:
+/// name, version, summary and params-schema as (ptr, len) pairs of u32, an empty capability
+/// list as (ptr, len), `revertible` as a byte; the strings follow the 44-byte record.
+fn description_data(at: u32, strings: &[&str; 4], revertible: bool) -> String {
+    let mut record = Vec::new();
+    let mut text = Vec::new();
+    let text_at = at + 64;
+    for s in strings {
+        let ptr = text_at + text.len() as u32;
+        record.extend(ptr.to_le_bytes());
+        record.extend((s.len() as u32).to_le_bytes());
+        text.extend(s.as_bytes());
+    }
+    record.extend(text_at.to_le_bytes());
+    record.extend(0u32.to_le_bytes());
+    record.push(u8::from(revertible));
+    let escape = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|b| format!("\\{b:02x}"))
+            .collect::<String>()
+    };
+    format!(
+        "(data (i32.const {at}) \"{}\")\n    (data (i32.const {text_at}) \"{}\")",
+        escape(&record),
+        escape(&text)
+    )
 }
 
 /// The environment `faultline hub build` uses: no flags from the outer build, paths remapped so

@@ -9,6 +9,7 @@ mod execution;
 mod faults;
 mod host;
 mod hub;
+mod limits;
 mod network;
 mod policy;
 mod recovery;

@@ -3,67 +3,23 @@
 
 use super::engine::TICK;
 use super::error::{CallError, GuestErrorText};
+use super::limits::MemoryLimitHit;
 use crate::capability::Context;
 use crate::contract::types::Error as GuestError;
 use std::time::{Duration, Instant};
+use wasmtime::Store;
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Bytes of a guest's stderr kept for the trap message.
 pub(super) const STDERR_CAP: usize = 16 * 1024;
 
-#[derive(Debug)]
-pub(super) struct MemoryLimitHit {
-    pub(super) limit: usize,
-    pub(super) asked: usize,
-}
-
-impl std::fmt::Display for MemoryLimitHit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "memory limit of {} bytes exceeded", self.limit)
-    }
-}
-
-impl std::error::Error for MemoryLimitHit {}
-
-pub(super) struct Limits {
-    pub(super) memory: usize,
-}
-
-impl ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory {
-            // An error here traps the guest, so the verdict can say why.
-            return Err(wasmtime::Error::new(MemoryLimitHit {
-                limit: self.memory,
-                asked: desired,
-            }));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
 /// Everything one store holds.
 pub struct StoreState {
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    pub(super) limits: Limits,
+    pub(super) limits: super::limits::Limiter,
     pub(super) cap: Context,
 }
 

@@ -12,7 +12,8 @@
 //! | file | role |
 //! |---|---|
 //! | `engine.rs` | the engine and its epoch ticker |
-//! | `call.rs` | one call: store, limits, deadline, verdict |
+//! | `call.rs` | one call: store, deadline, verdict |
+//! | `limits.rs` | one memory cap over a whole store, counts of instances and memories |
 //! | `plugin.rs` | [`FaultPlugin`] and [`ProbePlugin`] |
 //! | `check.rs` | exports and imports against the contract |
 //! | `cache.rs` | compiled components on disk |
@@ -24,6 +25,7 @@ mod call;
 pub mod check;
 mod engine;
 mod error;
+pub mod limits;
 mod plugin;
 pub mod recover;
 
@@ -32,7 +34,7 @@ use crate::contract::{self, fault, probe};
 use crate::journal::Journal;
 use crate::policy::{Capability, Grants, Identity, Policy};
 use anyhow::Result;
-use call::{Limits, StoreState, arm_deadline, within};
+use call::{StoreState, arm_deadline, within};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -52,7 +54,7 @@ pub use plugin::{FaultPlugin, Injected, Plugin, PluginInfo, ProbePlugin, Reverte
 /// Limits and places of a host.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
-    /// Linear memory a store may grow to, in bytes.
+    /// Memory a store may hold in all, in bytes: every linear memory plus its tables.
     pub memory_limit: usize,
     /// Deadline for `describe`, `validate`, `inject` and `check`.
     pub call_timeout: Duration,
@@ -399,9 +401,7 @@ impl Host {
         let state = StoreState {
             wasi,
             table: ResourceTable::new(),
-            limits: Limits {
-                memory: self.config.memory_limit,
-            },
+            limits: limits::Limiter::new(self.config.memory_limit),
             cap: Context {
                 execution: execution.to_string(),
                 grants,
