@@ -13,8 +13,7 @@ const PAGE: usize = 64 << 10;
 /// under the test host's cap of 32 MiB (512 pages).
 async fn grow_both(pages: u64) -> Result<faultline::host::Injected, CallError> {
     let (host, _d) = host();
-    let plugin = host
-        .load(&wasm(c::MULTI_MEMORY), &Policy::default())
+    let plugin = faultline_tests::load_fault(&host, &wasm(c::MULTI_MEMORY), &Policy::default())
         .await
         .unwrap();
     assert_eq!(plugin.label(), "multi-memory@0.1.0");
@@ -57,7 +56,7 @@ async fn published_faults_fit_the_store_limits_with_room_to_spare() {
     let (host, _d) = host();
     for (name, path) in c::PUBLISHED {
         let bytes = wasm(path);
-        let (component, _, _) = host.compile(&bytes).unwrap();
+        let (component, _, _) = host.compile(&bytes).await.unwrap();
         let needs = component
             .resources_required()
             .unwrap_or_else(|| panic!("{name}: imports core modules"));
