@@ -242,7 +242,7 @@ fn io_limit_is_set_and_restored() {
         .find_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
         .map(|d| d.trim().to_string());
     let Some(device) = device else {
-        eprintln!("skipping io_limit_is_set_and_restored: no disk");
+        faultline_tests::skip("io_limit_is_set_and_restored", "a block device to throttle");
         return;
     };
     let cg = TestCgroup::new(&["blkio"], true);
@@ -254,7 +254,7 @@ fn io_limit_is_set_and_restored() {
     let backend = CgroupBackend::new().unwrap();
     match backend.prepare(&Target::Path(cg.path().to_string()), &setting, &all()) {
         Err(CapError::Unsupported(why)) => {
-            eprintln!("skipping io_limit_is_set_and_restored: {why}");
+            faultline_tests::skip("io_limit_is_set_and_restored", &why.to_string());
             return;
         }
         other => drop(other.unwrap()),
@@ -331,7 +331,10 @@ fn freeze_falls_back_to_the_v1_freezer() {
         return;
     }
     if v1_mount("freezer").is_none() {
-        eprintln!("skipping freeze_falls_back_to_the_v1_freezer: no v1 freezer");
+        faultline_tests::skip(
+            "freeze_falls_back_to_the_v1_freezer",
+            "a v1 freezer hierarchy",
+        );
         return;
     }
     // Not in v2: the sleep child's v2 cgroup is the root, which cannot be frozen there.

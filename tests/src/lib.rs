@@ -26,6 +26,24 @@ pub fn privileged(test: &str) -> bool {
     false
 }
 
+/// Records that `test` skips part or all of itself because this machine lacks `feature`:
+/// printed, and appended to `$FAULTLINE_SKIP_LOG` when set, so `.ci/run` lists every such skip
+/// at the end (libtest hides a passing test's output).
+pub fn skip(test: &str, feature: &str) {
+    let line = format!("skipping {test}: this machine lacks {feature}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("FAULTLINE_SKIP_LOG") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

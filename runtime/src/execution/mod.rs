@@ -110,6 +110,23 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn new(id: &str, fault: String, reason: StopReason, started_ms: u64) -> Outcome {
+        Outcome {
+            id: id.to_string(),
+            fault,
+            reason,
+            injected: false,
+            changes: 0,
+            inject_error: None,
+            guest_revert_error: None,
+            revert_failures: Vec::new(),
+            inject_ms: None,
+            revert_ms: 0.0,
+            started_ms,
+            ended_ms: 0,
+        }
+    }
+
     /// Whether the host is back as it was.
     pub fn is_clean(&self) -> bool {
         self.revert_failures.is_empty()
@@ -222,12 +239,14 @@ impl Shared {
         self.emit(EventKind::Phase { phase });
     }
 
-    fn publish(&self, outcome: Outcome) {
+    fn publish(&self, outcome: Outcome) -> Arc<Outcome> {
         for f in &outcome.revert_failures {
             self.host_event("error", format!("revert failed: {f}"));
         }
-        self.outcome.send_replace(Some(Arc::new(outcome)));
+        let outcome = Arc::new(outcome);
+        self.outcome.send_replace(Some(outcome.clone()));
         self.set_phase(Phase::Ended);
+        outcome
     }
 
     /// Resolves when the run must be cut short: a stop was asked for or the lease lapsed.
@@ -434,20 +453,12 @@ impl Execution {
             reason = &mut cut => Err(reason),
         };
         let inject_ms = start.elapsed().as_secs_f64() * 1000.0;
-        let mut outcome = Outcome {
-            id: spec.id.clone(),
-            fault: plugin.label(),
-            reason: StopReason::DurationOver,
-            injected: false,
-            changes: 0,
-            inject_error: None,
-            guest_revert_error: None,
-            revert_failures: Vec::new(),
-            inject_ms: None,
-            revert_ms: 0.0,
-            started_ms: shared.started_ms,
-            ended_ms: 0,
-        };
+        let mut outcome = Outcome::new(
+            &spec.id,
+            plugin.label(),
+            StopReason::DurationOver,
+            shared.started_ms,
+        );
         match injected {
             Ok(Ok(i)) => {
                 outcome.injected = true;
@@ -487,24 +498,7 @@ impl Execution {
         let reverted = plugin.revert(&host, &spec.id, guard.state.as_deref()).await;
         guard.armed = false;
         finish(&shared, &mut outcome, reverted, start);
-        shared.publish(outcome);
-        shared.outcome.borrow().clone().unwrap_or_else(|| {
-            // `publish` just set it; this branch is unreachable but must not panic.
-            Arc::new(Outcome {
-                id: spec.id,
-                fault: plugin.label(),
-                reason: StopReason::Abandoned,
-                injected: false,
-                changes: 0,
-                inject_error: None,
-                guest_revert_error: None,
-                revert_failures: vec!["the outcome was lost".into()],
-                inject_ms: None,
-                revert_ms: 0.0,
-                started_ms: 0,
-                ended_ms: now_ms(),
-            })
-        })
+        shared.publish(outcome)
     }
 }
 
@@ -565,20 +559,13 @@ impl Drop for Guard {
                     failures: host.undo_journal(&id).await,
                 },
             };
-            let mut outcome = Outcome {
-                id,
-                fault: plugin.label(),
-                reason: StopReason::Abandoned,
-                injected,
-                changes: 0,
-                inject_error: None,
-                guest_revert_error: None,
-                revert_failures: Vec::new(),
-                inject_ms: None,
-                revert_ms: 0.0,
-                started_ms: shared.started_ms,
-                ended_ms: 0,
-            };
+            let mut outcome = Outcome::new(
+                &id,
+                plugin.label(),
+                StopReason::Abandoned,
+                shared.started_ms,
+            );
+            outcome.injected = injected;
             finish(&shared, &mut outcome, reverted, start);
             shared.publish(outcome);
         };

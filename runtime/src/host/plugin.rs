@@ -9,6 +9,7 @@ use crate::contract::{self, fault, probe};
 use crate::policy::{Grants, Identity};
 use std::sync::Arc;
 use std::time::Duration;
+use wasmtime::Store;
 
 /// What every plug-in is: where it came from, what it said of itself, what it may do.
 #[derive(Debug, Clone)]
@@ -156,18 +157,40 @@ impl Reverted {
     }
 }
 
+/// Runs one export in a fresh store for `execution` with `grants`, under `limit`: the store, its
+/// deadline and the verdict are the same for every export. Returns what the export returned and
+/// the changes the host journalled during the call.
+async fn call<T>(
+    host: &Host,
+    grants: Arc<Grants>,
+    execution: &str,
+    phase: &'static str,
+    limit: Duration,
+    export: impl AsyncFnOnce(&mut Store<StoreState>) -> wasmtime::Result<T>,
+) -> Result<(T, Vec<u64>), CallError> {
+    let (mut store, stderr) = host.store(grants, execution);
+    arm_deadline(&mut store, limit);
+    let r = within(phase, limit, &stderr, export(&mut store)).await?;
+    Ok((r, store.data().cap.changes.clone()))
+}
+
 impl FaultPlugin {
     /// Checks parameters against the published schema, then runs the fault's `validate` with
     /// nothing granted (no side effects).
     pub async fn validate(&self, host: &Host, params: &str) -> Result<(), CallError> {
         self.check_params(params)?;
-        let (mut store, stderr) = host.store(self.nothing(), "validate");
         let limit = host.config().call_timeout;
-        arm_deadline(&mut store, limit);
-        let r = within("validate", limit, &stderr, async {
-            let i = self.pre.instantiate_async(&mut store).await?;
-            i.call_validate(&mut store, params).await
-        })
+        let (r, _) = call(
+            host,
+            self.nothing(),
+            "validate",
+            "validate",
+            limit,
+            async |s| {
+                let i = self.pre.instantiate_async(&mut *s).await?;
+                i.call_validate(s, params).await
+            },
+        )
         .await?;
         guest("validate", r)
     }
@@ -182,24 +205,20 @@ impl FaultPlugin {
         params: &str,
         duration: Duration,
     ) -> Result<Injected, CallError> {
-        let (mut store, stderr) = host.store(self.grants.clone(), execution);
-        let limit = host.config().call_timeout;
-        arm_deadline(&mut store, limit);
         let request = contract::types::InjectRequest {
             params: params.to_string(),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             execution_id: execution.to_string(),
         };
-        let r = within("inject", limit, &stderr, async {
-            let i = self.pre.instantiate_async(&mut store).await?;
-            i.call_inject(&mut store, &request).await
+        let limit = host.config().call_timeout;
+        let grants = self.grants.clone();
+        let (r, changes) = call(host, grants, execution, "inject", limit, async |s| {
+            let i = self.pre.instantiate_async(&mut *s).await?;
+            i.call_inject(s, &request).await
         })
         .await?;
         let state = guest("inject", r)?;
-        Ok(Injected {
-            state,
-            changes: store.data().cap.changes.clone(),
-        })
+        Ok(Injected { state, changes })
     }
 
     /// Reverts `execution`: the guest's `revert(state)` in a fresh instance with its own
@@ -207,15 +226,14 @@ impl FaultPlugin {
     pub async fn revert(&self, host: &Host, execution: &str, state: Option<&[u8]>) -> Reverted {
         let mut reverted = Reverted::default();
         if let Some(state) = state {
-            let (mut store, stderr) = host.store(self.grants.clone(), execution);
             let limit = host.config().revert_timeout;
-            arm_deadline(&mut store, limit);
-            let r = within("revert", limit, &stderr, async {
-                let i = self.pre.instantiate_async(&mut store).await?;
-                i.call_revert(&mut store, state).await
+            let grants = self.grants.clone();
+            let r = call(host, grants, execution, "revert", limit, async |s| {
+                let i = self.pre.instantiate_async(&mut *s).await?;
+                i.call_revert(s, state).await
             })
             .await
-            .and_then(|r| guest("revert", r));
+            .and_then(|(r, _)| guest("revert", r));
             if let Err(e) = r {
                 tracing::warn!("{}: {e}; the journal undoes the rest", self.label());
                 reverted.guest_error = Some(e.to_string());
@@ -231,13 +249,18 @@ impl ProbePlugin {
     /// nothing granted (no side effects).
     pub async fn validate(&self, host: &Host, params: &str) -> Result<(), CallError> {
         self.check_params(params)?;
-        let (mut store, stderr) = host.store(self.nothing(), "validate");
         let limit = host.config().call_timeout;
-        arm_deadline(&mut store, limit);
-        let r = within("validate", limit, &stderr, async {
-            let i = self.pre.instantiate_async(&mut store).await?;
-            i.call_validate(&mut store, params).await
-        })
+        let (r, _) = call(
+            host,
+            self.nothing(),
+            "validate",
+            "validate",
+            limit,
+            async |s| {
+                let i = self.pre.instantiate_async(&mut *s).await?;
+                i.call_validate(s, params).await
+            },
+        )
         .await?;
         guest("validate", r)
     }
@@ -249,16 +272,15 @@ impl ProbePlugin {
         execution: &str,
         params: &str,
     ) -> Result<Outcome, CallError> {
-        let (mut store, stderr) = host.store(self.grants.clone(), execution);
-        let limit = host.config().call_timeout;
-        arm_deadline(&mut store, limit);
         let request = contract::types::ProbeRequest {
             params: params.to_string(),
             execution_id: execution.to_string(),
         };
-        let r = within("check", limit, &stderr, async {
-            let i = self.pre.instantiate_async(&mut store).await?;
-            i.call_check(&mut store, &request).await
+        let limit = host.config().call_timeout;
+        let grants = self.grants.clone();
+        let (r, _) = call(host, grants, execution, "check", limit, async |s| {
+            let i = self.pre.instantiate_async(&mut *s).await?;
+            i.call_check(s, &request).await
         })
         .await?;
         guest("check", r)
