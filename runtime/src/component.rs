@@ -107,9 +107,10 @@ impl std::fmt::Display for Source {
 /// bounded (a device such as `/dev/zero` cannot grow the process).
 pub async fn read_local(path: &Path) -> Result<Fetched> {
     let path = path.to_path_buf();
-    let bytes = tokio::task::spawn_blocking(move || read_bounded(&path, MAX_COMPONENT_BYTES))
-        .await
-        .context("reading the component panicked")??;
+    let bytes =
+        tokio::task::spawn_blocking(move || read_bounded(&path, MAX_COMPONENT_BYTES, "component"))
+            .await
+            .context("reading the component panicked")??;
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
     Ok(Fetched {
         bytes,
@@ -118,33 +119,34 @@ pub async fn read_local(path: &Path) -> Result<Fetched> {
     })
 }
 
-/// Reads a regular file of at most `max` bytes, never blocking on a FIFO or reading a device.
-pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
+/// Reads a regular file of at most `max` bytes, never blocking on a FIFO or reading a device;
+/// `what` names the file in errors (`component`, `policy`…).
+pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
     use std::os::unix::fs::OpenOptionsExt;
-    let text = path.display();
+    let text = format!("{what} {}", path.display());
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .with_context(|| format!("cannot read component {text}"))?;
+        .with_context(|| format!("cannot read {text}"))?;
     let meta = file
         .metadata()
-        .with_context(|| format!("cannot read component {text}"))?;
+        .with_context(|| format!("cannot read {text}"))?;
     if !meta.is_file() {
-        bail!("component {text} is not a regular file");
+        bail!("{text} is not a regular file");
     }
     if meta.len() > max {
         bail!(
-            "component {text} is {} bytes, more than the limit of {max}",
+            "{text} is {} bytes, more than the limit of {max}",
             meta.len()
         );
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(max + 1)
         .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read component {text}"))?;
+        .with_context(|| format!("cannot read {text}"))?;
     if bytes.len() as u64 > max {
-        bail!("component {text} grew past the limit of {max} bytes while it was read");
+        bail!("{text} grew past the limit of {max} bytes while it was read");
     }
     Ok(bytes)
 }

@@ -244,8 +244,9 @@ impl Shared {
             self.host_event("error", format!("revert failed: {f}"));
         }
         let outcome = Arc::new(outcome);
-        self.outcome.send_replace(Some(outcome.clone()));
+        // Phase first: whoever sees the outcome (`Handle::finished`) also sees the run ended.
         self.set_phase(Phase::Ended);
+        self.outcome.send_replace(Some(outcome.clone()));
         outcome
     }
 

@@ -244,8 +244,10 @@ impl HubConfig {
 
     /// Reads the `[hub]` section of the configuration file at `path`; errors name the file.
     pub fn load(path: &Path) -> Result<Self, HubError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| HubError::Config(format!("cannot read {}: {e}", path.display())))?;
+        // Bounded, and never blocking on a FIFO: a configuration is a small text file.
+        let text = crate::component::read_bounded(path, 1 << 20, "configuration")
+            .and_then(|b| String::from_utf8(b).map_err(anyhow::Error::from))
+            .map_err(|e| HubError::Config(format!("cannot read {}: {e:#}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_toml_str(&text, base).map_err(|e| match e {
             HubError::Config(message) => HubError::Config(format!("{}: {message}", path.display())),

@@ -336,8 +336,11 @@ impl Policy {
 
     /// Reads and parses a policy file.
     pub fn load(path: &Path) -> Result<Policy> {
-        let text = std::fs::read_to_string(path)
+        // Bounded, and never blocking on a FIFO: a policy is a small text file.
+        let bytes = crate::component::read_bounded(path, 1 << 20, "policy")
             .with_context(|| format!("failed to read policy {}", path.display()))?;
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("policy {} is not UTF-8", path.display()))?;
         Policy::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
