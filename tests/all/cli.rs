@@ -250,3 +250,25 @@ fn a_local_file_gets_no_name_grant_and_a_hub_reference_does() {
     assert!(text(&out).contains("from hub faultline"), "{}", text(&out));
     assert_eq!(target.state(), 'S');
 }
+
+#[test]
+fn numbers_out_of_range_are_usage_errors_never_wrapped() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, needle) in [
+        ("--memory-mib", "17592186044416", "17592186044416"),
+        ("--memory-mib", "0", "0 is not in 1..=4096"),
+        ("--call-timeout", "0s", "out of range"),
+        ("--duration", "400d", "out of range"),
+        ("--execution-id", "../x", "an execution id is"),
+    ] {
+        let out = faultline(dir.path(), &["inject", "process-pause", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {}", text(&out));
+        assert!(
+            text(&out).contains(needle),
+            "{flag} {value}: {}",
+            text(&out)
+        );
+    }
+}
