@@ -272,3 +272,36 @@ fn numbers_out_of_range_are_usage_errors_never_wrapped() {
         );
     }
 }
+
+#[test]
+fn a_hub_entry_whose_component_lies_about_its_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A hub that lists the process-pause component as `process-kill`.
+    let config = faultline_tests::fixture_hub_of(
+        dir.path(),
+        &[("process-kill", c::PROCESS_PAUSE, "process")],
+    );
+    let policy = dir.path().join("all.toml");
+    std::fs::write(
+        &policy,
+        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"process\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--config")
+        .arg(&config)
+        .args(["inject", "process-kill", "--param", "pid=1", "--policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "hub fixtures lists this component as process-kill@0.1.0, but it describes itself as process-pause@0.1.0"
+        ),
+        "{}",
+        text(&out)
+    );
+}

@@ -206,15 +206,23 @@ pub async fn load_probe(
 /// `required_signatures = 0` in so many words. Agents resolve fixtures by hub reference like any
 /// other component. Returns the config file.
 pub fn fixture_hub(dir: &std::path::Path) -> PathBuf {
+    fixture_hub_of(
+        dir,
+        &[
+            ("fixture-misbehave", components::MISBEHAVE, "process"),
+            ("process-pause", components::PROCESS_PAUSE, "process"),
+        ],
+    )
+}
+
+/// [`fixture_hub`] with these entries: (package name, component path, capability). The name is
+/// what the index says, whatever the component describes itself as.
+pub fn fixture_hub_of(dir: &std::path::Path, entries: &[(&str, &str, &str)]) -> PathBuf {
     use sha2::Digest as _;
     let hub = dir.join("fixture-hub");
     std::fs::create_dir_all(&hub).unwrap();
-    let entries = [
-        ("fixture-misbehave", components::MISBEHAVE, "process"),
-        ("process-pause", components::PROCESS_PAUSE, "process"),
-    ];
     let mut packages = Vec::new();
-    for (name, path, capability) in entries {
+    for &(name, path, capability) in entries {
         let bytes = wasm(path);
         let file = format!("{name}-0.1.0.wasm");
         std::fs::write(hub.join(&file), &bytes).unwrap();
