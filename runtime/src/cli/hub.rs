@@ -147,7 +147,7 @@ pub async fn run(
                 validity: valid_for.into(),
                 force,
             };
-            offload(out, move |out| build_cmd(options, out)).await
+            offload(out, move |out| build_cmd(options, imports.as_ref(), out)).await
         }
         HubCommand::Sign { key, key_id, index } => {
             offload(out, move |out| sign_cmd(&key, key_id, &index, out)).await
@@ -549,8 +549,12 @@ fn file_stem(path: &Path) -> String {
         .unwrap_or_else(|| "key".into())
 }
 
-fn build_cmd(options: BuildOptions, out: &mut dyn Write) -> Result<i32, HubError> {
-    let report = build(&options)?;
+fn build_cmd(
+    options: BuildOptions,
+    inspector: &dyn ComponentImports,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
+    let report = build(&options, inspector)?;
     for built in &report.built {
         let _ = writeln!(
             out,

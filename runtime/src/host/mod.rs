@@ -552,6 +552,56 @@ impl crate::hub::ComponentImports for ImportLister {
         let component = Component::from_binary(&self.engine, wasm).map_err(anyhow_of_wasmtime)?;
         Ok(check::shape(&self.engine, &component).imports)
     }
+
+    /// A real [`Host`] (journal in a temporary directory, no compile cache) runs
+    /// [`Host::inspect`], which calls `describe` with nothing granted. `inspect` is async and
+    /// this method is not: it runs on a thread of its own with a current-thread runtime of its
+    /// own, so it never enters (nor blocks a worker of) the caller's runtime.
+    fn describe(&self, wasm: &[u8]) -> anyhow::Result<crate::hub::build::Described> {
+        use anyhow::Context as _;
+        let run = || -> anyhow::Result<crate::hub::build::Described> {
+            let state = tempfile::tempdir()
+                .context("creating a state directory to describe the component in")?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a runtime to describe the component")?;
+            let mut config = HostConfig::new(state.path().to_path_buf());
+            config.cache_dir = None;
+            let host = Host::new(config, tracing_log())?;
+            let inspection = runtime
+                .block_on(host.inspect(wasm))
+                .context("loading the component")?;
+            let d = inspection.description;
+            let schema: serde_json::Value = serde_json::from_str(&d.params_schema)
+                .context("describe()'s params-schema is not JSON")?;
+            let serde_json::Value::Object(params_schema) = schema else {
+                anyhow::bail!("describe()'s params-schema is not a JSON object: {schema}");
+            };
+            Ok(crate::hub::build::Described {
+                name: d.name,
+                version: d.version,
+                summary: d.summary,
+                kind: match inspection.kind {
+                    Kind::Fault => crate::hub::Kind::Fault,
+                    Kind::Probe => crate::hub::Kind::Probe,
+                },
+                params_schema,
+                capabilities: d.capabilities.into_iter().map(wit_capability).collect(),
+                revertible: d.revertible,
+                contract: format!("{}@{}", contract::PACKAGE, contract::VERSION),
+            })
+        };
+        std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new()
+                .name("faultline-describe".into())
+                .spawn_scoped(scope, run)
+                .context("starting a thread to describe the component")?;
+            worker
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("describing the component panicked")))
+        })
+    }
 }
 
 /// A log sink that only forwards to `tracing`.

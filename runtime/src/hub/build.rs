@@ -1,20 +1,27 @@
 //! `faultline hub build`: builds the faults and probes of `faults/` reproducibly, copies the
 //! components to `hub/components/<name>-<version>.wasm` and updates the index entries.
 //!
-//! A crate is published when its `Cargo.toml` has a `[package.metadata.faultline]` table:
+//! The index carries what the **built component** says of itself: each one is loaded into a
+//! real host with nothing granted and asked to `describe()` itself. Its name, version, summary
+//! (the index's `description`), kind (the world it exports), capabilities, parameter schema and
+//! `revertible` go into the index as they are; its actual imports must stay within the
+//! capabilities it describes (the check agents apply on every pull). Crate metadata keeps only
+//! what the component cannot say:
 //!
 //! ```toml
 //! [package.metadata.faultline]
-//! kind = "fault"                       # or "probe"
-//! capabilities = ["log", "rollback", { interface = "process", scope = { signals = ["SIGSTOP", "SIGCONT"] } }]
 //! categories = ["process"]
-//! revertible = true
-//! # contract = "faultline:contract@0.1.0"   # default: the package line of sdk/wit/faultline.wit
+//! # Informative scope hints, per capability describe() declares.
+//! scopes = { process = { signals = ["SIGSTOP", "SIGCONT"] } }
 //! ```
 //!
-//! The description, maintainers (authors) and source (repository) come from `[package]`; the
-//! parameter schema from `params.schema.json` beside `Cargo.toml` (default `{"type": "object"}`).
+//! Maintainers (authors) and source (repository) come from `[package]`. `kind`, `capabilities`
+//! (names), `revertible` and `contract` may still be written in the metadata, as assertions:
+//! when one disagrees with `describe()` (or `[package]` name or version does), the build is
+//! refused with a message naming the crate, the field and both values. A `params.schema.json`
+//! beside a crate is an error: the schema is the one `describe()` publishes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -24,8 +31,8 @@ use serde_json::{Map, Value};
 
 use super::cache::write_atomic;
 use super::{
-    CapabilityDecl, Digest, HubError, HubInfo, INDEX_FILE, Index, Kind, Package, Release,
-    SCHEMA_VERSION,
+    Capability, CapabilityDecl, ComponentImports, Digest, HubError, HubInfo, INDEX_FILE, Index,
+    Kind, Package, Release, SCHEMA_VERSION, check_imports,
 };
 
 /// What to build and where.
@@ -67,33 +74,52 @@ pub struct BuildReport {
     pub serial: u64,
 }
 
-/// The `[package.metadata.faultline]` table.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FaultlineMetadata {
-    /// Fault or probe.
+/// What a component says of itself: its `describe()` answer, the world it exports and the
+/// contract the host checked it against. [`ComponentImports::describe`] produces it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    /// `describe()`'s name.
+    pub name: String,
+    /// `describe()`'s version (text, as the component said it).
+    pub version: String,
+    /// `describe()`'s one-line summary.
+    pub summary: String,
+    /// Fault or probe: the world the component exports.
     pub kind: Kind,
-    /// Declared capabilities: names, or tables with scope hints.
-    #[serde(default)]
-    pub capabilities: Vec<CapabilitySpec>,
+    /// `describe()`'s parameter schema, parsed: always a JSON object.
+    pub params_schema: Map<String, Value>,
+    /// `describe()`'s capabilities, in its order.
+    pub capabilities: Vec<Capability>,
+    /// `describe()`'s `revertible`.
+    pub revertible: bool,
+    /// The contract the component was checked against, e.g. `faultline:contract@0.1.0`.
+    pub contract: String,
+}
+
+/// The `[package.metadata.faultline]` table: what a component cannot say of itself, and
+/// optional assertions on what it does say.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultlineMetadata {
     /// Categories for search.
     #[serde(default)]
     pub categories: Vec<String>,
-    /// Whether revert truly undoes inject.
+    /// Informative scope hints per capability interface; each must be one `describe()`
+    /// declares.
     #[serde(default)]
-    pub revertible: bool,
-    /// The contract, when not the SDK's.
+    pub scopes: BTreeMap<Capability, Map<String, Value>>,
+    /// Asserted kind; must equal the component's.
+    #[serde(default)]
+    pub kind: Option<Kind>,
+    /// Asserted capability names; must equal `describe()`'s (as a set).
+    #[serde(default)]
+    pub capabilities: Option<Vec<Capability>>,
+    /// Asserted `revertible`; must equal `describe()`'s.
+    #[serde(default)]
+    pub revertible: Option<bool>,
+    /// Asserted contract; must equal the one the component was checked against.
     #[serde(default)]
     pub contract: Option<String>,
-}
-
-/// A capability in crate metadata: `"process"` or `{ interface = "process", scope = {…} }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum CapabilitySpec {
-    /// Just the interface.
-    Name(super::Capability),
-    /// With scope hints.
-    Decl(CapabilityDecl),
 }
 
 /// A built component with everything the index needs about it.
@@ -103,18 +129,24 @@ pub struct Artifact {
     pub name: String,
     /// Version.
     pub version: semver::Version,
-    /// `[package] description`.
+    /// Fault or probe.
+    pub kind: Kind,
+    /// `describe()`'s summary.
     pub description: String,
+    /// Metadata categories.
+    pub categories: Vec<String>,
     /// `[package] authors`.
     pub maintainers: Vec<String>,
     /// `[package] repository`.
     pub source: Option<String>,
-    /// The faultline metadata.
-    pub metadata: FaultlineMetadata,
-    /// The contract in effect.
+    /// The contract the component was checked against.
     pub contract: String,
-    /// The parameter schema.
+    /// `describe()`'s capabilities with the metadata's scope hints.
+    pub capabilities: Vec<CapabilityDecl>,
+    /// `describe()`'s parameter schema.
     pub params_schema: Map<String, Value>,
+    /// `describe()`'s `revertible`.
+    pub revertible: bool,
     /// Digest of the component.
     pub digest: Digest,
     /// Size of the component.
@@ -133,8 +165,6 @@ struct CargoPackage {
     name: String,
     version: semver::Version,
     #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
     authors: Vec<String>,
     #[serde(default)]
     repository: Option<String>,
@@ -150,12 +180,116 @@ struct CargoTarget {
     kind: Vec<String>,
 }
 
+/// Checks what the crate says against what its component says, and returns the capabilities
+/// for the index: `describe()`'s, in its order, with the metadata's scope hints. Refuses a
+/// disagreement on any field both carry, naming the crate, the field and both values.
+pub fn reconcile(
+    package: &str,
+    version: &semver::Version,
+    metadata: &FaultlineMetadata,
+    described: &Described,
+) -> Result<Vec<CapabilityDecl>, HubError> {
+    let disagree = |field: &str, crate_says: String, component_says: String| {
+        HubError::Config(format!(
+            "{package}: {field} is {crate_says} in Cargo.toml but the component's describe() \
+             says {component_says}; make them agree (or drop the field from the metadata)"
+        ))
+    };
+    if described.name != package {
+        return Err(disagree(
+            "[package] name",
+            format!("`{package}`"),
+            format!("`{}`", described.name),
+        ));
+    }
+    if semver::Version::parse(&described.version).ok().as_ref() != Some(version) {
+        return Err(disagree(
+            "[package] version",
+            format!("`{version}`"),
+            format!("`{}`", described.version),
+        ));
+    }
+    const FIELD: &str = "[package.metadata.faultline]";
+    if let Some(kind) = metadata.kind
+        && kind != described.kind
+    {
+        return Err(disagree(
+            &format!("{FIELD} kind"),
+            format!("`{kind}`"),
+            format!("`{}` (the world it exports)", described.kind),
+        ));
+    }
+    if let Some(capabilities) = &metadata.capabilities {
+        let set = |c: &[Capability]| c.iter().copied().collect::<std::collections::BTreeSet<_>>();
+        if set(capabilities) != set(&described.capabilities) {
+            return Err(disagree(
+                &format!("{FIELD} capabilities"),
+                names(capabilities),
+                names(&described.capabilities),
+            ));
+        }
+    }
+    if let Some(revertible) = metadata.revertible
+        && revertible != described.revertible
+    {
+        return Err(disagree(
+            &format!("{FIELD} revertible"),
+            revertible.to_string(),
+            described.revertible.to_string(),
+        ));
+    }
+    if let Some(contract) = &metadata.contract
+        && contract != &described.contract
+    {
+        return Err(disagree(
+            &format!("{FIELD} contract"),
+            format!("`{contract}`"),
+            format!(
+                "`{}` (the contract it was checked against)",
+                described.contract
+            ),
+        ));
+    }
+    if let Some(undeclared) = metadata
+        .scopes
+        .keys()
+        .find(|c| !described.capabilities.contains(c))
+    {
+        return Err(HubError::Config(format!(
+            "{package}: {FIELD} scopes has hints for `{}`, a capability the \
+             component's describe() does not declare (it declares {})",
+            undeclared.interface(),
+            names(&described.capabilities)
+        )));
+    }
+    Ok(described
+        .capabilities
+        .iter()
+        .map(|c| CapabilityDecl {
+            interface: *c,
+            scope: metadata.scopes.get(c).cloned(),
+        })
+        .collect())
+}
+
+fn names(capabilities: &[Capability]) -> String {
+    let names: Vec<&str> = capabilities.iter().map(|c| c.interface()).collect();
+    format!("[{}]", names.join(", "))
+}
+
 /// Builds the published crates of `<repo>/faults` for `wasm32-wasip2` with reproducible
-/// settings (`--locked`, no debug info, the repository and `$CARGO_HOME` remapped), copies
-/// the components into `<repo>/hub/components/`, and updates `<repo>/hub-index.json`. When
-/// the index changes, its serial is bumped, its times renewed, and the now-invalid signature
-/// file removed: sign it again. Cargo's output is captured and returned in errors.
-pub fn build(options: &BuildOptions) -> Result<BuildReport, HubError> {
+/// settings (`--locked`, no debug info, the repository and `$CARGO_HOME` remapped), asks each
+/// built component to describe itself through `inspector` (and checks its imports against
+/// that), copies the components into `<repo>/hub/components/`, and updates
+/// `<repo>/hub-index.json`. Nothing is written unless every component passes. When the index
+/// changes, its serial is bumped, its times renewed, and the now-invalid signature file
+/// removed: sign it again. Cargo's output is captured and returned in errors.
+///
+/// Blocking (cargo, files, and [`ComponentImports::describe`]): call it from the blocking pool.
+pub fn build(
+    options: &BuildOptions,
+    inspector: &dyn ComponentImports,
+) -> Result<BuildReport, HubError> {
     // Absolute: cargo runs inside `faults/`, and the remapped prefix must be the real path.
     let repo = options
         .repo
@@ -194,10 +328,22 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, HubError> {
         }
         let meta: FaultlineMetadata = serde_json::from_value(meta.clone()).map_err(|e| {
             HubError::Config(format!(
-                "{}: [package.metadata.faultline]: {e}",
+                "{}: [package.metadata.faultline]: {e} (kind, capabilities and revertible come \
+                 from the component's describe(); scope hints go in `scopes`)",
                 package.name
             ))
         })?;
+        // The schema is describe()'s; a file beside the crate would be a second, stale truth.
+        let crate_dir = package.manifest_path.parent().unwrap_or(Path::new("."));
+        let stale = crate_dir.join("params.schema.json");
+        if stale.exists() {
+            return Err(HubError::Config(format!(
+                "{}: {} is not read any more: the parameter schema is the one the component's \
+                 describe() publishes; delete the file",
+                package.name,
+                stale.display()
+            )));
+        }
         selected.push((package, meta));
     }
     for wanted in &options.packages {
@@ -240,12 +386,9 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, HubError> {
         check_status(&format!("cargo build -p {}", package.name), &out)?;
     }
 
-    let default_contract = sdk_contract(&options.repo);
     let components = options.repo.join("hub/components");
-    std::fs::create_dir_all(&components)
-        .map_err(|e| HubError::io(format!("creating {}", components.display()), e))?;
     let mut artifacts = Vec::new();
-    let mut built = Vec::new();
+    let mut files = Vec::new();
     for (package, meta) in selected {
         let target = package
             .targets
@@ -262,44 +405,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, HubError> {
             .join(format!("{}.wasm", target.name.replace('-', "_")));
         let bytes = std::fs::read(&wasm)
             .map_err(|e| HubError::io(format!("reading {}", wasm.display()), e))?;
-        let file = format!("{}-{}.wasm", package.name, package.version);
-        let dest = components.join(&file);
-        write_atomic(&dest, &bytes)?;
-        let contract = match meta.contract.clone().or_else(|| default_contract.clone()) {
-            Some(c) => c,
-            None => {
-                return Err(HubError::Config(format!(
-                    "{}: no contract in metadata and none found in sdk/wit/faultline.wit",
-                    package.name
-                )));
-            }
-        };
-        let crate_dir = package.manifest_path.parent().unwrap_or(Path::new("."));
-        let params_schema = read_params_schema(&crate_dir.join("params.schema.json"))?;
-        let digest = Digest::of(&bytes);
-        built.push(Built {
-            name: package.name.clone(),
-            version: package.version.clone(),
-            digest,
-            size: bytes.len() as u64,
-            path: dest,
-        });
-        artifacts.push(Artifact {
-            description: package
-                .description
-                .clone()
-                .unwrap_or_else(|| package.name.clone()),
-            maintainers: package.authors.clone(),
-            source: package.repository.clone(),
-            name: package.name,
-            version: package.version,
-            metadata: meta,
-            contract,
-            params_schema,
-            digest,
-            size: bytes.len() as u64,
-            url: format!("hub/components/{file}"),
-        });
+        let artifact = describe_artifact(&package, &meta, &bytes, inspector)?;
+        files.push((
+            components.join(format!("{}-{}.wasm", package.name, package.version)),
+            bytes,
+        ));
+        artifacts.push(artifact);
     }
 
     let index_path = options.repo.join(INDEX_FILE);
@@ -315,6 +426,19 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, HubError> {
         options.validity,
         options.force,
     )?;
+    std::fs::create_dir_all(&components)
+        .map_err(|e| HubError::io(format!("creating {}", components.display()), e))?;
+    let mut built = Vec::new();
+    for ((dest, bytes), artifact) in files.into_iter().zip(&artifacts) {
+        write_atomic(&dest, &bytes)?;
+        built.push(Built {
+            name: artifact.name.clone(),
+            version: artifact.version.clone(),
+            digest: artifact.digest,
+            size: artifact.size,
+            path: dest,
+        });
+    }
     if changed {
         write_atomic(&index_path, &index.to_json_pretty()?)?;
         let sig = super::signature_path(&index_path);
@@ -328,6 +452,61 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, HubError> {
         index_changed: changed,
         serial: index.serial,
     })
+}
+
+/// Asks the built component `bytes` of `package` to describe itself, reconciles that with the
+/// crate's metadata, and checks the component's imports stay within what it describes.
+fn describe_artifact(
+    package: &CargoPackage,
+    meta: &FaultlineMetadata,
+    bytes: &[u8],
+    inspector: &dyn ComponentImports,
+) -> Result<Artifact, HubError> {
+    let name = &package.name;
+    let described = inspector
+        .describe(bytes)
+        .map_err(|e| HubError::Config(format!("{name}: describing the built component: {e:#}")))?;
+    let capabilities = reconcile(name, &package.version, meta, &described)?;
+    let file = format!("{name}-{}.wasm", package.version);
+    let digest = Digest::of(bytes);
+    let artifact = Artifact {
+        name: name.clone(),
+        version: package.version.clone(),
+        kind: described.kind,
+        description: described.summary,
+        categories: meta.categories.clone(),
+        maintainers: package.authors.clone(),
+        source: package.repository.clone(),
+        contract: described.contract,
+        capabilities,
+        params_schema: described.params_schema,
+        revertible: described.revertible,
+        digest,
+        size: bytes.len() as u64,
+        url: format!("hub/components/{file}"),
+    };
+    let imports = inspector
+        .imported_interfaces(bytes)
+        .map_err(|e| HubError::Config(format!("{name}: reading the component's imports: {e:#}")))?;
+    // The same check agents apply on every pull: refuse here what they would refuse there.
+    check_imports(name, &release_of(&artifact), &imports)?;
+    Ok(artifact)
+}
+
+fn release_of(artifact: &Artifact) -> Release {
+    Release {
+        version: artifact.version.clone(),
+        digest: artifact.digest,
+        size: artifact.size,
+        urls: vec![artifact.url.clone()],
+        contract: artifact.contract.clone(),
+        capabilities: artifact.capabilities.clone(),
+        params_schema: artifact.params_schema.clone(),
+        revertible: artifact.revertible,
+        yanked: None,
+        deprecated: None,
+        extra: Default::default(),
+    }
 }
 
 /// Records `artifacts` in `index` (a new bundled index when `None`). A version already
@@ -359,37 +538,14 @@ pub fn apply(
     });
     let before = index.clone();
     for artifact in artifacts {
-        let release = Release {
-            version: artifact.version.clone(),
-            digest: artifact.digest,
-            size: artifact.size,
-            urls: vec![artifact.url.clone()],
-            contract: artifact.contract.clone(),
-            capabilities: artifact
-                .metadata
-                .capabilities
-                .iter()
-                .map(|c| match c {
-                    CapabilitySpec::Name(interface) => CapabilityDecl {
-                        interface: *interface,
-                        scope: None,
-                    },
-                    CapabilitySpec::Decl(decl) => decl.clone(),
-                })
-                .collect(),
-            params_schema: artifact.params_schema.clone(),
-            revertible: artifact.metadata.revertible,
-            yanked: None,
-            deprecated: None,
-            extra: Default::default(),
-        };
+        let release = release_of(artifact);
         let pos = index.packages.iter().position(|p| p.name == artifact.name);
         let package = match pos {
             Some(i) => &mut index.packages[i],
             None => {
                 index.packages.push(Package {
                     name: artifact.name.clone(),
-                    kind: artifact.metadata.kind,
+                    kind: artifact.kind,
                     description: String::new(),
                     categories: Vec::new(),
                     maintainers: Vec::new(),
@@ -401,9 +557,9 @@ pub fn apply(
                 &mut index.packages[last]
             }
         };
-        package.kind = artifact.metadata.kind;
+        package.kind = artifact.kind;
         package.description = artifact.description.clone();
-        package.categories = artifact.metadata.categories.clone();
+        package.categories = artifact.categories.clone();
         package.maintainers = artifact.maintainers.clone();
         package.source = artifact.source.clone();
         match package
@@ -482,54 +638,136 @@ fn check_status(what: &str, out: &std::process::Output) -> Result<(), HubError> 
     )))
 }
 
-/// The contract from the SDK's WIT package line, e.g. `faultline:contract@0.1.0`.
-fn sdk_contract(repo: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(repo.join("sdk/wit/faultline.wit")).ok()?;
-    text.lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix("package "))
-        .map(|l| l.trim_end_matches(';').trim().to_string())
-}
-
-fn read_params_schema(path: &Path) -> Result<Map<String, Value>, HubError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| HubError::Config(format!("{} is not a JSON object: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut schema = Map::new();
-            schema.insert("type".into(), "object".into());
-            Ok(schema)
-        }
-        Err(e) => Err(HubError::io(format!("reading {}", path.display()), e)),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::hub::Capability;
 
     fn artifact(version: &str, bytes: &[u8]) -> Artifact {
         Artifact {
             name: "process-pause".into(),
             version: version.parse().unwrap(),
+            kind: Kind::Fault,
             description: "Pauses processes".into(),
+            categories: vec!["process".into()],
             maintainers: vec!["Faultline".into()],
             source: None,
-            metadata: FaultlineMetadata {
-                kind: Kind::Fault,
-                capabilities: vec![CapabilitySpec::Name(Capability::Process)],
-                categories: vec!["process".into()],
-                revertible: true,
-                contract: None,
-            },
             contract: "faultline:contract@0.1.0".into(),
+            capabilities: vec![CapabilityDecl {
+                interface: Capability::Process,
+                scope: None,
+            }],
             params_schema: Map::new(),
+            revertible: true,
             digest: Digest::of(bytes),
             size: bytes.len() as u64,
             url: format!("hub/components/process-pause-{version}.wasm"),
         }
+    }
+
+    fn described() -> Described {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": { "max_targets": { "type": "integer" } }
+        });
+        Described {
+            name: "process-pause".into(),
+            version: "0.1.0".into(),
+            summary: "Pauses processes".into(),
+            kind: Kind::Fault,
+            params_schema: schema.as_object().cloned().unwrap(),
+            capabilities: vec![Capability::Log, Capability::Rollback, Capability::Process],
+            revertible: true,
+            contract: "faultline:contract@0.1.0".into(),
+        }
+    }
+
+    fn metadata(toml_text: &str) -> FaultlineMetadata {
+        let value: toml::Value = toml::from_str(toml_text).unwrap();
+        serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()
+    }
+
+    fn refusal(meta: &FaultlineMetadata, d: &Described) -> String {
+        let v = semver::Version::new(0, 1, 0);
+        reconcile("process-pause", &v, meta, d)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn capabilities_come_from_describe_with_the_metadata_scopes() {
+        let meta = metadata(
+            r#"
+            categories = ["process"]
+            scopes = { process = { signals = ["SIGSTOP", "SIGCONT"] } }
+            "#,
+        );
+        let v = semver::Version::new(0, 1, 0);
+        let caps = reconcile("process-pause", &v, &meta, &described()).unwrap();
+        let interfaces: Vec<_> = caps.iter().map(|c| c.interface).collect();
+        assert_eq!(
+            interfaces,
+            [Capability::Log, Capability::Rollback, Capability::Process]
+        );
+        assert_eq!(caps[0].scope, None);
+        assert_eq!(
+            caps[2].scope.as_ref().map(|s| Value::Object(s.clone())),
+            Some(serde_json::json!({"signals": ["SIGSTOP", "SIGCONT"]}))
+        );
+        // Assertions that agree pass; capabilities compare as a set.
+        let agreeing = metadata(
+            r#"
+            kind = "fault"
+            capabilities = ["process", "log", "rollback"]
+            revertible = true
+            contract = "faultline:contract@0.1.0"
+            "#,
+        );
+        reconcile("process-pause", &v, &agreeing, &described()).unwrap();
+    }
+
+    #[test]
+    fn metadata_that_disagrees_with_describe_is_refused_naming_both() {
+        let d = described();
+        let e = refusal(&metadata("revertible = false"), &d);
+        assert!(e.contains("process-pause"), "{e}");
+        assert!(e.contains("revertible is false"), "{e}");
+        assert!(e.contains("describe() says true"), "{e}");
+
+        let e = refusal(&metadata(r#"capabilities = ["log", "network"]"#), &d);
+        assert!(e.contains("capabilities is [log, network]"), "{e}");
+        assert!(e.contains("says [log, rollback, process]"), "{e}");
+
+        let e = refusal(&metadata(r#"kind = "probe""#), &d);
+        assert!(e.contains("kind is `probe`"), "{e}");
+        assert!(e.contains("says `fault`"), "{e}");
+
+        let e = refusal(&metadata(r#"contract = "faultline:contract@0.2.0""#), &d);
+        assert!(e.contains("`faultline:contract@0.2.0`"), "{e}");
+        assert!(e.contains("`faultline:contract@0.1.0`"), "{e}");
+
+        let e = refusal(&metadata(r#"scopes = { network = { ports = [53] } }"#), &d);
+        assert!(e.contains("hints for `network`"), "{e}");
+        assert!(e.contains("declares [log, rollback, process]"), "{e}");
+
+        // [package] name and version are carried by both too.
+        let mut other = described();
+        other.name = "process-stop".into();
+        let e = refusal(&FaultlineMetadata::default(), &other);
+        assert!(e.contains("[package] name is `process-pause`"), "{e}");
+        assert!(e.contains("says `process-stop`"), "{e}");
+        let mut other = described();
+        other.version = "0.2.0".into();
+        let e = refusal(&FaultlineMetadata::default(), &other);
+        assert!(e.contains("[package] version is `0.1.0`"), "{e}");
+        assert!(e.contains("says `0.2.0`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_metadata_fields_are_refused() {
+        let value = serde_json::json!({"kind": "fault", "params_schema": {}});
+        let e = serde_json::from_value::<FaultlineMetadata>(value).unwrap_err();
+        assert!(e.to_string().contains("params_schema"), "{e}");
     }
 
     #[test]

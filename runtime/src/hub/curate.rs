@@ -1,14 +1,21 @@
 //! Curation: which packages an agent accepts (allow/deny name patterns, the capability
 //! ceiling) and whether a component's actual imports stay within what it declares.
 
+use super::build::Described;
 use super::{Capability, HubConfig, HubError, Release};
 
-/// Reads the interfaces a component imports. The component host implements it (it owns the
-/// Wasm parser); the hub calls it on every pulled component.
+/// Inspects components for the hub: reads the interfaces they import, and asks them what they
+/// are. The component host implements it (it owns the Wasm parser and runs guests); the hub
+/// calls it on every pulled component, and `hub build` on every component it publishes.
 pub trait ComponentImports: Send + Sync {
     /// The fully qualified interfaces `wasm` imports, e.g. `faultline:contract/process@0.1.0`
     /// or `wasi:cli/environment@0.2.6`.
     fn imported_interfaces(&self, wasm: &[u8]) -> anyhow::Result<Vec<String>>;
+
+    /// Loads `wasm` with nothing granted and returns what its `describe()` says, with its kind
+    /// and contract. Blocks the calling thread until the guest answers: call it from the
+    /// blocking pool or a plain thread, not from an async task.
+    fn describe(&self, wasm: &[u8]) -> anyhow::Result<Described>;
 }
 
 /// Refuses a package whose name a `deny` pattern matches, or that no `allow` pattern matches

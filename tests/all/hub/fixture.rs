@@ -22,6 +22,10 @@ impl ComponentImports for FakeImports {
         );
         Ok(lines.map(str::to_string).collect())
     }
+
+    fn describe(&self, _: &[u8]) -> anyhow::Result<faultline::hub::build::Described> {
+        anyhow::bail!("a fake component has no describe() to run")
+    }
 }
 
 pub(crate) fn component(tag: &str, imports: &[&str]) -> Vec<u8> {
