@@ -365,3 +365,19 @@ async fn a_probe_cannot_be_loaded_as_a_fault() {
     );
     assert_eq!(msg, "probe-process@0.1.0 is a probe, not a fault");
 }
+
+#[tokio::test]
+async fn parsed_imports_are_the_compiled_components_imports() {
+    let (host, _d) = host();
+    let mut paths: Vec<&str> = c::PUBLISHED.iter().map(|(_, p)| *p).collect();
+    paths.extend([c::MISBEHAVE, c::NO_REVERT, c::OUTSIDE_CONTRACT]);
+    for path in paths {
+        let bytes = wasm(path);
+        let (component, _, _) = host.compile(&bytes).await.unwrap();
+        let compiled = faultline::host::check::shape(host.engine(), &component).imports;
+        let parsed = faultline::host::check::import_names(&bytes).unwrap();
+        assert_eq!(parsed, compiled, "{path}");
+        assert!(!parsed.is_empty(), "{path}");
+    }
+    assert!(faultline::host::check::import_names(b"\0asm\x01\0\0\0").is_err());
+}

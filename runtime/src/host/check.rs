@@ -245,3 +245,36 @@ pub fn check_imports(kind: Kind, shape: &Shape) -> Result<(), Refusal> {
     }
     Ok(())
 }
+
+/// The names a component imports at its top level, read by parsing its binary: nothing is
+/// compiled, so the hub can check every pull without a Cranelift run (which costs ~100 ms and
+/// ~16 MiB of a CLI's peak memory).
+pub fn import_names(wasm: &[u8]) -> anyhow::Result<Vec<String>> {
+    use wasmparser::{Encoding, Parser, Payload};
+    let mut depth = 0usize;
+    let mut names = Vec::new();
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload? {
+            Payload::Version { encoding, .. } if depth == 0 && encoding != Encoding::Component => {
+                anyhow::bail!("not a Wasm component (a core module)");
+            }
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import?;
+                    // Type imports name the types of exports (`description`…): no capability.
+                    if let wasmparser::ComponentTypeRef::Type(_) = import.ty {
+                        continue;
+                    }
+                    names.push(match import.name.version_suffix {
+                        Some(v) => format!("{}{v}", import.name.name),
+                        None => import.name.name.to_string(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
