@@ -309,6 +309,11 @@ impl HubConfig {
             if pattern.is_empty() {
                 return Err(HubError::Config("an allow/deny pattern is empty".into()));
             }
+            if let Err(e) = globset::Glob::new(pattern) {
+                return Err(HubError::Config(format!(
+                    "allow/deny pattern {pattern:?} is not a glob: {e}"
+                )));
+            }
         }
         for entry in &self.sources {
             let source = Source::parse(&entry.url)?;
@@ -407,6 +412,13 @@ mod tests {
         assert!(sources.iter().all(|s| s.required_signatures == 0));
         assert_eq!(config.cache_dir(), PathBuf::from("/etc/faultline/cache"));
         assert_eq!(config.pins["process-pause"], semver::Version::new(0, 1, 0));
+    }
+
+    #[test]
+    fn a_name_pattern_that_is_not_a_glob_is_refused() {
+        let err =
+            HubConfig::from_toml_str("[hub]\ndeny = [\"net[\"]\n", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("\"net[\" is not a glob"), "{err}");
     }
 
     #[test]

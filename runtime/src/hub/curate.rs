@@ -107,29 +107,11 @@ fn join(caps: impl Iterator<Item = Capability>) -> String {
         .join(", ")
 }
 
-/// Matches `name` against a pattern where `*` is any run of characters and `?` any one.
+/// Matches `name` against a glob (`*` any run of characters, `?` any one; globset syntax).
+/// Patterns are checked when the configuration is read, so one that does not compile here
+/// matches nothing rather than everything.
 pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    // Iterative wildcard matching with backtracking to the last `*`.
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    globset::Glob::new(pattern).is_ok_and(|g| g.compile_matcher().is_match(name))
 }
 
 #[cfg(test)]
