@@ -1020,3 +1020,48 @@ fn agent_keeps_answering_while_two_network_faults_and_a_freeze_inject_at_once() 
     assert_eq!(net_after, net_before, "namespaces as before");
     assert_eq!(cg.limits(), cg_before, "cgroup as before");
 }
+
+#[test]
+fn agent_keeps_a_bounded_set_of_finished_runs() {
+    let target = Sleeper::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), &[target.pid()]);
+    let agent = Agent::start(&dir.path().join("state"), &policy);
+    let body = format!(
+        r#"{{"component": "process-pause", "params": {{"pid": {}}}, "duration": "1ms"}}"#,
+        target.pid()
+    );
+    let mut ids = Vec::new();
+    // One after another: runs pausing the same process at once would race each other.
+    for i in 0..300 {
+        let (code, v) = agent.call("POST", "/v1/runs", &body);
+        assert_eq!(code, 201, "run {i}: {v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while agent.status(&id) != "completed" {
+            assert!(Instant::now() < deadline, "run {i} never completed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        ids.push(id);
+    }
+    let (code, v) = agent.call("GET", "/v1/runs", "");
+    assert_eq!(code, 200, "{v}");
+    let kept: Vec<&str> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    // Pruning happens as a run starts: the newest 256 finished runs stay, plus the newest one.
+    assert_eq!(kept.len(), 257, "{} runs kept", kept.len());
+    assert_eq!(
+        kept,
+        ids[300 - 257..]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    let (code, _) = agent.call("GET", &format!("/v1/runs/{}", ids[0]), "");
+    assert_eq!(code, 404, "the oldest finished run was dropped");
+    assert_eq!(target.state(), 'S');
+}
