@@ -15,7 +15,7 @@ use crate::component::Source;
 use crate::execution::{Execution, Spec, StopReason, new_id};
 use crate::host::{FaultPlugin, Host, LoadError};
 use crate::hub::Hub;
-use crate::policy::Policy;
+use crate::policy::{Identity, Policy};
 use anyhow::Context as _;
 use run::{Run, RunView};
 use std::collections::{BTreeMap, HashMap};
@@ -101,7 +101,7 @@ pub struct Agent {
     host: Arc<Host>,
     policy: Policy,
     hub: Option<Hub>,
-    plugins: Mutex<HashMap<String, Arc<FaultPlugin>>>,
+    plugins: Mutex<HashMap<Identity, Arc<FaultPlugin>>>,
     state: Mutex<State>,
 }
 
@@ -137,14 +137,24 @@ impl Agent {
     /// checked plug-in.
     async fn plugin(&self, reference: &str) -> Result<Arc<FaultPlugin>, StartError> {
         let source = Source::from_request(reference).map_err(StartError::Invalid)?;
+        // Resolving is in memory: a reference already loaded costs no read and no hash.
+        if let (Source::Hub(reference), Some(hub)) = (&source, &self.hub)
+            && let Ok(resolved) = hub.resolve(reference)
+        {
+            let identity = Identity::from_hub(
+                &resolved.hub,
+                &resolved.package.name,
+                resolved.release.version.clone(),
+                &resolved.release.digest.to_string(),
+            );
+            if let Some(p) = lock(&self.plugins).get(&identity) {
+                return Ok(p.clone());
+            }
+        }
         let fetched = source
             .fetch(self.hub.as_ref())
             .await
             .map_err(|e| StartError::Invalid(format!("{e:#}")))?;
-        let key = format!("{:?}", fetched.identity);
-        if let Some(p) = lock(&self.plugins).get(&key) {
-            return Ok(p.clone());
-        }
         let plugin = match self
             .host
             .load_fault(&fetched.bytes, &fetched.identity, &self.policy)
@@ -154,7 +164,7 @@ impl Agent {
             Err(LoadError::Host(e)) => return Err(StartError::Host(e)),
             Err(e) => return Err(StartError::ComponentRefused(e.to_string())),
         };
-        lock(&self.plugins).insert(key, plugin.clone());
+        lock(&self.plugins).insert(fetched.identity, plugin.clone());
         Ok(plugin)
     }
 

@@ -267,7 +267,7 @@ impl RawGrant {
 
 /// Where a component came from: the only thing grants are matched against. What a component
 /// says of itself in `describe()` never enters here.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
@@ -277,7 +277,7 @@ pub struct Identity {
 }
 
 /// A verified hub release.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// The hub's id (from its verified index).
     pub hub: String,
