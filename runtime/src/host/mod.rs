@@ -34,7 +34,7 @@ use crate::contract::{self, fault, probe};
 use crate::journal::Journal;
 use crate::policy::{Capability, Grants, Identity, Policy};
 use anyhow::Result;
-use call::{StoreState, arm_deadline, within};
+use call::StoreState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -328,45 +328,31 @@ impl Host {
         )
     }
 
-    /// [`Host::load`] for a fault; a probe is refused.
+    /// [`Host::load`] for a fault; a probe is refused before the policy is consulted.
     pub async fn load_fault(
         &self,
         bytes: &[u8],
         identity: &Identity,
         policy: &Policy,
     ) -> Result<FaultPlugin, LoadError> {
-        match self
-            .load_as(bytes, identity, policy, Some(Kind::Fault))
-            .await?
-        {
+        let plugin = self.load_as(bytes, identity, policy, Some(Kind::Fault));
+        match plugin.await? {
             Plugin::Fault(f) => Ok(f),
-            Plugin::Probe(p) => Err(Refusal::WrongWorld {
-                component: p.label(),
-                is: Kind::Probe,
-                wanted: Kind::Fault,
-            }
-            .into()),
+            Plugin::Probe(_) => Err(kind_checked()),
         }
     }
 
-    /// [`Host::load`] for a probe; a fault is refused.
+    /// [`Host::load`] for a probe; a fault is refused before the policy is consulted.
     pub async fn load_probe(
         &self,
         bytes: &[u8],
         identity: &Identity,
         policy: &Policy,
     ) -> Result<ProbePlugin, LoadError> {
-        match self
-            .load_as(bytes, identity, policy, Some(Kind::Probe))
-            .await?
-        {
+        let plugin = self.load_as(bytes, identity, policy, Some(Kind::Probe));
+        match plugin.await? {
             Plugin::Probe(p) => Ok(p),
-            Plugin::Fault(f) => Err(Refusal::WrongWorld {
-                component: f.label(),
-                is: Kind::Fault,
-                wanted: Kind::Probe,
-            }
-            .into()),
+            Plugin::Fault(_) => Err(kind_checked()),
         }
     }
 
@@ -441,6 +427,13 @@ impl Host {
     }
 }
 
+/// `load_as` refused the other kind already (naming it); reaching this is a host bug.
+fn kind_checked() -> LoadError {
+    LoadError::Host(anyhow::anyhow!(
+        "the host loaded a plug-in of another kind than it checked"
+    ))
+}
+
 fn undo_entries(journal: &Journal, backends: &Backends, execution: Option<&str>) -> Vec<String> {
     let mut failures = Vec::new();
     for entry in journal.outstanding(execution) {
@@ -509,22 +502,21 @@ async fn describe(
     which: &Which,
     grants: Arc<Grants>,
 ) -> Result<Description, CallError> {
-    let (mut store, stderr) = host.store(grants, "describe");
     let limit = host.config.call_timeout;
-    arm_deadline(&mut store, limit);
-    within("describe", limit, &stderr, async {
-        match which {
-            Which::Fault(p) => {
-                let i = p.instantiate_async(&mut store).await?;
-                i.call_describe(&mut store).await
-            }
-            Which::Probe(p) => {
-                let i = p.instantiate_async(&mut store).await?;
-                i.call_describe(&mut store).await
-            }
-        }
-    })
-    .await
+    let (description, _) =
+        plugin::call(
+            host,
+            grants,
+            "describe",
+            "describe",
+            limit,
+            async |s| match which {
+                Which::Fault(p) => p.instantiate_async(&mut *s).await?.call_describe(s).await,
+                Which::Probe(p) => p.instantiate_async(&mut *s).await?.call_describe(s).await,
+            },
+        )
+        .await?;
+    Ok(description)
 }
 
 /// Lists a component's imports for the hub (by parsing it) and describes it (with a host of its

@@ -5,6 +5,7 @@ use super::call::{StoreState, arm_deadline, guest, within};
 use super::check::{Kind, Shape};
 use super::error::{CallError, GuestErrorText};
 use super::{Description, Host, Outcome};
+use crate::contract::types::Error as GuestError;
 use crate::contract::{self, fault, probe};
 use crate::policy::{Grants, Identity};
 use std::sync::Arc;
@@ -160,7 +161,7 @@ impl Reverted {
 /// Runs one export in a fresh store for `execution` with `grants`, under `limit`: the store, its
 /// deadline and the verdict are the same for every export. Returns what the export returned and
 /// the changes the host journalled during the call.
-async fn call<T>(
+pub(super) async fn call<T>(
     host: &Host,
     grants: Arc<Grants>,
     execution: &str,
@@ -174,25 +175,29 @@ async fn call<T>(
     Ok((r, store.data().cap.changes.clone()))
 }
 
+/// Checks parameters against the published schema, then runs `export` (the plug-in's own
+/// `validate`) with nothing granted: validating has no side effects.
+async fn validate(
+    info: &PluginInfo,
+    host: &Host,
+    params: &str,
+    export: impl AsyncFnOnce(&mut Store<StoreState>) -> wasmtime::Result<Result<(), GuestError>>,
+) -> Result<(), CallError> {
+    info.check_params(params)?;
+    let limit = host.config().call_timeout;
+    let (r, _) = call(host, info.nothing(), "validate", "validate", limit, export).await?;
+    guest("validate", r)
+}
+
 impl FaultPlugin {
     /// Checks parameters against the published schema, then runs the fault's `validate` with
     /// nothing granted (no side effects).
     pub async fn validate(&self, host: &Host, params: &str) -> Result<(), CallError> {
-        self.check_params(params)?;
-        let limit = host.config().call_timeout;
-        let (r, _) = call(
-            host,
-            self.nothing(),
-            "validate",
-            "validate",
-            limit,
-            async |s| {
-                let i = self.pre.instantiate_async(&mut *s).await?;
-                i.call_validate(s, params).await
-            },
-        )
-        .await?;
-        guest("validate", r)
+        validate(&self.info, host, params, async |s| {
+            let i = self.pre.instantiate_async(&mut *s).await?;
+            i.call_validate(s, params).await
+        })
+        .await
     }
 
     /// Runs `inject` for `execution`. On any failure the caller must still call
@@ -248,21 +253,11 @@ impl ProbePlugin {
     /// Checks parameters against the published schema, then runs the probe's `validate` with
     /// nothing granted (no side effects).
     pub async fn validate(&self, host: &Host, params: &str) -> Result<(), CallError> {
-        self.check_params(params)?;
-        let limit = host.config().call_timeout;
-        let (r, _) = call(
-            host,
-            self.nothing(),
-            "validate",
-            "validate",
-            limit,
-            async |s| {
-                let i = self.pre.instantiate_async(&mut *s).await?;
-                i.call_validate(s, params).await
-            },
-        )
-        .await?;
-        guest("validate", r)
+        validate(&self.info, host, params, async |s| {
+            let i = self.pre.instantiate_async(&mut *s).await?;
+            i.call_validate(s, params).await
+        })
+        .await
     }
 
     /// Runs the probe's `check` once.
