@@ -1,4 +1,8 @@
 //! Rust bindings of the WIT contract in `sdk/wit/`: the one `bindgen!` of the runtime.
+//!
+//! The host implements `faultline:contract@0.1.1`. Components built against 0.1.0 import
+//! `…@0.1.0` interfaces; wasmtime's linker is semver-aware and satisfies them with the 0.1.1
+//! definitions, which only add to 0.1.0 (the types 0.1.0 components return are unchanged).
 
 #![allow(missing_docs)]
 
@@ -9,6 +13,26 @@ pub mod fault {
         world: "fault",
         imports: { default: async | trappable },
         exports: { default: async },
+    });
+}
+
+/// The `ticking-fault` world: a fault that also exports `tick`. Its imports are the `fault`
+/// world's, so only the exports are bound here.
+pub mod ticking {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "ticking-fault",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "faultline:contract/types": super::fault::faultline::contract::types,
+            "faultline:contract/log": super::fault::faultline::contract::log,
+            "faultline:contract/rollback": super::fault::faultline::contract::rollback,
+            "faultline:contract/process": super::fault::faultline::contract::process,
+            "faultline:contract/cgroup": super::fault::faultline::contract::cgroup,
+            "faultline:contract/network": super::fault::faultline::contract::network,
+            "faultline:contract/filesystem": super::fault::faultline::contract::filesystem,
+        },
     });
 }
 
@@ -27,10 +51,10 @@ pub mod probe {
     });
 }
 
-pub use fault::faultline::contract::{cgroup, log, network, process, rollback, types};
-pub use probe::faultline::contract::outbound;
+pub use fault::faultline::contract::{cgroup, filesystem, log, network, process, rollback, types};
+pub use probe::faultline::contract::{command, outbound};
 
 /// The WIT package every contract interface belongs to.
 pub const PACKAGE: &str = "faultline:contract";
-/// The contract's version.
-pub const VERSION: &str = "0.1.0";
+/// The contract's version. Components built against any 0.1.x load.
+pub const VERSION: &str = "0.1.1";

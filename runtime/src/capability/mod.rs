@@ -5,6 +5,8 @@
 //! [`Context::change`]: the inverse is journalled (fsynced) before the system is touched.
 
 pub mod cgroup;
+pub mod command;
+pub mod filesystem;
 pub mod log;
 pub mod network;
 pub mod outbound;
@@ -139,7 +141,7 @@ pub type Getter<T> = fn(&mut T) -> &mut Context;
 type Link<T> = fn(&mut Linker<T>, Getter<T>) -> wasmtime::Result<()>;
 
 /// The capability registry.
-pub fn registry<T: Send + 'static>() -> [Registered<T>; 6] {
+pub fn registry<T: Send + 'static>() -> [Registered<T>; 8] {
     [
         Registered {
             capability: Capability::Log,
@@ -176,6 +178,18 @@ pub fn registry<T: Send + 'static>() -> [Registered<T>; 6] {
             faults: false,
             probes: true,
             link: |l, get| contract::outbound::add_to_linker::<T, HasSelf<Context>>(l, get),
+        },
+        Registered {
+            capability: Capability::Filesystem,
+            faults: true,
+            probes: false,
+            link: |l, get| contract::filesystem::add_to_linker::<T, HasSelf<Context>>(l, get),
+        },
+        Registered {
+            capability: Capability::Command,
+            faults: false,
+            probes: true,
+            link: |l, get| contract::command::add_to_linker::<T, HasSelf<Context>>(l, get),
         },
     ]
 }

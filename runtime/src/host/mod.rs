@@ -286,7 +286,11 @@ impl Host {
         // Imports must be within what the component declares, not only what the policy grants:
         // a fault that says it only logs does not get to signal processes.
         for c in &shape.capabilities {
+            // `describe()` returns the 0.1 `capability` enum, which cannot name interfaces
+            // added later (`filesystem`, `command`): those are declared by being imported, and
+            // the policy must still grant them.
             let declared = matches!(c, Capability::Log | Capability::Rollback)
+                || !c.declarable()
                 || description
                     .capabilities
                     .iter()
@@ -464,6 +468,22 @@ fn undo_entries(journal: &Journal, backends: &Backends, execution: Option<&str>)
     failures
 }
 
+/// The contract a component was built against, from the version of the contract interfaces it
+/// imports (`faultline:contract/types@0.1.0` → `faultline:contract@0.1.0`); this host's when it
+/// imports none.
+fn built_against(imports: &[String]) -> String {
+    let prefix = format!("{}/", contract::PACKAGE);
+    let version = imports
+        .iter()
+        .filter_map(|i| i.strip_prefix(&prefix)?.split_once('@').map(|(_, v)| v))
+        .max_by(|a, b| {
+            let v = |s: &str| semver::Version::parse(s).ok();
+            v(a).cmp(&v(b))
+        })
+        .unwrap_or(contract::VERSION);
+    format!("{}@{version}", contract::PACKAGE)
+}
+
 fn wit_capability(c: contract::types::Capability) -> Capability {
     use contract::types::Capability as W;
     match c {
@@ -577,9 +597,23 @@ impl crate::hub::ComponentImports for ImportLister {
                     Kind::Probe => crate::hub::Kind::Probe,
                 },
                 params_schema,
-                capabilities: d.capabilities.into_iter().map(wit_capability).collect(),
+                // Interfaces newer than the 0.1 `capability` enum are declared by importing
+                // them; the index lists them beside what describe() names.
+                capabilities: d
+                    .capabilities
+                    .into_iter()
+                    .map(wit_capability)
+                    .chain(
+                        inspection
+                            .shape
+                            .capabilities
+                            .iter()
+                            .copied()
+                            .filter(|c| !c.declarable()),
+                    )
+                    .collect(),
                 revertible: d.revertible,
-                contract: format!("{}@{}", contract::PACKAGE, contract::VERSION),
+                contract: built_against(&inspection.shape.imports),
             })
         };
         std::thread::scope(|scope| {

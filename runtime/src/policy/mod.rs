@@ -46,19 +46,26 @@ pub enum Capability {
     Cgroup,
     /// `network`: network faults.
     Network,
-    /// `outbound`: TCP and HTTP for probes.
+    /// `outbound`: TCP and HTTP for probes (`faultline:contract/outbound`, `wasi:http`,
+    /// `wasi:sockets`).
     Outbound,
+    /// `filesystem`: files in granted directories, for faults.
+    Filesystem,
+    /// `command`: allow-listed programs, for probes.
+    Command,
 }
 
 impl Capability {
     /// Every capability.
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Log,
         Capability::Rollback,
         Capability::Process,
         Capability::Cgroup,
         Capability::Network,
         Capability::Outbound,
+        Capability::Filesystem,
+        Capability::Command,
     ];
 
     /// The WIT interface name (`process`).
@@ -70,7 +77,15 @@ impl Capability {
             Capability::Cgroup => "cgroup",
             Capability::Network => "network",
             Capability::Outbound => "outbound",
+            Capability::Filesystem => "filesystem",
+            Capability::Command => "command",
         }
+    }
+
+    /// Whether a plug-in's `describe()` can name it: the 0.1 `capability` enum knows the
+    /// interfaces of 0.1.0 only.
+    pub fn declarable(self) -> bool {
+        !matches!(self, Capability::Filesystem | Capability::Command)
     }
 
     /// The capability whose WIT interface is `name`.

@@ -733,7 +733,20 @@ async fn the_bundled_hub_is_served_from_the_binary() {
     };
     let (hub, problems) = faultline::hub::open_hub(cfg).await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
-    let bundled = faultline_tests::repo_root().join("hub/components/process-kill-0.1.0.wasm");
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(faultline_tests::repo_root().join("hub-index.json")).unwrap(),
+    )
+    .unwrap();
+    let newest = index["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "process-kill")
+        .unwrap()["versions"][0]["urls"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bundled = faultline_tests::repo_root().join(newest);
     // Real components: their imports are read by the host's lister.
     let imports = faultline::host::ImportLister::new();
     let fetched = hub.fetch_component("process-kill", &imports).await.unwrap();

@@ -47,7 +47,16 @@ fn lab_hub(dir: &Path, name: &str) -> PathBuf {
         .unwrap()
         .clone();
     package["name"] = json!(name);
-    package["versions"][0]["urls"] = json!(["components/process-pause-0.1.0.wasm"]);
+    // The newest release alone, served from a directory of its own.
+    package["versions"] = json!([package["versions"][0].clone()]);
+    let file = package["versions"][0]["urls"][0]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    package["versions"][0]["urls"] = json!([format!("components/{file}")]);
     let now = std::time::SystemTime::now();
     let index = json!({
         "schema_version": 1,
@@ -60,8 +69,8 @@ fn lab_hub(dir: &Path, name: &str) -> PathBuf {
     });
     std::fs::create_dir_all(dir.join("components")).unwrap();
     std::fs::copy(
-        root.join("hub/components/process-pause-0.1.0.wasm"),
-        dir.join("components/process-pause-0.1.0.wasm"),
+        root.join("hub/components").join(&file),
+        dir.join("components").join(&file),
     )
     .unwrap();
     let path = dir.join("hub-index.json");

@@ -149,6 +149,18 @@ impl Host for Context {
         self.blocking(move |c| c.network_change(t, Effect::DnsFailure))
             .await
     }
+
+    // PLACEHOLDER (issue 9, network helper replaces this).
+    async fn fail_dns_names(
+        &mut self,
+        _t: Traffic,
+        _names: Vec<String>,
+        _failure: crate::contract::network::DnsFailure,
+    ) -> GuestResult<u64> {
+        super::to_guest(Err(CapError::Unsupported(
+            "fail-dns-names: not built yet".into(),
+        )))
+    }
 }
 
 impl Change for linux::Inverse {

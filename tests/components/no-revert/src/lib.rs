@@ -5,7 +5,7 @@ wit_bindgen::generate!({
         package fixture:no-revert;
 
         world no-revert {
-            use faultline:contract/types@0.1.0.{description, error, inject-request};
+            use faultline:contract/types@0.1.1.{description, error, inject-request};
             export describe: func() -> description;
             export validate: func(params: string) -> result<_, error>;
             export inject: func(request: inject-request) -> result<list<u8>, error>;
