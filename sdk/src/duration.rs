@@ -109,7 +109,7 @@ mod tests {
         let e = "soon".parse::<HumanDuration>().unwrap_err();
         assert!(e.starts_with("\"soon\" is not a duration"), "{e}");
         let e = serde_json::from_str::<HumanDuration>("10").unwrap_err();
-        assert!(e.to_string().contains("expected a borrowed string"), "{e}");
+        assert!(e.to_string().contains("expected a string"), "{e}");
         let d: HumanDuration = serde_json::from_str("\"10s\"").unwrap();
         assert_eq!(serde_json::to_string(&d).unwrap(), "\"10s\"");
     }

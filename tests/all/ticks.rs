@@ -301,7 +301,7 @@ async fn process_slow_gives_its_target_the_asked_share_of_cpu() {
     let pid = busy.0.id();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = cpu_rate(pid, Duration::from_millis(1500)).await;
-    let (host, _d) = shared_host();
+    let (host, state_dir) = shared_host();
     // 300 ms of every 500 running: 60 %.
     let params = format!(r#"{{"pid": {pid}, "pause_ms": 200, "run_ms": 300}}"#);
     let (handle, task) = start(
@@ -337,6 +337,14 @@ async fn process_slow_gives_its_target_the_asked_share_of_cpu() {
         share * 100.0
     );
     assert!(outcome.ticks >= 18, "{} ticks", outcome.ticks);
+    let journal: u64 = std::fs::read_dir(state_dir.path().join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    eprintln!(
+        "process-slow: journal {journal} bytes after {} pauses (emptied whenever nothing is outstanding)",
+        outcome.ticks.div_ceil(2)
+    );
 }
 
 /// `sh` running `script` in a loop of short sleeps.
@@ -515,4 +523,78 @@ async fn a_tick_export_of_the_wrong_type_is_refused_naming_it() {
         msg.starts_with("component exports do not match the contract's types: 'tick' is not the contract's tick(tick-request) -> result<tick-response, error>"),
         "{msg}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_kill_keeps_its_0_1_parameters() {
+    let (host, _d) = shared_host();
+    let mut child = shell("while :; do sleep 0.05; done");
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let params = format!(r#"{{"pid": {pid}, "signal": "term", "max_targets": 1}}"#);
+    let (outcome, events) = run(
+        &host,
+        c::PROCESS_KILL,
+        &policy_for_pids(&[pid]),
+        params,
+        Duration::from_millis(300),
+    )
+    .await;
+    let (status, _) = exited(&mut child, Duration::from_secs(3))
+        .await
+        .expect("exited");
+    assert_eq!(status.signal(), Some(15), "{status:?}");
+    assert_eq!(outcome.reason, StopReason::DurationOver);
+    // One signal at inject, then one tick that finds nothing more to do.
+    assert_eq!(outcome.ticks, 1);
+    let kills = said(&events)
+        .into_iter()
+        .filter(|m| m.starts_with("signalled "))
+        .count();
+    assert_eq!(kills, 1);
+}
+
+#[tokio::test]
+async fn bad_parameters_of_ticking_faults_are_refused_with_reasons() {
+    let (host, _d) = host();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            c::PROCESS_SLOW,
+            r#"{"pid": 5, "pause_ms": 5}"#,
+            "`pause_ms` must be 10 to 3600000, not 5",
+        ),
+        (
+            c::PROCESS_SLOW,
+            r#"{"pid": 5, "name": "x"}"#,
+            "give exactly one of `pid`, `name` or `cmdline`",
+        ),
+        (
+            c::PROCESS_KILL,
+            r#"{"pid": 5, "interval": "50ms"}"#,
+            "`interval` must be 100ms to 1day, not 50ms",
+        ),
+        (
+            c::PROCESS_KILL,
+            r#"{"pid": 5, "grace_period": "soon"}"#,
+            "/grace_period: ",
+        ),
+        (
+            c::PROCESS_KILL,
+            r#"{"pid": 5, "grace_period": "5s", "signal": "kill"}"#,
+            "has nothing to wait for",
+        ),
+    ];
+    let policy = policy_for_pids(&[5]);
+    for (component, params, expected) in cases {
+        let plugin = faultline_tests::load_fault(&host, &wasm(component), &policy)
+            .await
+            .unwrap();
+        let text = plugin
+            .validate(&host, params)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("invalid"), "{params}: {text}");
+        assert!(text.contains(expected), "{params}: {text}");
+    }
 }
