@@ -66,21 +66,8 @@ macro_rules! export_ticking_fault {
             struct FaultlineExport;
 
             impl $crate::ticking_bindings::Guest for FaultlineExport {
-                fn describe() -> $crate::Description {
-                    $crate::__fault::describe::<$fault>(
-                        env!("CARGO_PKG_NAME"),
-                        env!("CARGO_PKG_VERSION"),
-                    )
-                }
-                fn validate(params: String) -> Result<(), $crate::Error> {
-                    $crate::__fault::validate::<$fault>(&params)
-                }
-                fn inject(request: $crate::InjectRequest) -> Result<Vec<u8>, $crate::Error> {
-                    $crate::__fault::inject::<$fault>(request)
-                }
-                fn revert(state: Vec<u8>) -> Result<(), $crate::Error> {
-                    $crate::__fault::revert::<$fault>(state)
-                }
+                $crate::__fault_exports!($fault);
+
                 fn tick(
                     request: $crate::TickRequest,
                 ) -> Result<$crate::TickResponse, $crate::Error> {

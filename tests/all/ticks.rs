@@ -369,70 +369,103 @@ async fn exited(child: &mut Child, limit: Duration) -> Option<(std::process::Exi
     None
 }
 
+/// How a child ended under `process-kill`.
+struct Killed {
+    pid: u32,
+    status: std::process::ExitStatus,
+    /// From the end of inject to the child's exit.
+    after: Duration,
+    outcome: Arc<Outcome>,
+    said: Vec<String>,
+}
+
+/// Runs `process-kill` for `duration` with `extra` parameters on a child running `script`.
+async fn kill_child(script: &str, extra: &str, duration: Duration) -> Killed {
+    let (host, _d) = shared_host();
+    let mut child = shell(script);
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let params = format!(r#"{{"pid": {pid}{extra}}}"#);
+    let policy = policy_for_pids(&[pid]);
+    let (handle, task) = start(&host, c::PROCESS_KILL, &policy, params, duration).await;
+    injected(&handle).await;
+    let held = Instant::now();
+    let (status, at) = exited(&mut child, duration + Duration::from_secs(2))
+        .await
+        .expect("the child exited");
+    let outcome = task.await.unwrap();
+    assert!(outcome.is_clean(), "{outcome:?}");
+    Killed {
+        pid,
+        status,
+        after: at - held,
+        outcome,
+        said: said(&handle.history()),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_kill_graceful_kills_what_ignores_term_after_the_grace_period() {
-    let (host, _d) = shared_host();
-    let mut stubborn = shell("trap '' TERM; while :; do sleep 0.05; done");
-    let pid = stubborn.id();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let params = format!(r#"{{"pid": {pid}, "grace_period": "1s"}}"#);
-    let (handle, task) = start(
-        &host,
-        c::PROCESS_KILL,
-        &policy_for_pids(&[pid]),
-        params,
+    let stubborn = "trap '' TERM; while :; do sleep 0.05; done";
+    let k = kill_child(
+        stubborn,
+        r#", "grace_period": "1s""#,
         Duration::from_secs(3),
     )
     .await;
-    injected(&handle).await;
-    let held = Instant::now();
-    let (status, at) = exited(&mut stubborn, Duration::from_secs(5))
-        .await
-        .expect("killed");
-    let outcome = task.await.unwrap();
-    let after = at - held;
-    eprintln!("process-kill graceful: SIGKILL {after:?} after TERM (grace 1s)");
-    assert_eq!(status.signal(), Some(9), "{status:?}");
-    assert!(
-        after >= Duration::from_millis(950) && after <= Duration::from_millis(1500),
-        "killed {after:?} after inject"
+    eprintln!(
+        "process-kill graceful: SIGKILL {:?} after TERM (grace 1s)",
+        k.after
     );
-    assert_eq!(outcome.reason, StopReason::DurationOver);
-    assert!(outcome.is_clean());
-    let text = said(&handle.history());
+    assert_eq!(k.status.signal(), Some(9), "{:?}", k.status);
     assert!(
-        text.contains(&format!("{pid} outlived its grace period: SIGKILL sent")),
-        "{text:?}"
+        k.after >= Duration::from_millis(950) && k.after <= Duration::from_millis(1500),
+        "killed {:?} after inject",
+        k.after
     );
+    assert_eq!(k.outcome.reason, StopReason::DurationOver);
+    let line = format!("{} outlived its grace period: SIGKILL sent", k.pid);
+    assert!(k.said.contains(&line), "{:?}", k.said);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_kill_graceful_lets_what_honours_term_exit_on_its_own() {
-    let (host, _d) = shared_host();
-    let mut polite = shell("trap 'exit 7' TERM; while :; do sleep 0.05; done");
-    let pid = polite.id();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let params = format!(r#"{{"pid": {pid}, "grace_period": "1s"}}"#);
-    let (handle, task) = start(
-        &host,
-        c::PROCESS_KILL,
-        &policy_for_pids(&[pid]),
-        params,
+    let polite = "trap 'exit 7' TERM; while :; do sleep 0.05; done";
+    let k = kill_child(
+        polite,
+        r#", "grace_period": "1s""#,
         Duration::from_millis(1500),
     )
     .await;
-    let (status, _) = exited(&mut polite, Duration::from_secs(3))
-        .await
-        .expect("exited");
-    let outcome = task.await.unwrap();
     assert_eq!(
-        status.code(),
+        k.status.code(),
         Some(7),
-        "exited on TERM by itself: {status:?}"
+        "exited on TERM by itself: {:?}",
+        k.status
     );
-    assert_eq!(outcome.reason, StopReason::DurationOver);
-    let text = said(&handle.history());
-    assert!(!text.iter().any(|m| m.contains("outlived")), "{text:?}");
+    assert_eq!(k.outcome.reason, StopReason::DurationOver);
+    assert!(
+        !k.said.iter().any(|m| m.contains("outlived")),
+        "{:?}",
+        k.said
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_kill_keeps_its_0_1_parameters() {
+    let script = "while :; do sleep 0.05; done";
+    let extra = r#", "signal": "term", "max_targets": 1"#;
+    let k = kill_child(script, extra, Duration::from_millis(300)).await;
+    assert_eq!(k.status.signal(), Some(15), "{:?}", k.status);
+    assert_eq!(k.outcome.reason, StopReason::DurationOver);
+    // One signal at inject, then one tick that finds nothing more to do.
+    assert_eq!(k.outcome.ticks, 1);
+    let kills = k
+        .said
+        .iter()
+        .filter(|m| m.starts_with("signalled "))
+        .count();
+    assert_eq!(kills, 1);
 }
 
 /// A supervisor restarting `sleep 987.654` whenever it dies; stops it and its child on drop.
@@ -523,35 +556,6 @@ async fn a_tick_export_of_the_wrong_type_is_refused_naming_it() {
         msg.starts_with("component exports do not match the contract's types: 'tick' is not the contract's tick(tick-request) -> result<tick-response, error>"),
         "{msg}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn process_kill_keeps_its_0_1_parameters() {
-    let (host, _d) = shared_host();
-    let mut child = shell("while :; do sleep 0.05; done");
-    let pid = child.id();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let params = format!(r#"{{"pid": {pid}, "signal": "term", "max_targets": 1}}"#);
-    let (outcome, events) = run(
-        &host,
-        c::PROCESS_KILL,
-        &policy_for_pids(&[pid]),
-        params,
-        Duration::from_millis(300),
-    )
-    .await;
-    let (status, _) = exited(&mut child, Duration::from_secs(3))
-        .await
-        .expect("exited");
-    assert_eq!(status.signal(), Some(15), "{status:?}");
-    assert_eq!(outcome.reason, StopReason::DurationOver);
-    // One signal at inject, then one tick that finds nothing more to do.
-    assert_eq!(outcome.ticks, 1);
-    let kills = said(&events)
-        .into_iter()
-        .filter(|m| m.starts_with("signalled "))
-        .count();
-    assert_eq!(kills, 1);
 }
 
 #[tokio::test]

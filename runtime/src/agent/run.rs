@@ -142,22 +142,7 @@ mod tests {
 
     #[test]
     fn a_failed_tick_is_an_error_status() {
-        let outcome = Outcome {
-            id: "ex-test".into(),
-            fault: "ticking@0.1.0".into(),
-            reason: StopReason::TickFailed,
-            injected: true,
-            changes: 1,
-            inject_error: None,
-            ticks: 3,
-            tick_error: Some("tick trapped: boom".into()),
-            guest_revert_error: None,
-            revert_failures: Vec::new(),
-            inject_ms: Some(1.0),
-            revert_ms: 1.0,
-            started_ms: 0,
-            ended_ms: 1,
-        };
+        let outcome = Outcome::ended(StopReason::TickFailed);
         assert_eq!(Status::of(&outcome), Status::Error);
     }
 }

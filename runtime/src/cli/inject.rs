@@ -410,32 +410,13 @@ pub async fn probe(args: ProbeArgs, hub: &HubConfig, state_dir: &Path, out: &mut
 mod tests {
     use super::*;
 
-    fn ended(reason: StopReason) -> Outcome {
-        Outcome {
-            id: "ex-test".into(),
-            fault: "ticking@0.1.0".into(),
-            reason,
-            injected: true,
-            changes: 1,
-            inject_error: None,
-            ticks: 3,
-            tick_error: Some("tick trapped: boom".into()),
-            guest_revert_error: None,
-            revert_failures: Vec::new(),
-            inject_ms: Some(1.0),
-            revert_ms: 1.0,
-            started_ms: 0,
-            ended_ms: 1,
-        }
-    }
-
     #[test]
     fn a_failed_tick_exits_like_a_failed_inject_unless_the_revert_failed() {
         assert_eq!(
-            exit_code(&ended(StopReason::TickFailed)),
+            exit_code(&Outcome::ended(StopReason::TickFailed)),
             EXIT_INJECT_FAILED
         );
-        let mut dirty = ended(StopReason::TickFailed);
+        let mut dirty = Outcome::ended(StopReason::TickFailed);
         dirty
             .revert_failures
             .push("change 1 could not be undone".into());

@@ -149,6 +149,18 @@ impl Outcome {
     pub fn is_clean(&self) -> bool {
         self.revert_failures.is_empty()
     }
+
+    /// An injected run that ended for `reason`, for the tests of whoever maps outcomes.
+    #[cfg(test)]
+    pub(crate) fn ended(reason: StopReason) -> Outcome {
+        let mut outcome = Outcome::new("ex-test", "ticking@0.1.0".into(), reason, 0);
+        outcome.injected = true;
+        if reason == StopReason::TickFailed {
+            outcome.ticks = 3;
+            outcome.tick_error = Some("tick trapped: boom".into());
+        }
+        outcome
+    }
 }
 
 /// What happened, when.
