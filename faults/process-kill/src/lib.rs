@@ -226,7 +226,7 @@ impl Ticking for ProcessKill {
                 fresh.truncate(state.max_targets as usize);
             }
             if fresh.is_empty() {
-                log::info("no matching process this round");
+                log::debug("no matching process this round");
             }
             round(state, fresh, now)?;
             state.next_round_ms = now.saturating_add(state.interval_ms.unwrap_or(u64::MAX));
