@@ -18,6 +18,7 @@ const GROUPS: &[(&str, &[&str])] = &[
         &[
             "process-pause",
             "process-kill",
+            "process-slow",
             "network-delay",
             "network-loss",
             "network-bandwidth",
@@ -40,6 +41,8 @@ const GROUPS: &[(&str, &[&str])] = &[
             "fixture-misbehave",
             "fixture-no-revert",
             "fixture-outside-contract",
+            "fixture-ticking",
+            "fixture-bad-tick",
         ],
     ),
 ];

@@ -80,6 +80,27 @@ pub mod __private {
     }
 }
 
+/// The `describe`, `validate`, `inject` and `revert` of a `Guest` impl, shared by the `fault`
+/// and `ticking-fault` worlds' export macros.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __fault_exports {
+    ($fault:ty) => {
+        fn describe() -> $crate::Description {
+            $crate::__fault::describe::<$fault>(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+        }
+        fn validate(params: String) -> Result<(), $crate::Error> {
+            $crate::__fault::validate::<$fault>(&params)
+        }
+        fn inject(request: $crate::InjectRequest) -> Result<Vec<u8>, $crate::Error> {
+            $crate::__fault::inject::<$fault>(request)
+        }
+        fn revert(state: Vec<u8>) -> Result<(), $crate::Error> {
+            $crate::__fault::revert::<$fault>(state)
+        }
+    };
+}
+
 /// Exports a [`Fault`] implementation as the component's `fault` world.
 #[macro_export]
 macro_rules! export_fault {
@@ -88,21 +109,7 @@ macro_rules! export_fault {
             struct FaultlineExport;
 
             impl $crate::bindings::Guest for FaultlineExport {
-                fn describe() -> $crate::Description {
-                    $crate::__fault::describe::<$fault>(
-                        env!("CARGO_PKG_NAME"),
-                        env!("CARGO_PKG_VERSION"),
-                    )
-                }
-                fn validate(params: String) -> Result<(), $crate::Error> {
-                    $crate::__fault::validate::<$fault>(&params)
-                }
-                fn inject(request: $crate::InjectRequest) -> Result<Vec<u8>, $crate::Error> {
-                    $crate::__fault::inject::<$fault>(request)
-                }
-                fn revert(state: Vec<u8>) -> Result<(), $crate::Error> {
-                    $crate::__fault::revert::<$fault>(state)
-                }
+                $crate::__fault_exports!($fault);
             }
 
     $crate::bindings::__export_fault_world!(FaultlineExport with_types_in $crate::bindings);

@@ -5,6 +5,7 @@
 
 mod cgroup;
 mod cli;
+mod compat;
 mod execution;
 mod faults;
 mod host;
@@ -13,3 +14,4 @@ mod limits;
 mod network;
 mod policy;
 mod recovery;
+mod ticks;

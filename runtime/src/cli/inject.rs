@@ -229,7 +229,9 @@ pub(super) fn exit_code(outcome: &Outcome) -> u8 {
         return EXIT_REVERT_FAILED;
     }
     match outcome.reason {
-        StopReason::InjectFailed | StopReason::Abandoned => EXIT_INJECT_FAILED,
+        StopReason::InjectFailed | StopReason::TickFailed | StopReason::Abandoned => {
+            EXIT_INJECT_FAILED
+        }
         StopReason::Sigint => 130,
         StopReason::Sigterm => 143,
         StopReason::DurationOver
@@ -401,5 +403,23 @@ pub async fn probe(args: ProbeArgs, hub: &HubConfig, state_dir: &Path, out: &mut
             let _ = writeln!(out, "probe FAILED: {e}");
             EXIT_PROBE_FAILED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_tick_exits_like_a_failed_inject_unless_the_revert_failed() {
+        assert_eq!(
+            exit_code(&Outcome::ended(StopReason::TickFailed)),
+            EXIT_INJECT_FAILED
+        );
+        let mut dirty = Outcome::ended(StopReason::TickFailed);
+        dirty
+            .revert_failures
+            .push("change 1 could not be undone".into());
+        assert_eq!(exit_code(&dirty), EXIT_REVERT_FAILED);
     }
 }
