@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use faultline::capability::CapError;
 use faultline::capability::network::linux::{
-    Effect, Inverse, Namespace, NetworkBackend, Protocol, Traffic,
+    DnsFailure, Effect, Inverse, Namespace, NetworkBackend, Protocol, Traffic,
 };
+use faultline_tests::dns::{ANSWER, DnsServer, bound_queues, dig};
 use faultline_tests::netns::{
     A_ADDR, A_IF, B_ADDR, NetPair, assert_near, binomial_5sigma, connect_from_a, echo, median,
     rtts, tcp_listener, udp_delivery,
@@ -192,6 +193,67 @@ fn dns_failure_rejects_port_53() {
 }
 
 #[test]
+fn dns_names_fail_chosen_queries_and_let_others_through() {
+    if !faultline_tests::privileged("dns_names_fail_chosen_queries_and_let_others_through") {
+        return;
+    }
+    let pair = NetPair::new("dnsn");
+    let server = DnsServer::start(&pair);
+    let resolves = |name: &str| {
+        let r = dig(&pair, name);
+        assert_eq!(r.status.as_deref(), Some("NOERROR"), "{name}: {r:?}");
+        assert_eq!(r.addresses, vec![ANSWER], "{name}: {r:?}");
+    };
+    resolves("a.fail.test");
+    let traffic = towards_b(&pair, Protocol::Udp, vec![]);
+    for (tag, failure, status) in [
+        ("dn1", DnsFailure::NxDomain, Some("NXDOMAIN")),
+        ("dn2", DnsFailure::ServFail, Some("SERVFAIL")),
+        ("dn3", DnsFailure::Timeout, None),
+    ] {
+        let effect = Effect::DnsNames {
+            names: vec!["*.fail.test".into(), "Exact.Test.".into()],
+            failure,
+        };
+        with_change(&pair, tag, &traffic, &effect, || {
+            let reached = server.queries();
+            for name in ["a.FAIL.test", "b.c.fail.test", "exact.test"] {
+                let r = dig(&pair, name);
+                eprintln!("dns {failure:?} {name}: {:?} after {:?}", r.status, r.elapsed);
+                assert_eq!(r.status.as_deref(), status, "{name}: {r:?}");
+                assert!(r.addresses.is_empty(), "{name}: {r:?}");
+                match status {
+                    Some(_) => assert!(r.elapsed < Duration::from_millis(900), "{r:?}"),
+                    // dig's own timeout: no answer at all, exit code 9.
+                    None => assert_eq!(r.exit, Some(9), "{r:?}"),
+                }
+            }
+            assert_eq!(server.queries(), reached, "a failed query reached the server");
+            // The suffix itself and other names pass untouched.
+            resolves("fail.test");
+            resolves("other.example");
+            assert_eq!(server.queries(), reached + 2);
+            assert_ne!(bound_queues(&pair, &pair.a), "", "no worker listens");
+        });
+        assert_eq!(bound_queues(&pair, &pair.a), "", "the worker is still bound");
+        resolves("a.fail.test");
+    }
+    // Every name (an empty list), answered from every server.
+    let traffic = Traffic {
+        destinations: vec![],
+        ..towards_b(&pair, Protocol::Any, vec![])
+    };
+    let every = Effect::DnsNames {
+        names: vec![],
+        failure: DnsFailure::NxDomain,
+    };
+    with_change(&pair, "dn4", &traffic, &every, || {
+        assert_eq!(dig(&pair, "x.example").status.as_deref(), Some("NXDOMAIN"));
+    });
+    resolves("x.example");
+}
+
+#[test]
 fn delay_adds_latency_with_bounded_jitter() {
     if !faultline_tests::privileged("delay_adds_latency_with_bounded_jitter") {
         return;
@@ -350,6 +412,14 @@ fn undo_works_from_a_fresh_backend_and_twice() {
             towards_b(&pair, Protocol::Icmp, vec![]),
             Effect::Duplication { percent: 5.0 },
         ),
+        (
+            "rs6".into(),
+            towards_b(&pair, Protocol::Udp, vec![]),
+            Effect::DnsNames {
+                names: vec!["db.internal".into()],
+                failure: DnsFailure::Timeout,
+            },
+        ),
     ];
     let mut journal: Vec<String> = Vec::new();
     {
@@ -385,6 +455,13 @@ fn undo_works_from_a_fresh_backend_and_twice() {
     drop(pair);
     assert!(!second.is_present(&inverse).unwrap());
     second.undo(&inverse).unwrap();
+}
+
+fn dns_names(names: &[&str]) -> Effect {
+    Effect::DnsNames {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        failure: DnsFailure::NxDomain,
+    }
 }
 
 #[test]
@@ -440,6 +517,31 @@ fn bad_parameters_are_refused() {
             },
             loss.clone(),
             |e| matches!(e, CapError::Invalid(_)),
+        ),
+        // DNS by name: UDP only, no ports, valid and few names.
+        (good.clone(), dns_names(&["db.internal"]), |e| {
+            matches!(e, CapError::Invalid(r) if r.contains("udp"))
+        }),
+        (
+            Traffic {
+                ports: vec![(53, 53)],
+                ..towards_b(&pair, Protocol::Udp, vec![])
+            },
+            dns_names(&["db.internal"]),
+            |e| matches!(e, CapError::Invalid(r) if r.contains("ports")),
+        ),
+        (
+            towards_b(&pair, Protocol::Udp, vec![]),
+            dns_names(&["ok.example", "bad..name"]),
+            |e| matches!(e, CapError::Invalid(r) if r.contains("#1") && r.contains("bad..name")),
+        ),
+        (
+            towards_b(&pair, Protocol::Udp, vec![]),
+            Effect::DnsNames {
+                names: (0..1000).map(|i| format!("n{i}.example")).collect(),
+                failure: DnsFailure::Timeout,
+            },
+            |e| matches!(e, CapError::Invalid(r) if r.contains("at most 256")),
         ),
     ];
     for (traffic, effect, expected) in cases {
