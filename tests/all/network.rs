@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -251,6 +251,72 @@ fn dns_names_fail_chosen_queries_and_let_others_through() {
         assert_eq!(dig(&pair, "x.example").status.as_deref(), Some("NXDOMAIN"));
     });
     resolves("x.example");
+}
+
+/// A DNS query for `name` (type A) sent from namespace `a` with a raw socket, its source
+/// forged to `from`:5353.
+fn forged_query(pair: &NetPair, from: Ipv4Addr, name: &str) {
+    let mut query = simple_dns::Packet::new_query(0x5151);
+    query.questions.push(simple_dns::Question::new(
+        simple_dns::Name::new_unchecked(name),
+        simple_dns::QTYPE::TYPE(simple_dns::TYPE::A),
+        simple_dns::QCLASS::CLASS(simple_dns::CLASS::IN),
+        false,
+    ));
+    let mut packet = Vec::new();
+    etherparse::PacketBuilder::ipv4(from.octets(), B_ADDR.octets(), 64)
+        .udp(5353, 53)
+        .write(&mut packet, &query.build_bytes_vec().unwrap())
+        .unwrap();
+    pair.within(&pair.a, || {
+        let raw = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(255)),
+        )
+        .unwrap();
+        raw.send_to(&packet, &std::net::SocketAddr::from((B_ADDR, 0)).into())
+            .unwrap();
+    });
+}
+
+#[test]
+fn dns_answers_never_leave_the_namespace_for_a_forged_source() {
+    if !faultline_tests::privileged("dns_answers_never_leave_the_namespace_for_a_forged_source")
+    {
+        return;
+    }
+    let pair = NetPair::new("dnsf");
+    let server = DnsServer::start(&pair);
+    // A victim address in `b`, which accepts packets from its own addresses (namespace-local
+    // settings, gone with the namespace).
+    let victim = Ipv4Addr::new(10, 77, 0, 99);
+    pair.exec(&pair.b, &["ip", "addr", "add", "10.77.0.99/24", "dev", "v1"]);
+    pair.exec(&pair.b, &["sysctl", "-qw", "net.ipv4.conf.all.accept_local=1"]);
+    pair.exec(&pair.b, &["sysctl", "-qw", "net.ipv4.conf.v1.accept_local=1"]);
+    let inbox = pair.within(&pair.b, || UdpSocket::bind((victim, 5353)).unwrap());
+    inbox
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    let effect = Effect::DnsNames {
+        names: vec!["*.fail.test".into()],
+        failure: DnsFailure::NxDomain,
+    };
+    let traffic = towards_b(&pair, Protocol::Udp, vec![]);
+    let mut buf = [0u8; 512];
+    with_change(&pair, "dnf1", &traffic, &effect, || {
+        // Control: a forged query that passes reaches the server, whose answer reaches the
+        // victim.
+        forged_query(&pair, victim, "other.example");
+        let n = inbox.recv(&mut buf).expect("the real server's answer");
+        assert!(simple_dns::Packet::parse(&buf[..n]).is_ok());
+        // A matching one is taken by the worker, whose answer stays inside `a`.
+        let reached = server.queries();
+        forged_query(&pair, victim, "x.fail.test");
+        let got = inbox.recv(&mut buf);
+        assert!(got.is_err(), "the worker answered a forged source: {got:?}");
+        assert_eq!(server.queries(), reached);
+    });
 }
 
 #[test]

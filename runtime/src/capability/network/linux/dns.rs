@@ -259,7 +259,11 @@ impl Responder {
     pub fn open() -> CapResult<Responder> {
         let raw = |domain: Domain| {
             // IPPROTO_RAW implies that we write the IP header ourselves (IP_HDRINCL).
-            Socket::new(domain, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
+            let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
+            // Answers go to the namespace's own sockets only: bound to loopback, a packet
+            // whose source was forged to a remote address never leaves the namespace.
+            socket.bind_device(Some(b"lo"))?;
+            Ok::<_, std::io::Error>(socket)
         };
         let v4 = raw(Domain::IPV4);
         let v6 = raw(Domain::IPV6).ok();
@@ -428,6 +432,40 @@ mod tests {
             Packet::parse(udp.payload()).unwrap().rcode(),
             RCODE::ServerFailure
         );
+    }
+
+    #[test]
+    fn ipv6_queries_are_answered_over_ipv6() {
+        let rule = Rule {
+            names: names(&["db.internal"]),
+            failure: DnsFailure::ServFail,
+        };
+        let (client, server) = ([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], {
+            let mut s = [0u8; 16];
+            s[0] = 0xfd;
+            s[15] = 0x35;
+            s
+        });
+        let mut packet = Vec::new();
+        PacketBuilder::ipv6(client, server, 64)
+            .udp(50000, 53)
+            .write(&mut packet, &query("db.internal", 3, true))
+            .unwrap();
+        let Decision::Answer { packet, to } = rule.decide(&packet) else {
+            panic!("no answer")
+        };
+        assert_eq!(to, IpAddr::from(client));
+        let sliced = SlicedPacket::from_ip(&packet).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &sliced.net else {
+            panic!("not ipv6")
+        };
+        assert_eq!(ip.header().source_addr(), std::net::Ipv6Addr::from(server));
+        let Some(TransportSlice::Udp(udp)) = &sliced.transport else {
+            panic!("not udp")
+        };
+        assert_eq!((udp.source_port(), udp.destination_port()), (53, 50000));
+        let reply = Packet::parse(udp.payload()).unwrap();
+        assert_eq!((reply.id(), reply.rcode()), (3, RCODE::ServerFailure));
     }
 
     #[test]
