@@ -193,8 +193,7 @@ async fn network_blackhole_reject_refuses_connections_and_reverts_cleanly() {
 
 #[tokio::test]
 async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
-    if !faultline_tests::privileged("network_dns_fails_chosen_names_as_asked_and_reverts_cleanly")
-    {
+    if !faultline_tests::privileged("network_dns_fails_chosen_names_as_asked_and_reverts_cleanly") {
         return;
     }
     let pair = NetPair::new("fdns");
@@ -208,8 +207,14 @@ async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
     let before = pair.snapshot();
     let (host, _d) = host();
     for (extra, status) in [
-        (r#""names": ["*.fail.test"], "failure": "nxdomain""#, Some("NXDOMAIN")),
-        (r#""names": ["*.fail.test"], "failure": "servfail""#, Some("SERVFAIL")),
+        (
+            r#""names": ["*.fail.test"], "failure": "nxdomain""#,
+            Some("NXDOMAIN"),
+        ),
+        (
+            r#""names": ["*.fail.test"], "failure": "servfail""#,
+            Some("SERVFAIL"),
+        ),
         (r#""names": ["*.fail.test"], "failure": "timeout""#, None),
         // With names and no failure: NXDOMAIN.
         (r#""names": ["API.fail.test"]"#, Some("NXDOMAIN")),
@@ -222,7 +227,11 @@ async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
         let reached_other = server.queries() - reached;
         revert(&host, &plugin, &injected).await;
         assert_eq!(pair.snapshot(), before, "revert left something behind");
-        assert_eq!(bound_queues(&pair, &pair.a), "", "the worker is still bound");
+        assert_eq!(
+            bound_queues(&pair, &pair.a),
+            "",
+            "the worker is still bound"
+        );
         eprintln!(
             "network-dns {extra}: {:?} after {:?}",
             failed.status, failed.elapsed
@@ -230,7 +239,11 @@ async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
         assert_eq!(failed.status.as_deref(), status, "{extra}: {failed:?}");
         assert!(failed.addresses.is_empty(), "{failed:?}");
         if status.is_none() {
-            assert_eq!(failed.exit, Some(9), "no answer within dig's 1 s: {failed:?}");
+            assert_eq!(
+                failed.exit,
+                Some(9),
+                "no answer within dig's 1 s: {failed:?}"
+            );
         }
         assert_eq!(other.status.as_deref(), Some("NOERROR"), "{other:?}");
         assert_eq!(other.addresses, vec![ANSWER], "{other:?}");
@@ -246,10 +259,30 @@ async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
     let refused = dig(&pair, "api.ok.test");
     revert(&host, &plugin, &injected).await;
     assert_eq!(pair.snapshot(), before, "revert left something behind");
-    eprintln!("network-dns reject: no answer, dig ended after {:?}", refused.elapsed);
+    eprintln!(
+        "network-dns reject: no answer, dig ended after {:?}",
+        refused.elapsed
+    );
     assert_eq!(refused.status, None, "{refused:?}");
     assert!(refused.elapsed < Duration::from_millis(900), "{refused:?}");
     resolves("api.ok.test");
+
+    // DNS is scoped as port 53: a grant of port 53 covers it, one of port 80 does not.
+    let params = towards_b(&pair, r#""names": ["*.fail.test"], "failure": "servfail""#);
+    let port = |p: &str| {
+        policy(&format!(
+            "capabilities = [\"network\"]\nnetwork = {{ namespaces = [\"named:flt-*\"], interfaces = [\"{A_IF}\"], ports = [\"{p}\"] }}"
+        ))
+    };
+    let (plugin, injected) = inject(&host, c::NETWORK_DNS, &port("53"), &params).await;
+    assert_eq!(
+        dig(&pair, "a.fail.test").status.as_deref(),
+        Some("SERVFAIL")
+    );
+    revert(&host, &plugin, &injected).await;
+    let reason = denied(&host, c::NETWORK_DNS, &port("80"), &params).await;
+    assert!(reason.contains("ports [(53, 53)]"), "{reason}");
+    assert_eq!(pair.snapshot(), before);
 
     // A name the host refuses: the guest gets `invalid` naming it, nothing is changed.
     let params = towards_b(
@@ -270,7 +303,11 @@ async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
             phase: "inject",
             error,
         }) if error.kind == "invalid" => {
-            assert!(error.reason.contains(r#"#1 "bad..name""#), "{}", error.reason);
+            assert!(
+                error.reason.contains(r#"#1 "bad..name""#),
+                "{}",
+                error.reason
+            );
         }
         other => panic!("expected invalid, got {other:?}"),
     }
@@ -305,7 +342,10 @@ async fn network_tcp_reset_resets_open_connections_and_refuses_new_ones() {
     let mut reader = connect_from_a(&pair, 8096, Duration::from_secs(2)).unwrap();
     let mut reader_peer = accept();
     let mut buf = [0u8; 64];
-    for (client, peer) in [(&mut sender, &mut sender_peer), (&mut reader, &mut reader_peer)] {
+    for (client, peer) in [
+        (&mut sender, &mut sender_peer),
+        (&mut reader, &mut reader_peer),
+    ] {
         peer.set_nonblocking(false).unwrap();
         client.write_all(b"ping").unwrap();
         assert_eq!(peer.read(&mut buf).unwrap(), 4);
@@ -351,7 +391,10 @@ async fn network_tcp_reset_resets_open_connections_and_refuses_new_ones() {
     let err = refused.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
     for took in [sender_took, reader_took, refused_took] {
-        assert!(took < Duration::from_millis(300), "reset only after {took:?}");
+        assert!(
+            took < Duration::from_millis(300),
+            "reset only after {took:?}"
+        );
     }
     // After revert a new connection carries data again.
     let mut fresh = connect_from_a(&pair, 8096, Duration::from_secs(2)).unwrap();

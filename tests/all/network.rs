@@ -219,7 +219,10 @@ fn dns_names_fail_chosen_queries_and_let_others_through() {
             let reached = server.queries();
             for name in ["a.FAIL.test", "b.c.fail.test", "exact.test"] {
                 let r = dig(&pair, name);
-                eprintln!("dns {failure:?} {name}: {:?} after {:?}", r.status, r.elapsed);
+                eprintln!(
+                    "dns {failure:?} {name}: {:?} after {:?}",
+                    r.status, r.elapsed
+                );
                 assert_eq!(r.status.as_deref(), status, "{name}: {r:?}");
                 assert!(r.addresses.is_empty(), "{name}: {r:?}");
                 match status {
@@ -228,14 +231,22 @@ fn dns_names_fail_chosen_queries_and_let_others_through() {
                     None => assert_eq!(r.exit, Some(9), "{r:?}"),
                 }
             }
-            assert_eq!(server.queries(), reached, "a failed query reached the server");
+            assert_eq!(
+                server.queries(),
+                reached,
+                "a failed query reached the server"
+            );
             // The suffix itself and other names pass untouched.
             resolves("fail.test");
             resolves("other.example");
             assert_eq!(server.queries(), reached + 2);
             assert_ne!(bound_queues(&pair, &pair.a), "", "no worker listens");
         });
-        assert_eq!(bound_queues(&pair, &pair.a), "", "the worker is still bound");
+        assert_eq!(
+            bound_queues(&pair, &pair.a),
+            "",
+            "the worker is still bound"
+        );
         resolves("a.fail.test");
     }
     // Every name (an empty list), answered from every server.
@@ -251,6 +262,43 @@ fn dns_names_fail_chosen_queries_and_let_others_through() {
         assert_eq!(dig(&pair, "x.example").status.as_deref(), Some("NXDOMAIN"));
     });
     resolves("x.example");
+}
+
+#[test]
+fn dns_queries_flow_untouched_when_the_worker_is_gone() {
+    if !faultline_tests::privileged("dns_queries_flow_untouched_when_the_worker_is_gone") {
+        return;
+    }
+    let pair = NetPair::new("dnsw");
+    let _server = DnsServer::start(&pair);
+    let before = pair.snapshot();
+    let traffic = towards_b(&pair, Protocol::Udp, vec![]);
+    let effect = Effect::DnsNames {
+        names: vec!["db.internal".into()],
+        failure: DnsFailure::Timeout,
+    };
+    let journal = {
+        let agent = NetworkBackend::new();
+        let inverse = agent.prepare("dnw1", &traffic, &effect).unwrap();
+        agent.apply("dnw1", &traffic, &effect, &inverse).unwrap();
+        assert_eq!(dig(&pair, "db.internal").status, None);
+        serde_json::to_string(&inverse).unwrap()
+        // The agent "dies" here: its worker goes, its rules stay.
+    };
+    assert_ne!(pair.snapshot(), before, "the rules went with the worker");
+    let r = dig(&pair, "db.internal");
+    assert_eq!(r.status.as_deref(), Some("NOERROR"), "{r:?}");
+    assert_eq!(r.addresses, vec![ANSWER]);
+    let recovery = NetworkBackend::new();
+    let inverse: Inverse = serde_json::from_str(&journal).unwrap();
+    assert!(recovery.is_present(&inverse).unwrap());
+    assert!(
+        inverse
+            .manual_steps()
+            .contains("iptables-legacy -t mangle -X faultline_dnw1")
+    );
+    recovery.undo(&inverse).unwrap();
+    assert_eq!(pair.snapshot(), before);
 }
 
 /// A DNS query for `name` (type A) sent from namespace `a` with a raw socket, its source
@@ -282,8 +330,7 @@ fn forged_query(pair: &NetPair, from: Ipv4Addr, name: &str) {
 
 #[test]
 fn dns_answers_never_leave_the_namespace_for_a_forged_source() {
-    if !faultline_tests::privileged("dns_answers_never_leave_the_namespace_for_a_forged_source")
-    {
+    if !faultline_tests::privileged("dns_answers_never_leave_the_namespace_for_a_forged_source") {
         return;
     }
     let pair = NetPair::new("dnsf");
@@ -291,9 +338,18 @@ fn dns_answers_never_leave_the_namespace_for_a_forged_source() {
     // A victim address in `b`, which accepts packets from its own addresses (namespace-local
     // settings, gone with the namespace).
     let victim = Ipv4Addr::new(10, 77, 0, 99);
-    pair.exec(&pair.b, &["ip", "addr", "add", "10.77.0.99/24", "dev", "v1"]);
-    pair.exec(&pair.b, &["sysctl", "-qw", "net.ipv4.conf.all.accept_local=1"]);
-    pair.exec(&pair.b, &["sysctl", "-qw", "net.ipv4.conf.v1.accept_local=1"]);
+    pair.exec(
+        &pair.b,
+        &["ip", "addr", "add", "10.77.0.99/24", "dev", "v1"],
+    );
+    pair.exec(
+        &pair.b,
+        &["sysctl", "-qw", "net.ipv4.conf.all.accept_local=1"],
+    );
+    pair.exec(
+        &pair.b,
+        &["sysctl", "-qw", "net.ipv4.conf.v1.accept_local=1"],
+    );
     let inbox = pair.within(&pair.b, || UdpSocket::bind((victim, 5353)).unwrap());
     inbox
         .set_read_timeout(Some(Duration::from_millis(800)))
@@ -585,9 +641,11 @@ fn bad_parameters_are_refused() {
             |e| matches!(e, CapError::Invalid(_)),
         ),
         // DNS by name: UDP only, no ports, valid and few names.
-        (good.clone(), dns_names(&["db.internal"]), |e| {
-            matches!(e, CapError::Invalid(r) if r.contains("udp"))
-        }),
+        (
+            good.clone(),
+            dns_names(&["db.internal"]),
+            |e| matches!(e, CapError::Invalid(r) if r.contains("udp")),
+        ),
         (
             Traffic {
                 ports: vec![(53, 53)],

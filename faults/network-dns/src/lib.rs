@@ -92,16 +92,12 @@ impl Fault for NetworkDns {
         let failure = params.failure();
         let change = match failure {
             Failure::Reject => network::fail_dns(&traffic)?,
-            Failure::Nxdomain => network::fail_dns_names(
-                &traffic,
-                &params.names,
-                network::DnsFailure::Nxdomain,
-            )?,
-            Failure::Servfail => network::fail_dns_names(
-                &traffic,
-                &params.names,
-                network::DnsFailure::Servfail,
-            )?,
+            Failure::Nxdomain => {
+                network::fail_dns_names(&traffic, &params.names, network::DnsFailure::Nxdomain)?
+            }
+            Failure::Servfail => {
+                network::fail_dns_names(&traffic, &params.names, network::DnsFailure::Servfail)?
+            }
             Failure::Timeout => {
                 network::fail_dns_names(&traffic, &params.names, network::DnsFailure::Timeout)?
             }

@@ -383,10 +383,7 @@ impl NetworkBackend {
             Effect::Corruption { percent } => {
                 self.queue(ns, tag, filter, Some(percent), nfqueue::Mode::Corrupt)
             }
-            Effect::DnsNames {
-                ref names,
-                failure,
-            } => {
+            Effect::DnsNames { ref names, failure } => {
                 let rule = dns::Rule {
                     names: dns::Names::parse(names)?,
                     failure,
@@ -650,8 +647,7 @@ fn validate_effect(effect: &Effect, traffic: &Traffic) -> CapResult<()> {
         Effect::DnsNames { ref names, .. } => {
             if !traffic.ports.is_empty() {
                 return Err(CapError::Invalid(
-                    "dns failure by name takes no ports: it always matches udp port 53"
-                        .to_string(),
+                    "dns failure by name takes no ports: it always matches udp port 53".to_string(),
                 ));
             }
             if !matches!(traffic.protocol, Protocol::Any | Protocol::Udp) {

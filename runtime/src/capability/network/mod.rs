@@ -5,13 +5,13 @@
 //! (`host`, `pid` for a process in the process scope, `named:<glob>`) AND every interface (globs)
 //! AND every destination CIDR (inside a granted one; a grant without `destinations` allows any)
 //! AND every port range (likewise). A call without destinations or ports means all of them,
-//! so only a grant without that field covers it.
+//! so only a grant without that field covers it; DNS failure is checked as port 53.
 
 #[cfg(target_os = "linux")]
 pub mod linux;
 
 use super::{Backends, CapError, CapResult, Change, Context, GuestResult, Inverse};
-use crate::contract::network::{DnsFailure, Host, Namespace, Protocol, Traffic};
+use crate::contract::network::{DnsFailure, Host, Namespace, PortRange, Protocol, Traffic};
 use crate::policy::scope::parse_net;
 use crate::policy::{NetworkScope, Scoped};
 use linux::Effect;
@@ -79,7 +79,17 @@ impl Context {
 
     /// Makes a network change, journalled with everything needed to undo it.
     pub fn network_change(&mut self, t: Traffic, effect: Effect) -> CapResult<u64> {
-        self.network_scope(&t)?;
+        if matches!(effect, Effect::DnsFailure | Effect::DnsNames { .. }) && t.ports.is_empty() {
+            // A DNS fault touches port 53 only: a grant of port 53 covers it.
+            let mut dns = t.clone();
+            dns.ports = vec![PortRange {
+                first: 53,
+                last: 53,
+            }];
+            self.network_scope(&dns)?;
+        } else {
+            self.network_scope(&t)?;
+        }
         let traffic = linux::Traffic {
             namespace: match t.namespace {
                 Namespace::Host => linux::Namespace::Host,

@@ -127,7 +127,8 @@ impl Names {
         self.patterns.iter().any(|p| match p {
             Pattern::Exact(pattern) => same(pattern, labels),
             Pattern::Below(pattern) => {
-                labels.len() > pattern.len() && same(pattern, &labels[labels.len() - pattern.len()..])
+                labels.len() > pattern.len()
+                    && same(pattern, &labels[labels.len() - pattern.len()..])
             }
         })
     }
@@ -216,10 +217,7 @@ impl Rule {
         if builder.write(&mut packet, &answer).is_err() {
             return Decision::Pass;
         }
-        Decision::Answer {
-            packet,
-            to: source,
-        }
+        Decision::Answer { packet, to: source }
     }
 }
 
@@ -321,7 +319,10 @@ mod tests {
         assert!(!matches(&n, "internal"));
         assert!(matches(&n, "api.svc.cluster.local"));
         assert!(matches(&n, "a.b.SVC.cluster.local"));
-        assert!(!matches(&n, "svc.cluster.local"), "the suffix itself is not below it");
+        assert!(
+            !matches(&n, "svc.cluster.local"),
+            "the suffix itself is not below it"
+        );
         assert!(!matches(&n, "xsvc.cluster.local"));
         let all = names(&[]);
         assert!(matches(&all, "anything.example"));
@@ -390,7 +391,8 @@ mod tests {
             failure: DnsFailure::NxDomain,
         };
         for edns in [false, true] {
-            let Decision::Answer { packet, to } = rule.decide(&udp4(&query("DB.internal", 0xbeef, edns)))
+            let Decision::Answer { packet, to } =
+                rule.decide(&udp4(&query("DB.internal", 0xbeef, edns)))
             else {
                 panic!("no answer")
             };
@@ -399,8 +401,14 @@ mod tests {
             let Some(NetSlice::Ipv4(ip)) = &sliced.net else {
                 panic!("not ipv4")
             };
-            assert_eq!(ip.header().source_addr(), std::net::Ipv4Addr::new(10, 0, 0, 53));
-            assert_eq!(ip.header().destination_addr(), std::net::Ipv4Addr::new(10, 0, 0, 1));
+            assert_eq!(
+                ip.header().source_addr(),
+                std::net::Ipv4Addr::new(10, 0, 0, 53)
+            );
+            assert_eq!(
+                ip.header().destination_addr(),
+                std::net::Ipv4Addr::new(10, 0, 0, 1)
+            );
             let Some(TransportSlice::Udp(udp)) = &sliced.transport else {
                 panic!("not udp")
             };
@@ -474,8 +482,14 @@ mod tests {
             names: names(&["*.internal"]),
             failure: DnsFailure::Timeout,
         };
-        assert_eq!(rule.decide(&udp4(&query("a.internal", 1, false))), Decision::Drop);
-        assert_eq!(rule.decide(&udp4(&query("example.com", 1, false))), Decision::Pass);
+        assert_eq!(
+            rule.decide(&udp4(&query("a.internal", 1, false))),
+            Decision::Drop
+        );
+        assert_eq!(
+            rule.decide(&udp4(&query("example.com", 1, false))),
+            Decision::Pass
+        );
         // A response (our own answer looping back, say) passes.
         let mut response = query("a.internal", 1, false);
         response[2] |= 0x80;
