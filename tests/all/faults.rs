@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use faultline::host::{CallError, FaultPlugin, Host, Injected};
 use faultline::policy::Policy;
 use faultline_tests::cgroups::{TestCgroup, cpu_ns, read};
-use faultline_tests::dns::{ANSWER, DnsServer, bound_queues, dig};
+use faultline_tests::dns::{ANSWER, DnsServer, assert_resolves, bound_queues, dig};
 use faultline_tests::netns::{
     A_ADDR, A_IF, B_ADDR, NetPair, assert_near, binomial_5sigma, connect_from_a, echo, median,
     rtts, tcp_listener, udp_delivery,
@@ -198,12 +198,7 @@ async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
     }
     let pair = NetPair::new("fdns");
     let server = DnsServer::start(&pair);
-    let resolves = |name: &str| {
-        let r = dig(&pair, name);
-        assert_eq!(r.status.as_deref(), Some("NOERROR"), "{name}: {r:?}");
-        assert_eq!(r.addresses, vec![ANSWER], "{name}: {r:?}");
-    };
-    resolves("api.fail.test");
+    assert_resolves(&pair, "api.fail.test");
     let before = pair.snapshot();
     let (host, _d) = host();
     for (extra, status) in [
@@ -248,7 +243,7 @@ async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
         assert_eq!(other.status.as_deref(), Some("NOERROR"), "{other:?}");
         assert_eq!(other.addresses, vec![ANSWER], "{other:?}");
         assert_eq!(reached_other, 1, "the other name did not reach the server");
-        resolves("api.fail.test");
+        assert_resolves(&pair, "api.fail.test");
     }
     // 0.1.0's parameters: every query is rejected at once.
     let params = format!(
@@ -265,7 +260,7 @@ async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
     );
     assert_eq!(refused.status, None, "{refused:?}");
     assert!(refused.elapsed < Duration::from_millis(900), "{refused:?}");
-    resolves("api.ok.test");
+    assert_resolves(&pair, "api.ok.test");
 
     // DNS is scoped as port 53: a grant of port 53 covers it, one of port 80 does not.
     let params = towards_b(&pair, r#""names": ["*.fail.test"], "failure": "servfail""#);

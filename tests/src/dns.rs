@@ -142,6 +142,13 @@ pub fn dig(pair: &NetPair, name: &str) -> Lookup {
     }
 }
 
+/// Asserts that `name` resolves from `a` to [`ANSWER`] with status NOERROR.
+pub fn assert_resolves(pair: &NetPair, name: &str) {
+    let r = dig(pair, name);
+    assert_eq!(r.status.as_deref(), Some("NOERROR"), "{name}: {r:?}");
+    assert_eq!(r.addresses, vec![ANSWER], "{name}: {r:?}");
+}
+
 /// The NFQUEUE queues bound in namespace `ns` (`/proc/net/netfilter/nfnetlink_queue`, one
 /// line per queue a worker listens on).
 pub fn bound_queues(pair: &NetPair, ns: &str) -> String {
