@@ -24,6 +24,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "network-bandwidth",
             "network-blackhole",
             "network-dns",
+            "network-tcp-reset",
             "network-corruption",
             "network-duplication",
             "cgroup-cpu",

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use faultline::host::{CallError, FaultPlugin, Host, Injected};
 use faultline::policy::Policy;
 use faultline_tests::cgroups::{TestCgroup, cpu_ns, read};
+use faultline_tests::dns::{ANSWER, DnsServer, assert_resolves, bound_queues, dig};
 use faultline_tests::netns::{
     A_ADDR, A_IF, B_ADDR, NetPair, assert_near, binomial_5sigma, connect_from_a, echo, median,
     rtts, tcp_listener, udp_delivery,
@@ -188,6 +189,214 @@ async fn network_blackhole_reject_refuses_connections_and_reverts_cleanly() {
         "refused only after {took:?}"
     );
     connect_from_a(&pair, 8095, Duration::from_secs(2)).unwrap();
+}
+
+#[tokio::test]
+async fn network_dns_fails_chosen_names_as_asked_and_reverts_cleanly() {
+    if !faultline_tests::privileged("network_dns_fails_chosen_names_as_asked_and_reverts_cleanly") {
+        return;
+    }
+    let pair = NetPair::new("fdns");
+    let server = DnsServer::start(&pair);
+    assert_resolves(&pair, "api.fail.test");
+    let before = pair.snapshot();
+    let (host, _d) = host();
+    for (extra, status) in [
+        (
+            r#""names": ["*.fail.test"], "failure": "nxdomain""#,
+            Some("NXDOMAIN"),
+        ),
+        (
+            r#""names": ["*.fail.test"], "failure": "servfail""#,
+            Some("SERVFAIL"),
+        ),
+        (r#""names": ["*.fail.test"], "failure": "timeout""#, None),
+        // With names and no failure: NXDOMAIN.
+        (r#""names": ["API.fail.test"]"#, Some("NXDOMAIN")),
+    ] {
+        let params = towards_b(&pair, extra);
+        let (plugin, injected) = inject(&host, c::NETWORK_DNS, &network_policy(), &params).await;
+        let failed = dig(&pair, "api.fail.test");
+        let reached = server.queries();
+        let other = dig(&pair, "api.ok.test");
+        let reached_other = server.queries() - reached;
+        revert(&host, &plugin, &injected).await;
+        assert_eq!(pair.snapshot(), before, "revert left something behind");
+        assert_eq!(
+            bound_queues(&pair, &pair.a),
+            "",
+            "the worker is still bound"
+        );
+        eprintln!(
+            "network-dns {extra}: {:?} after {:?}",
+            failed.status, failed.elapsed
+        );
+        assert_eq!(failed.status.as_deref(), status, "{extra}: {failed:?}");
+        assert!(failed.addresses.is_empty(), "{failed:?}");
+        if status.is_none() {
+            assert_eq!(
+                failed.exit,
+                Some(9),
+                "no answer within dig's 1 s: {failed:?}"
+            );
+        }
+        assert_eq!(other.status.as_deref(), Some("NOERROR"), "{other:?}");
+        assert_eq!(other.addresses, vec![ANSWER], "{other:?}");
+        assert_eq!(reached_other, 1, "the other name did not reach the server");
+        assert_resolves(&pair, "api.fail.test");
+    }
+    // 0.1.0's parameters: every query is rejected at once.
+    let params = format!(
+        r#"{{"netns": "{}", "interfaces": ["{A_IF}"], "destinations": ["{B_ADDR}/32"]}}"#,
+        pair.a
+    );
+    let (plugin, injected) = inject(&host, c::NETWORK_DNS, &network_policy(), &params).await;
+    let refused = dig(&pair, "api.ok.test");
+    revert(&host, &plugin, &injected).await;
+    assert_eq!(pair.snapshot(), before, "revert left something behind");
+    eprintln!(
+        "network-dns reject: no answer, dig ended after {:?}",
+        refused.elapsed
+    );
+    assert_eq!(refused.status, None, "{refused:?}");
+    assert!(refused.elapsed < Duration::from_millis(900), "{refused:?}");
+    assert_resolves(&pair, "api.ok.test");
+
+    // DNS is scoped as port 53: a grant of port 53 covers it, one of port 80 does not.
+    let params = towards_b(&pair, r#""names": ["*.fail.test"], "failure": "servfail""#);
+    let port = |p: &str| {
+        policy(&format!(
+            "capabilities = [\"network\"]\nnetwork = {{ namespaces = [\"named:flt-*\"], interfaces = [\"{A_IF}\"], ports = [\"{p}\"] }}"
+        ))
+    };
+    let (plugin, injected) = inject(&host, c::NETWORK_DNS, &port("53"), &params).await;
+    assert_eq!(
+        dig(&pair, "a.fail.test").status.as_deref(),
+        Some("SERVFAIL")
+    );
+    revert(&host, &plugin, &injected).await;
+    let reason = denied(&host, c::NETWORK_DNS, &port("80"), &params).await;
+    assert!(reason.contains("ports [(53, 53)]"), "{reason}");
+    assert_eq!(pair.snapshot(), before);
+
+    // A name the host refuses: the guest gets `invalid` naming it, nothing is changed.
+    let params = towards_b(
+        &pair,
+        r#""names": ["ok.test", "bad..name"], "failure": "timeout""#,
+    );
+    let plugin = faultline_tests::load_fault(&host, &wasm(c::NETWORK_DNS), &network_policy())
+        .await
+        .unwrap();
+    plugin.validate(&host, &params).await.unwrap();
+    let r = plugin
+        .inject(&host, "ex-bad-name", &params, Duration::from_secs(5))
+        .await;
+    let reverted = plugin.revert(&host, "ex-bad-name", None).await;
+    assert!(reverted.failures.is_empty(), "{:?}", reverted.failures);
+    match r {
+        Err(CallError::Guest {
+            phase: "inject",
+            error,
+        }) if error.kind == "invalid" => {
+            assert!(
+                error.reason.contains(r#"#1 "bad..name""#),
+                "{}",
+                error.reason
+            );
+        }
+        other => panic!("expected invalid, got {other:?}"),
+    }
+    assert_eq!(pair.snapshot(), before);
+}
+
+#[tokio::test]
+async fn network_tcp_reset_resets_open_connections_and_refuses_new_ones() {
+    if !faultline_tests::privileged(
+        "network_tcp_reset_resets_open_connections_and_refuses_new_ones",
+    ) {
+        return;
+    }
+    let pair = NetPair::new("ftrst");
+    let listener = tcp_listener(&pair, 8096);
+    let accept = || {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match listener.accept() {
+                Ok((s, _)) => return s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    };
+    // Two connections open before injection: one whose client sends next, one whose server
+    // does.
+    let mut sender = connect_from_a(&pair, 8096, Duration::from_secs(2)).unwrap();
+    let mut sender_peer = accept();
+    let mut reader = connect_from_a(&pair, 8096, Duration::from_secs(2)).unwrap();
+    let mut reader_peer = accept();
+    let mut buf = [0u8; 64];
+    for (client, peer) in [
+        (&mut sender, &mut sender_peer),
+        (&mut reader, &mut reader_peer),
+    ] {
+        peer.set_nonblocking(false).unwrap();
+        client.write_all(b"ping").unwrap();
+        assert_eq!(peer.read(&mut buf).unwrap(), 4);
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+    }
+    let before = pair.snapshot();
+    let (host, _d) = host();
+    let params = towards_b(&pair, r#""ports": ["8096"]"#);
+    let (plugin, injected) = inject(&host, c::NETWORK_TCP_RESET, &network_policy(), &params).await;
+
+    // The client sends: its segment is answered with a reset.
+    let start = Instant::now();
+    let sent = sender.write_all(b"after");
+    let read = sender.read(&mut buf);
+    let sender_took = start.elapsed();
+    // The server sends: the client's acknowledgement is answered with a reset. Data that
+    // arrived with it may be read first.
+    let start = Instant::now();
+    reader_peer.write_all(b"data").unwrap();
+    let mut reader_result = reader.read(&mut buf);
+    if let Ok(n) = reader_result {
+        assert!(n > 0, "the connection ended without a reset");
+        reader_result = reader.read(&mut buf);
+    }
+    let reader_took = start.elapsed();
+    let start = Instant::now();
+    let refused = connect_from_a(&pair, 8096, Duration::from_secs(2));
+    let refused_took = start.elapsed();
+
+    revert(&host, &plugin, &injected).await;
+    assert_eq!(pair.snapshot(), before, "revert left something behind");
+    eprintln!(
+        "network-tcp-reset: open connection reset after {sender_took:?} (client sends), \
+         {reader_took:?} (server sends); new connect refused after {refused_took:?}"
+    );
+    assert!(sent.is_ok(), "the send itself is accepted: {sent:?}");
+    let err = read.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    let err = reader_result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    let err = refused.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+    for took in [sender_took, reader_took, refused_took] {
+        assert!(
+            took < Duration::from_millis(300),
+            "reset only after {took:?}"
+        );
+    }
+    // After revert a new connection carries data again.
+    let mut fresh = connect_from_a(&pair, 8096, Duration::from_secs(2)).unwrap();
+    let mut fresh_peer = accept();
+    fresh_peer.set_nonblocking(false).unwrap();
+    fresh.write_all(b"again").unwrap();
+    assert_eq!(fresh_peer.read(&mut buf).unwrap(), 5);
 }
 
 #[tokio::test]
@@ -403,6 +612,26 @@ async fn bad_parameters_are_refused_by_validate_with_reasons() {
             c::NETWORK_DNS,
             r#"{"netns": "x", "interfaces": ["eth0"], "ports": ["53"]}"#,
             "do not apply",
+        ),
+        (
+            c::NETWORK_DNS,
+            r#"{"netns": "x", "interfaces": ["eth0"], "names": ["db.internal"], "failure": "reject"}"#,
+            "for chosen `names` pick `nxdomain`, `servfail` or `timeout`",
+        ),
+        (
+            c::NETWORK_DNS,
+            r#"{"netns": "x", "interfaces": ["eth0"], "failure": "refused"}"#,
+            "/failure: ",
+        ),
+        (
+            c::NETWORK_TCP_RESET,
+            r#"{"netns": "x", "interfaces": ["eth0"]}"#,
+            "`ports` must name at least one port",
+        ),
+        (
+            c::NETWORK_TCP_RESET,
+            r#"{"netns": "x", "interfaces": ["eth0"], "ports": ["80"], "protocol": "udp"}"#,
+            "connections reset are TCP",
         ),
         (
             c::CGROUP_CPU,

@@ -4,15 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use faultline::capability::CapError;
 use faultline::capability::network::linux::{
-    Effect, Inverse, Namespace, NetworkBackend, Protocol, Traffic,
+    DnsFailure, Effect, Inverse, Namespace, NetworkBackend, Protocol, Traffic,
 };
+use faultline_tests::dns::{DnsServer, assert_resolves, bound_queues, dig};
 use faultline_tests::netns::{
     A_ADDR, A_IF, B_ADDR, NetPair, assert_near, binomial_5sigma, connect_from_a, echo, median,
     rtts, tcp_listener, udp_delivery,
@@ -192,6 +193,182 @@ fn dns_failure_rejects_port_53() {
 }
 
 #[test]
+fn dns_names_fail_chosen_queries_and_let_others_through() {
+    if !faultline_tests::privileged("dns_names_fail_chosen_queries_and_let_others_through") {
+        return;
+    }
+    let pair = NetPair::new("dnsn");
+    let server = DnsServer::start(&pair);
+    assert_resolves(&pair, "a.fail.test");
+    let traffic = towards_b(&pair, Protocol::Udp, vec![]);
+    for (tag, failure, status) in [
+        ("dn1", DnsFailure::NxDomain, Some("NXDOMAIN")),
+        ("dn2", DnsFailure::ServFail, Some("SERVFAIL")),
+        ("dn3", DnsFailure::Timeout, None),
+    ] {
+        let effect = Effect::DnsNames {
+            names: vec!["*.fail.test".into(), "Exact.Test.".into()],
+            failure,
+        };
+        with_change(&pair, tag, &traffic, &effect, || {
+            let reached = server.queries();
+            for name in ["a.FAIL.test", "b.c.fail.test", "exact.test"] {
+                let r = dig(&pair, name);
+                eprintln!(
+                    "dns {failure:?} {name}: {:?} after {:?}",
+                    r.status, r.elapsed
+                );
+                assert_eq!(r.status.as_deref(), status, "{name}: {r:?}");
+                assert!(r.addresses.is_empty(), "{name}: {r:?}");
+                match status {
+                    Some(_) => assert!(r.elapsed < Duration::from_millis(900), "{r:?}"),
+                    // dig's own timeout: no answer at all, exit code 9.
+                    None => assert_eq!(r.exit, Some(9), "{r:?}"),
+                }
+            }
+            assert_eq!(
+                server.queries(),
+                reached,
+                "a failed query reached the server"
+            );
+            // The suffix itself and other names pass untouched.
+            assert_resolves(&pair, "fail.test");
+            assert_resolves(&pair, "other.example");
+            assert_eq!(server.queries(), reached + 2);
+            assert_ne!(bound_queues(&pair, &pair.a), "", "no worker listens");
+        });
+        assert_eq!(
+            bound_queues(&pair, &pair.a),
+            "",
+            "the worker is still bound"
+        );
+        assert_resolves(&pair, "a.fail.test");
+    }
+    // Every name (an empty list), answered from every server.
+    let traffic = Traffic {
+        destinations: vec![],
+        ..towards_b(&pair, Protocol::Any, vec![])
+    };
+    let every = Effect::DnsNames {
+        names: vec![],
+        failure: DnsFailure::NxDomain,
+    };
+    with_change(&pair, "dn4", &traffic, &every, || {
+        assert_eq!(dig(&pair, "x.example").status.as_deref(), Some("NXDOMAIN"));
+    });
+    assert_resolves(&pair, "x.example");
+}
+
+#[test]
+fn dns_queries_flow_untouched_when_the_worker_is_gone() {
+    if !faultline_tests::privileged("dns_queries_flow_untouched_when_the_worker_is_gone") {
+        return;
+    }
+    let pair = NetPair::new("dnsw");
+    let _server = DnsServer::start(&pair);
+    let before = pair.snapshot();
+    let traffic = towards_b(&pair, Protocol::Udp, vec![]);
+    let effect = Effect::DnsNames {
+        names: vec!["db.internal".into()],
+        failure: DnsFailure::Timeout,
+    };
+    let journal = {
+        let agent = NetworkBackend::new();
+        let inverse = agent.prepare("dnw1", &traffic, &effect).unwrap();
+        agent.apply("dnw1", &traffic, &effect, &inverse).unwrap();
+        assert_eq!(dig(&pair, "db.internal").status, None);
+        serde_json::to_string(&inverse).unwrap()
+        // The agent "dies" here: its worker goes, its rules stay.
+    };
+    assert_ne!(pair.snapshot(), before, "the rules went with the worker");
+    assert_resolves(&pair, "db.internal");
+    let recovery = NetworkBackend::new();
+    let inverse: Inverse = serde_json::from_str(&journal).unwrap();
+    assert!(recovery.is_present(&inverse).unwrap());
+    assert!(
+        inverse
+            .manual_steps()
+            .contains("iptables-legacy -t mangle -X faultline_dnw1")
+    );
+    recovery.undo(&inverse).unwrap();
+    assert_eq!(pair.snapshot(), before);
+}
+
+/// A DNS query for `name` (type A) sent from namespace `a` with a raw socket, its source
+/// forged to `from`:5353.
+fn forged_query(pair: &NetPair, from: Ipv4Addr, name: &str) {
+    let mut query = simple_dns::Packet::new_query(0x5151);
+    query.questions.push(simple_dns::Question::new(
+        simple_dns::Name::new_unchecked(name),
+        simple_dns::QTYPE::TYPE(simple_dns::TYPE::A),
+        simple_dns::QCLASS::CLASS(simple_dns::CLASS::IN),
+        false,
+    ));
+    let mut packet = Vec::new();
+    etherparse::PacketBuilder::ipv4(from.octets(), B_ADDR.octets(), 64)
+        .udp(5353, 53)
+        .write(&mut packet, &query.build_bytes_vec().unwrap())
+        .unwrap();
+    pair.within(&pair.a, || {
+        let raw = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(255)),
+        )
+        .unwrap();
+        raw.send_to(&packet, &std::net::SocketAddr::from((B_ADDR, 0)).into())
+            .unwrap();
+    });
+}
+
+#[test]
+fn dns_answers_never_leave_the_namespace_for_a_forged_source() {
+    if !faultline_tests::privileged("dns_answers_never_leave_the_namespace_for_a_forged_source") {
+        return;
+    }
+    let pair = NetPair::new("dnsf");
+    let server = DnsServer::start(&pair);
+    // A victim address in `b`, which accepts packets from its own addresses (namespace-local
+    // settings, gone with the namespace).
+    let victim = Ipv4Addr::new(10, 77, 0, 99);
+    pair.exec(
+        &pair.b,
+        &["ip", "addr", "add", "10.77.0.99/24", "dev", "v1"],
+    );
+    pair.exec(
+        &pair.b,
+        &["sysctl", "-qw", "net.ipv4.conf.all.accept_local=1"],
+    );
+    pair.exec(
+        &pair.b,
+        &["sysctl", "-qw", "net.ipv4.conf.v1.accept_local=1"],
+    );
+    let inbox = pair.within(&pair.b, || UdpSocket::bind((victim, 5353)).unwrap());
+    inbox
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    let effect = Effect::DnsNames {
+        names: vec!["*.fail.test".into()],
+        failure: DnsFailure::NxDomain,
+    };
+    let traffic = towards_b(&pair, Protocol::Udp, vec![]);
+    let mut buf = [0u8; 512];
+    with_change(&pair, "dnf1", &traffic, &effect, || {
+        // Control: a forged query that passes reaches the server, whose answer reaches the
+        // victim.
+        forged_query(&pair, victim, "other.example");
+        let n = inbox.recv(&mut buf).expect("the real server's answer");
+        assert!(simple_dns::Packet::parse(&buf[..n]).is_ok());
+        // A matching one is taken by the worker, whose answer stays inside `a`.
+        let reached = server.queries();
+        forged_query(&pair, victim, "x.fail.test");
+        let got = inbox.recv(&mut buf);
+        assert!(got.is_err(), "the worker answered a forged source: {got:?}");
+        assert_eq!(server.queries(), reached);
+    });
+}
+
+#[test]
 fn delay_adds_latency_with_bounded_jitter() {
     if !faultline_tests::privileged("delay_adds_latency_with_bounded_jitter") {
         return;
@@ -350,6 +527,14 @@ fn undo_works_from_a_fresh_backend_and_twice() {
             towards_b(&pair, Protocol::Icmp, vec![]),
             Effect::Duplication { percent: 5.0 },
         ),
+        (
+            "rs6".into(),
+            towards_b(&pair, Protocol::Udp, vec![]),
+            Effect::DnsNames {
+                names: vec!["db.internal".into()],
+                failure: DnsFailure::Timeout,
+            },
+        ),
     ];
     let mut journal: Vec<String> = Vec::new();
     {
@@ -385,6 +570,13 @@ fn undo_works_from_a_fresh_backend_and_twice() {
     drop(pair);
     assert!(!second.is_present(&inverse).unwrap());
     second.undo(&inverse).unwrap();
+}
+
+fn dns_names(names: &[&str]) -> Effect {
+    Effect::DnsNames {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        failure: DnsFailure::NxDomain,
+    }
 }
 
 #[test]
@@ -440,6 +632,33 @@ fn bad_parameters_are_refused() {
             },
             loss.clone(),
             |e| matches!(e, CapError::Invalid(_)),
+        ),
+        // DNS by name: UDP only, no ports, valid and few names.
+        (
+            good.clone(),
+            dns_names(&["db.internal"]),
+            |e| matches!(e, CapError::Invalid(r) if r.contains("udp")),
+        ),
+        (
+            Traffic {
+                ports: vec![(53, 53)],
+                ..towards_b(&pair, Protocol::Udp, vec![])
+            },
+            dns_names(&["db.internal"]),
+            |e| matches!(e, CapError::Invalid(r) if r.contains("ports")),
+        ),
+        (
+            towards_b(&pair, Protocol::Udp, vec![]),
+            dns_names(&["ok.example", "bad..name"]),
+            |e| matches!(e, CapError::Invalid(r) if r.contains("#1") && r.contains("bad..name")),
+        ),
+        (
+            towards_b(&pair, Protocol::Udp, vec![]),
+            Effect::DnsNames {
+                names: (0..1000).map(|i| format!("n{i}.example")).collect(),
+                failure: DnsFailure::Timeout,
+            },
+            |e| matches!(e, CapError::Invalid(r) if r.contains("at most 256")),
         ),
     ];
     for (traffic, effect, expected) in cases {

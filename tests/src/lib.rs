@@ -149,6 +149,7 @@ pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
 pub mod cgroups;
+pub mod dns;
 /// A loopback HTTP server for hub tests.
 pub mod hubserver;
 pub mod netns;

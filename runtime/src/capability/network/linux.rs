@@ -7,7 +7,8 @@
 //!   failure; family `netdev`, egress hook, for duplication without netem),
 //! - an iptables-legacy chain `faultline_<tag>` in the `mangle` table, jumped to from `OUTPUT`,
 //!   sending packets to an NFQUEUE served by a worker thread inside the namespace (delay and
-//!   corruption without netem; `--queue-bypass`, so packets flow if the worker is gone),
+//!   corruption without netem, DNS failure by name; `--queue-bypass`, so packets flow if the
+//!   worker is gone),
 //! - a root qdisc whose handle is derived from the tag (bandwidth, and netem where the kernel has
 //!   it), installed only where the root qdisc is the kernel's default, so undo restores the
 //!   interface exactly by deleting it.
@@ -33,6 +34,7 @@
 //! # Ok::<(), faultline::capability::CapError>(())
 //! ```
 
+mod dns;
 mod filter;
 mod netns;
 mod nfqueue;
@@ -46,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capability::{CapError, CapResult};
 
+pub use dns::{DnsFailure, MAX_NAMES};
 use filter::Filter;
 use netns::{NetNs, NsId};
 
@@ -145,6 +148,15 @@ pub enum Effect {
     Reject,
     /// Rejects DNS queries (UDP and TCP port 53) to the destinations.
     DnsFailure,
+    /// Makes UDP DNS queries (port 53) to the destinations for these names fail: dropped, or
+    /// answered NXDOMAIN or SERVFAIL in the server's place. Other queries pass.
+    DnsNames {
+        /// `db.internal`, `*.internal` (names below it) or `*`; empty: every name. At most
+        /// [`MAX_NAMES`].
+        names: Vec<String>,
+        /// How they fail.
+        failure: DnsFailure,
+    },
 }
 
 /// Everything needed to undo one change, in a fresh process if need be.
@@ -371,6 +383,13 @@ impl NetworkBackend {
             Effect::Corruption { percent } => {
                 self.queue(ns, tag, filter, Some(percent), nfqueue::Mode::Corrupt)
             }
+            Effect::DnsNames { ref names, failure } => {
+                let rule = dns::Rule {
+                    names: dns::Names::parse(names)?,
+                    failure,
+                };
+                self.queue(ns, tag, &filter.dns_udp(), None, nfqueue::Mode::Dns(rule))
+            }
         }
     }
 
@@ -478,6 +497,7 @@ impl NetworkBackend {
             "blackhole: nftables drop, output hook".to_string(),
             "reject: nftables reject (tcp reset, icmp port unreachable), output hook".to_string(),
             "dns failure: nftables reject of udp and tcp port 53, output hook".to_string(),
+            "dns failure by name: iptables-legacy mangle NFQUEUE of udp port 53 (queue-bypass); a userspace worker drops matching queries or answers them NXDOMAIN/SERVFAIL through a raw socket".to_string(),
         ]
     }
 
@@ -512,7 +532,7 @@ impl NetworkBackend {
                 family: "netdev".to_string(),
                 name: table,
             }],
-            Effect::Delay { .. } | Effect::Corruption { .. } => {
+            Effect::Delay { .. } | Effect::Corruption { .. } | Effect::DnsNames { .. } => {
                 let mut steps: Vec<Step> = filter
                     .families()
                     .into_iter()
@@ -623,6 +643,19 @@ fn validate_effect(effect: &Effect, traffic: &Traffic) -> CapResult<()> {
                 ));
             }
             Ok(())
+        }
+        Effect::DnsNames { ref names, .. } => {
+            if !traffic.ports.is_empty() {
+                return Err(CapError::Invalid(
+                    "dns failure by name takes no ports: it always matches udp port 53".to_string(),
+                ));
+            }
+            if !matches!(traffic.protocol, Protocol::Any | Protocol::Udp) {
+                return Err(CapError::Invalid(
+                    "dns failure by name applies to udp queries only".to_string(),
+                ));
+            }
+            dns::Names::parse(names).map(drop)
         }
     }
 }

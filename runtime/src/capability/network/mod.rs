@@ -1,17 +1,17 @@
 //! The `network` capability: delay, loss, corruption, duplication, bandwidth, blackhole,
-//! reject and DNS failure, in a chosen network namespace.
+//! reject and DNS failure (every query, or chosen names), in a chosen network namespace.
 //!
 //! Scope, from the policy's network grants: a call must fit one grant entirely — its namespace
 //! (`host`, `pid` for a process in the process scope, `named:<glob>`) AND every interface (globs)
 //! AND every destination CIDR (inside a granted one; a grant without `destinations` allows any)
 //! AND every port range (likewise). A call without destinations or ports means all of them,
-//! so only a grant without that field covers it.
+//! so only a grant without that field covers it; DNS failure is checked as port 53.
 
 #[cfg(target_os = "linux")]
 pub mod linux;
 
 use super::{Backends, CapError, CapResult, Change, Context, GuestResult, Inverse};
-use crate::contract::network::{Host, Namespace, Protocol, Traffic};
+use crate::contract::network::{DnsFailure, Host, Namespace, PortRange, Protocol, Traffic};
 use crate::policy::scope::parse_net;
 use crate::policy::{NetworkScope, Scoped};
 use linux::Effect;
@@ -79,7 +79,17 @@ impl Context {
 
     /// Makes a network change, journalled with everything needed to undo it.
     pub fn network_change(&mut self, t: Traffic, effect: Effect) -> CapResult<u64> {
-        self.network_scope(&t)?;
+        if matches!(effect, Effect::DnsFailure | Effect::DnsNames { .. }) && t.ports.is_empty() {
+            // A DNS fault touches port 53 only: a grant of port 53 covers it.
+            let mut dns = t.clone();
+            dns.ports = vec![PortRange {
+                first: 53,
+                last: 53,
+            }];
+            self.network_scope(&dns)?;
+        } else {
+            self.network_scope(&t)?;
+        }
         let traffic = linux::Traffic {
             namespace: match t.namespace {
                 Namespace::Host => linux::Namespace::Host,
@@ -99,7 +109,13 @@ impl Context {
         let tag = format!("{:010x}", rand::random::<u64>() & 0xff_ffff_ffff);
         let backends = self.backends.clone();
         let inverse = backends.network.prepare(&tag, &traffic, &effect)?;
-        let summary = format!("network {effect:?} on {:?} (tag {tag})", traffic.interfaces);
+        // Bounded: a list of names could otherwise make every journal line kilobytes long.
+        let mut what = format!("{effect:?}");
+        if let Some((cut, _)) = what.char_indices().nth(200) {
+            what.truncate(cut);
+            what.push('…');
+        }
+        let summary = format!("network {what} on {:?} (tag {tag})", traffic.interfaces);
         self.change(&summary, Inverse::Network(inverse.clone()), || {
             backends.network.apply(&tag, &traffic, &effect, &inverse)
         })
@@ -150,16 +166,19 @@ impl Host for Context {
             .await
     }
 
-    // PLACEHOLDER (issue 9, network helper replaces this).
     async fn fail_dns_names(
         &mut self,
-        _t: Traffic,
-        _names: Vec<String>,
-        _failure: crate::contract::network::DnsFailure,
+        t: Traffic,
+        names: Vec<String>,
+        failure: DnsFailure,
     ) -> GuestResult<u64> {
-        super::to_guest(Err(CapError::Unsupported(
-            "fail-dns-names: not built yet".into(),
-        )))
+        let failure = match failure {
+            DnsFailure::Nxdomain => linux::DnsFailure::NxDomain,
+            DnsFailure::Servfail => linux::DnsFailure::ServFail,
+            DnsFailure::Timeout => linux::DnsFailure::Timeout,
+        };
+        self.blocking(move |c| c.network_change(t, Effect::DnsNames { names, failure }))
+            .await
     }
 }
 

@@ -92,6 +92,15 @@ impl Filter {
         }
     }
 
+    /// The same selector narrowed to DNS over UDP: port 53, UDP.
+    pub fn dns_udp(&self) -> Filter {
+        Filter {
+            ports: vec![(53, 53)],
+            protocol: Protocol::Udp,
+            ..self.clone()
+        }
+    }
+
     /// Whether everything on the interfaces matches (no destination, port or protocol).
     pub fn matches_all(&self) -> bool {
         self.destinations.is_empty() && self.ports.is_empty() && self.protocol == Protocol::Any

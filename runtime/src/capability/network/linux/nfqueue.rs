@@ -1,6 +1,6 @@
-//! Delay and corruption without netem: iptables-legacy sends the matching packets to an
-//! NFQUEUE, and a worker thread that opened the queue inside the namespace holds or alters
-//! them before accepting them.
+//! Delay, corruption and DNS failure by name without netem: iptables-legacy sends the matching
+//! packets to an NFQUEUE, and a worker thread that opened the queue inside the namespace holds,
+//! alters, drops or answers them (see [`super::dns`]).
 //!
 //! The rules carry `--queue-bypass`: if the worker is gone (agent crashed), packets flow
 //! unchanged instead of being dropped, and the leftover chain is harmless until undo removes it.
@@ -17,17 +17,20 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 use rand::Rng;
 
+use super::dns::{Decision, Responder, Rule};
 use super::filter::Filter;
 use super::netns::NetNs;
 use crate::capability::{CapError, CapResult};
 
 /// What the worker does to each packet it receives.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum Mode {
     /// Holds it for `delay_ms` ± `jitter_ms`.
     Delay { delay_ms: u32, jitter_ms: u32 },
     /// Flips one random bit after the IP header; the rules already chose which packets.
     Corrupt,
+    /// Drops or answers DNS queries for the rule's names; everything else passes.
+    Dns(Rule),
 }
 
 /// Packets the kernel may hold for the worker; beyond that they pass unchanged (fail-open).
@@ -62,10 +65,21 @@ impl Worker {
                     ))));
                     return;
                 }
-                match open(first, &avoid, mode) {
+                // Raw sockets are opened here, in the namespace, before the queue takes packets.
+                let responder = match &mode {
+                    Mode::Dns(_) => match Responder::open() {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
+                match open(first, &avoid, &mode) {
                     Ok((queue, num)) => {
                         let _ = ready.send(Ok(num));
-                        serve(queue, num, mode, &stopping);
+                        serve(queue, num, &mode, responder.as_ref(), &stopping);
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -116,7 +130,7 @@ fn queue_base(tag: &str) -> u16 {
     1024 + (super::tag_hash(tag) % 63_488) as u16
 }
 
-fn open(first: u16, avoid: &[u16], mode: Mode) -> CapResult<(nfq::Queue, u16)> {
+fn open(first: u16, avoid: &[u16], mode: &Mode) -> CapResult<(nfq::Queue, u16)> {
     let mut queue = nfq::Queue::open().map_err(|e| {
         CapError::Unsupported(format!(
             "cannot open an nfqueue netlink socket (kernel without nfnetlink_queue?): {e}"
@@ -181,7 +195,13 @@ impl Ord for Held {
     }
 }
 
-fn serve(mut queue: nfq::Queue, num: u16, mode: Mode, stop: &AtomicBool) {
+fn serve(
+    mut queue: nfq::Queue,
+    num: u16,
+    mode: &Mode,
+    responder: Option<&Responder>,
+    stop: &AtomicBool,
+) {
     let mut rng = rand::thread_rng();
     let mut held = BinaryHeap::new();
     let mut seq = 0u64;
@@ -193,7 +213,21 @@ fn serve(mut queue: nfq::Queue, num: u16, mode: Mode, stop: &AtomicBool) {
                         corrupt(msg.get_payload_mut(), &mut rng);
                         let _ = queue.verdict(msg);
                     }
-                    Mode::Delay {
+                    Mode::Dns(rule) => {
+                        let decision = rule.decide(msg.get_payload());
+                        msg.set_verdict(match decision {
+                            Decision::Pass => nfq::Verdict::Accept,
+                            Decision::Drop | Decision::Answer { .. } => nfq::Verdict::Drop,
+                        });
+                        let _ = queue.verdict(msg);
+                        if let (Decision::Answer { packet, to }, Some(responder)) =
+                            (decision, responder)
+                            && let Err(e) = responder.send(&packet, to)
+                        {
+                            tracing::warn!("nfqueue {num}: failed to answer a dns query: {e}");
+                        }
+                    }
+                    &Mode::Delay {
                         delay_ms,
                         jitter_ms,
                     } => {
