@@ -7,6 +7,7 @@ mod cgroup;
 mod cli;
 mod execution;
 mod faults;
+mod filesystem;
 mod host;
 mod hub;
 mod limits;
