@@ -3,7 +3,7 @@
 pub use crate::bindings::faultline::contract::types::{Capability, Description, Error};
 
 #[cfg(feature = "fault")]
-pub use crate::bindings::faultline::contract::types::InjectRequest;
+pub use crate::bindings::faultline::contract::types::{InjectRequest, TickRequest, TickResponse};
 #[cfg(feature = "probe")]
 pub use crate::bindings::faultline::contract::types::{Outcome, ProbeRequest};
 
@@ -11,6 +11,8 @@ pub use crate::bindings::faultline::contract::types::{Outcome, ProbeRequest};
 pub use crate::fault::{Fault, InjectContext};
 #[cfg(feature = "probe")]
 pub use crate::probe::{Probe, ProbeContext};
+#[cfg(feature = "fault")]
+pub use crate::tick::{TickContext, Ticking};
 
 #[doc(hidden)]
 pub mod __private {
@@ -73,3 +75,6 @@ pub use crate::fault::__private as __fault;
 #[cfg(feature = "probe")]
 #[doc(hidden)]
 pub use crate::probe::__private as __probe;
+#[cfg(feature = "fault")]
+#[doc(hidden)]
+pub use crate::tick::__private as __tick;

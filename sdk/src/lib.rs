@@ -4,6 +4,9 @@
 //! Enable exactly one feature: `fault` for a fault (exports `describe`, `validate`, `inject`,
 //! `revert`) or `probe` for a probe (exports `describe`, `validate`, `check`). Implement
 //! `Fault` (or `Probe`) on a type and export it with `export_fault!` (or `export_probe!`).
+//! A fault that acts over time (a duty cycle, a kill every 30 s) also implements `Ticking` and
+//! is exported with `export_ticking_fault!`: the host then calls its `tick` while it is held.
+//! Duration parameters (`"30s"`, `"500ms"`) parse into [`HumanDuration`].
 //!
 //! ```ignore
 //! use faultline_sdk::{Capability, Error, Fault, InjectContext, process};
@@ -51,6 +54,31 @@ pub mod bindings {
     });
 }
 
+/// The `ticking-fault` world: the `fault` world's imports (mapped onto [`bindings`], so one
+/// set of types serves both) and its exports plus `tick`. A crate exports one world or the
+/// other, by the macro it calls.
+#[cfg(feature = "fault")]
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod ticking_bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "ticking-fault",
+        pub_export_macro: true,
+        export_macro_name: "__export_ticking_fault_world",
+        default_bindings_module: "faultline_sdk::ticking_bindings",
+        with: {
+            "faultline:contract/types@0.1.1": crate::bindings::faultline::contract::types,
+            "faultline:contract/log@0.1.1": crate::bindings::faultline::contract::log,
+            "faultline:contract/rollback@0.1.1": crate::bindings::faultline::contract::rollback,
+            "faultline:contract/process@0.1.1": crate::bindings::faultline::contract::process,
+            "faultline:contract/cgroup@0.1.1": crate::bindings::faultline::contract::cgroup,
+            "faultline:contract/network@0.1.1": crate::bindings::faultline::contract::network,
+            "faultline:contract/filesystem@0.1.1": crate::bindings::faultline::contract::filesystem,
+        },
+    });
+}
+
 #[cfg(feature = "probe")]
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all)]
@@ -66,8 +94,10 @@ pub mod bindings {
 
 #[cfg(any(feature = "fault", feature = "probe"))]
 mod contract;
+mod duration;
 #[cfg(any(feature = "fault", feature = "probe"))]
 pub use contract::*;
+pub use duration::HumanDuration;
 
 #[cfg(feature = "fault")]
 pub mod cgroup;
@@ -87,3 +117,5 @@ mod probe;
 pub mod process;
 #[cfg(feature = "fault")]
 pub mod rollback;
+#[cfg(feature = "fault")]
+mod tick;

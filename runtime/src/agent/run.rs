@@ -23,7 +23,7 @@ pub enum Status {
     RevertedAfterLeaseLapse,
     /// An emergency stop cut it short, then it was reverted.
     EmergencyStopped,
-    /// Inject failed (everything it did was reverted), the run was abandoned by a panic (and
+    /// Inject or a tick failed (everything it did was reverted), the run was abandoned by a panic (and
     /// reverted), or the revert failed (see `revert_failures`: the journal keeps those changes
     /// for a later recovery).
     Error,
@@ -51,7 +51,9 @@ impl Status {
             | StopReason::Sigterm => Status::Stopped,
             StopReason::LeaseLapsed => Status::RevertedAfterLeaseLapse,
             StopReason::EmergencyStop => Status::EmergencyStopped,
-            StopReason::InjectFailed | StopReason::Abandoned => Status::Error,
+            StopReason::InjectFailed | StopReason::TickFailed | StopReason::Abandoned => {
+                Status::Error
+            }
         }
     }
 }
@@ -73,8 +75,10 @@ pub struct RunView {
     pub started_ms: u64,
     /// How long the revert took, once it ran.
     pub revert_ms: Option<f64>,
-    /// Why inject failed, if it did.
+    /// Why inject or a tick failed, if one did.
     pub error: Option<String>,
+    /// Ticks a ticking fault ran, once the run has ended.
+    pub ticks: Option<u64>,
     /// What went wrong in the guest's own revert (the journal undid its changes anyway).
     pub guest_revert_error: Option<String>,
     /// Changes that could not be undone, each with what to run by hand; empty when clean.
@@ -111,10 +115,13 @@ impl Run {
                 .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
             started_ms: h.started_ms(),
             revert_ms: outcome.as_ref().map(|o| o.revert_ms),
-            error: outcome
-                .as_ref()
-                .and_then(|o| o.inject_error.as_ref())
-                .map(|e| format!("inject failed: {e}")),
+            error: outcome.as_ref().and_then(|o| {
+                o.inject_error
+                    .as_ref()
+                    .map(|e| format!("inject failed: {e}"))
+                    .or_else(|| o.tick_error.as_ref().map(|e| format!("tick failed: {e}")))
+            }),
+            ticks: outcome.as_ref().map(|o| o.ticks),
             guest_revert_error: outcome.as_ref().and_then(|o| o.guest_revert_error.clone()),
             revert_failures: outcome
                 .as_ref()

@@ -229,7 +229,9 @@ pub(super) fn exit_code(outcome: &Outcome) -> u8 {
         return EXIT_REVERT_FAILED;
     }
     match outcome.reason {
-        StopReason::InjectFailed | StopReason::Abandoned => EXIT_INJECT_FAILED,
+        StopReason::InjectFailed | StopReason::TickFailed | StopReason::Abandoned => {
+            EXIT_INJECT_FAILED
+        }
         StopReason::Sigint => 130,
         StopReason::Sigterm => 143,
         StopReason::DurationOver

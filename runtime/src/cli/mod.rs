@@ -9,7 +9,7 @@
 //! | 1 | the probe ran and failed |
 //! | 2 | bad usage or bad input (arguments, parameters, files) |
 //! | 3 | the component was refused (contract or policy) |
-//! | 4 | inject failed (error, trap, deadline); everything it did was reverted |
+//! | 4 | inject or a tick failed (error, trap, deadline); everything it did was reverted |
 //! | 5 | revert failed: the host may still be changed; the journal keeps it for `recover` |
 //! | 130, 143 | interrupted by SIGINT or SIGTERM; everything was reverted |
 
@@ -34,7 +34,7 @@ pub const EXIT_PROBE_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: component refused.
 pub const EXIT_REFUSED: u8 = 3;
-/// Exit code: inject failed, reverted.
+/// Exit code: inject (or a tick) failed, reverted.
 pub const EXIT_INJECT_FAILED: u8 = 4;
 /// Exit code: revert failed.
 pub const EXIT_REVERT_FAILED: u8 = 5;

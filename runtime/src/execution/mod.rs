@@ -8,13 +8,19 @@
 //!               └── stop / failure ┴──────────────┘
 //! ```
 //!
+//! A fault that exports `tick` is called on its own schedule while held (see
+//! [`FaultPlugin::tick`]): the first tick right after `inject` returns, each next one when the
+//! previous asked for, counted from its start; never past the duration. A tick that fails ends
+//! the run ([`StopReason::TickFailed`]); a stop cancels a tick in flight (host calls it started
+//! still finish journalling before the revert undoes them).
+//!
 //! A run is cut short through its [`Handle`] with a [`StopReason`] (or by a lapsed lease); it
 //! publishes [`Event`]s (phase changes, host events, guest `log` lines, each timestamped) and
 //! ends with one typed [`Outcome`]. A guard reverts and replays the journal whenever the run
 //! ends — also when the task driving it panics or drops it half-way.
 
 use crate::capability::LogLine;
-use crate::host::{FaultPlugin, Host, Reverted};
+use crate::host::{FaultPlugin, Host, Reverted, TickInput};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +29,9 @@ use tokio::sync::{broadcast, watch};
 
 /// Events an execution keeps for late readers; older ones are dropped (and counted).
 const HISTORY: usize = 1024;
+
+/// How often a ticking fault's progress is summed up in one event (never one per tick).
+const TICK_SUMMARY: Duration = Duration::from_secs(60);
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,6 +67,8 @@ pub enum StopReason {
     Sigterm,
     /// `inject` failed (error, trap, deadline, memory).
     InjectFailed,
+    /// A `tick` failed (error, trap, deadline, memory, oversized state).
+    TickFailed,
     /// The agent is shutting down.
     Shutdown,
     /// The task driving the run panicked or dropped it; the guard reverted.
@@ -74,6 +85,7 @@ impl std::fmt::Display for StopReason {
             StopReason::Sigint => "SIGINT",
             StopReason::Sigterm => "SIGTERM",
             StopReason::InjectFailed => "inject failed",
+            StopReason::TickFailed => "a tick failed",
             StopReason::Shutdown => "shutdown",
             StopReason::Abandoned => "the run's task panicked or was dropped",
         })
@@ -95,6 +107,10 @@ pub struct Outcome {
     pub changes: usize,
     /// What went wrong in `inject`, if it failed.
     pub inject_error: Option<String>,
+    /// Ticks that returned successfully (ticking faults only).
+    pub ticks: u64,
+    /// What went wrong in the tick that ended the run, if one did.
+    pub tick_error: Option<String>,
     /// What went wrong in the guest's own revert (the journal undid its changes anyway).
     pub guest_revert_error: Option<String>,
     /// Changes that could not be undone, with what to run by hand; empty when the host is clean.
@@ -118,6 +134,8 @@ impl Outcome {
             injected: false,
             changes: 0,
             inject_error: None,
+            ticks: 0,
+            tick_error: None,
             guest_revert_error: None,
             revert_failures: Vec::new(),
             inject_ms: None,
@@ -476,10 +494,24 @@ impl Execution {
                     ),
                 );
                 shared.set_phase(Phase::Injected);
+                let schedule = Schedule {
+                    host: &host,
+                    plugin: &plugin,
+                    shared: &shared,
+                    duration: spec.duration,
+                };
+                let mut ticks = Ticks::default();
                 outcome.reason = tokio::select! {
-                    _ = tokio::time::sleep(spec.duration) => StopReason::DurationOver,
+                    r = schedule.hold(&mut guard.state, &mut ticks) => r,
+                    // Dropping the schedule cancels a tick in flight; the revert's undo waits
+                    // for the host calls it started.
                     reason = &mut cut => reason,
                 };
+                if plugin.ticks() {
+                    shared.host_event("info", ticks.summary());
+                }
+                outcome.ticks = ticks.done;
+                outcome.tick_error = ticks.error;
             }
             Ok(Err(e)) => {
                 shared.host_event("error", format!("inject failed: {e}; reverting"));
@@ -500,6 +532,111 @@ impl Execution {
         guard.armed = false;
         finish(&shared, &mut outcome, reverted, start);
         shared.publish(outcome)
+    }
+}
+
+/// What a ticking fault did while held.
+#[derive(Default)]
+struct Ticks {
+    /// Ticks that returned successfully.
+    done: u64,
+    /// Changes they journalled.
+    changes: usize,
+    /// Why the last one failed.
+    error: Option<String>,
+}
+
+impl Ticks {
+    fn summary(&self) -> String {
+        format!(
+            "{} tick{} ({} change{})",
+            self.done,
+            if self.done == 1 { "" } else { "s" },
+            self.changes,
+            if self.changes == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// The hold of one run: a sleep for the duration, or a ticking fault's schedule.
+struct Schedule<'a> {
+    host: &'a Host,
+    plugin: &'a FaultPlugin,
+    shared: &'a Shared,
+    duration: Duration,
+}
+
+impl Schedule<'_> {
+    /// Holds the fault until its duration is over, ticking it if it ticks. Each tick's state
+    /// replaces `state` as soon as it returns, so the revert gets the newest.
+    async fn hold(&self, state: &mut Option<Vec<u8>>, ticks: &mut Ticks) -> StopReason {
+        let held = tokio::time::Instant::now();
+        // A duration too long for the clock is open-ended.
+        let end = held.checked_add(self.duration);
+        let until_end = async {
+            match end {
+                Some(end) => tokio::time::sleep_until(end).await,
+                None => std::future::pending().await,
+            }
+        };
+        if !self.plugin.ticks() {
+            until_end.await;
+            return StopReason::DurationOver;
+        }
+        tokio::pin!(until_end);
+        let mut next = held;
+        let mut summed = held;
+        loop {
+            if end.is_some_and(|end| next >= end) {
+                until_end.await;
+                return StopReason::DurationOver;
+            }
+            tokio::time::sleep_until(next).await;
+            let started = tokio::time::Instant::now();
+            let input = TickInput {
+                state: state.as_deref().unwrap_or_default(),
+                tick: ticks.done,
+                elapsed: started - held,
+                remaining: end.map(|end| end.saturating_duration_since(started)),
+            };
+            let id = &self.shared.id;
+            // Never past the duration: a tick still running at the end is cut off.
+            let ticked = tokio::select! {
+                r = self.plugin.tick(self.host, id, input) => r,
+                _ = &mut until_end => return StopReason::DurationOver,
+            };
+            match ticked {
+                Ok(t) => {
+                    ticks.done += 1;
+                    ticks.changes += t.changes.len();
+                    *state = Some(t.state);
+                    match t.next {
+                        Some(after) => next = started + after,
+                        None => {
+                            self.shared.host_event(
+                                "info",
+                                format!("{}: no more ticks; held until the end", ticks.summary()),
+                            );
+                            until_end.await;
+                            return StopReason::DurationOver;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.shared.host_event(
+                        "error",
+                        format!("tick {} failed: {e}; reverting", ticks.done),
+                    );
+                    ticks.error = Some(e.to_string());
+                    return StopReason::TickFailed;
+                }
+            }
+            if started - summed >= TICK_SUMMARY {
+                summed = started;
+                self.shared
+                    .host_event("info", format!("{} so far", ticks.summary()));
+            }
+        }
     }
 }
 

@@ -26,6 +26,15 @@ impl Kind {
         }
     }
 
+    /// Exports the contract allows beside the required ones: a fault may export `tick` (world
+    /// `ticking-fault`, since 0.1.1) to be called while it is held.
+    pub fn optional_exports(self) -> &'static [&'static str] {
+        match self {
+            Kind::Fault => &["tick"],
+            Kind::Probe => &[],
+        }
+    }
+
     /// Whether this kind may import `capability` (the capability registry says).
     pub fn may_import(self, capability: Capability) -> bool {
         crate::capability::registry::<()>()
@@ -50,6 +59,8 @@ impl std::fmt::Display for Kind {
 /// What a component exports and imports, and what the contract makes of it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Shape {
+    /// Whether it exports `tick`: a fault the host calls while it is held.
+    pub ticks: bool,
     /// Export names.
     pub exports: Vec<String>,
     /// Import names (`faultline:contract/process@0.1.0`, `wasi:io/streams@0.2.3`…).
@@ -99,6 +110,14 @@ pub enum Refusal {
     /// An export has the wrong type.
     #[error("component exports do not match the contract's types: {0}")]
     ExportTypes(String),
+    /// Exports a function the contract reserves for the other kind (a probe exporting `tick`).
+    #[error("a {kind} may not export '{export}' (only a fault of world ticking-fault does)")]
+    MisplacedExport {
+        /// Fault or probe.
+        kind: Kind,
+        /// The export.
+        export: String,
+    },
     /// Not a valid component at all.
     #[error("not a valid Wasm component: {0}")]
     Invalid(String),
@@ -164,6 +183,7 @@ pub fn shape(engine: &Engine, component: &Component) -> Shape {
     capabilities.sort();
     capabilities.dedup();
     Shape {
+        ticks: exports.iter().any(|e| e == "tick"),
         exports,
         imports,
         capabilities,
@@ -211,6 +231,17 @@ pub fn check_exports(engine: &Engine, component: &Component) -> Result<Kind, Ref
     for name in kind.required_exports() {
         if !has(name) {
             return Err(Refusal::MissingExport(name.to_string()));
+        }
+    }
+    // Whether `tick` has the contract's type is checked when the host binds it (`Host::pre`).
+    for other in [Kind::Fault, Kind::Probe] {
+        for name in other.optional_exports() {
+            if other != kind && has(name) && !kind.optional_exports().contains(name) {
+                return Err(Refusal::MisplacedExport {
+                    kind,
+                    export: name.to_string(),
+                });
+            }
         }
     }
     Ok(kind)

@@ -41,6 +41,16 @@ pub enum CallError {
         /// What it asked for.
         asked: usize,
     },
+    /// The plug-in returned more state than the host keeps.
+    #[error("{phase} returned {size} bytes of state, more than the {limit} the host keeps")]
+    StateTooLarge {
+        /// Which export.
+        phase: &'static str,
+        /// What it returned.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// The host failed (a bug or an exhausted resource).
     #[error("{phase}: host error: {message}")]
     Host {

@@ -5,6 +5,7 @@
 //! component, asks it to `describe` itself, matches the policy against where the component came
 //! from ([`Identity`]: a verified hub release or a digest, never what it says of itself) and
 //! links only the granted interfaces; [`FaultPlugin::inject`] runs `inject`;
+//! a fault of world `ticking-fault` also gets [`FaultPlugin::tick`] while it is held;
 //! [`FaultPlugin::revert`] runs the guest's `revert` in a fresh instance and then undoes whatever
 //! the journal still holds for the execution — so a guest whose revert traps, hangs or lies
 //! cannot leave the host changed. [`crate::execution`] drives that life for every caller.
@@ -30,7 +31,7 @@ mod plugin;
 pub mod recover;
 
 use crate::capability::{self, Backends, Context, LogLine, LogSink};
-use crate::contract::{self, fault, probe};
+use crate::contract::{self, fault, probe, ticking};
 use crate::journal::Journal;
 use crate::policy::{Capability, Grants, Identity, Policy};
 use anyhow::Result;
@@ -49,7 +50,10 @@ pub use check::{Kind, Refusal, Shape};
 pub use contract::types::{Description, Error as GuestError, Outcome};
 pub(crate) use error::anyhow_of_wasmtime;
 pub use error::{CallError, GuestErrorText, LoadError};
-pub use plugin::{FaultPlugin, Injected, Plugin, PluginInfo, ProbePlugin, Reverted};
+pub use plugin::{
+    FaultPlugin, Injected, MAX_STATE_BYTES, MIN_TICK, Plugin, PluginInfo, ProbePlugin, Reverted,
+    TickInput, Ticked,
+};
 
 /// Limits and places of a host.
 #[derive(Debug, Clone)]
@@ -215,7 +219,7 @@ impl Host {
         let (component, digest, cached) = self.compile(bytes).await?;
         let (kind, shape) = self.check(&component)?;
         let nothing = Arc::new(Grants::capabilities_only(&digest, &[]));
-        let which = self.pre(kind, &component, &shape.capabilities)?;
+        let which = self.pre(kind, &component, &shape)?;
         let description = describe(self, &which, nothing).await?;
         Ok(Inspection {
             component,
@@ -324,12 +328,10 @@ impl Host {
             shape,
             grants,
         };
-        Ok(
-            match self.pre(kind, &component, &info.shape.capabilities)? {
-                Which::Fault(pre) => Plugin::Fault(FaultPlugin { info, pre }),
-                Which::Probe(pre) => Plugin::Probe(ProbePlugin { info, pre }),
-            },
-        )
+        Ok(match self.pre(kind, &component, &info.shape)? {
+            Which::Fault(pre, ticking) => Plugin::Fault(FaultPlugin { info, pre, ticking }),
+            Which::Probe(pre) => Plugin::Probe(ProbePlugin { info, pre }),
+        })
     }
 
     /// [`Host::load`] for a fault; a probe is refused before the policy is consulted.
@@ -360,24 +362,35 @@ impl Host {
         }
     }
 
-    fn pre(
-        &self,
-        kind: Kind,
-        component: &Component,
-        capabilities: &[Capability],
-    ) -> Result<Which, LoadError> {
+    fn pre(&self, kind: Kind, component: &Component, shape: &Shape) -> Result<Which, LoadError> {
         let mut linker: Linker<StoreState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(error::anyhow_of)?;
-        capability::add_to_linker(&mut linker, capabilities, |s: &mut StoreState| &mut s.cap)
-            .map_err(error::anyhow_of)?;
+        capability::add_to_linker(&mut linker, &shape.capabilities, |s: &mut StoreState| {
+            &mut s.cap
+        })
+        .map_err(error::anyhow_of)?;
         let instance_pre = linker
             .instantiate_pre(component)
             .map_err(|e| Refusal::ExportTypes(format!("{e:#}")))?;
         Ok(match kind {
-            Kind::Fault => Which::Fault(
-                fault::FaultPre::new(instance_pre)
-                    .map_err(|e| Refusal::ExportTypes(format!("{e:#}")))?,
-            ),
+            Kind::Fault => {
+                // A ticking fault is also a plain fault: `describe`, `validate`, `inject` and
+                // `revert` go through the `fault` bindings, only `tick` through `ticking`.
+                let ticking = if shape.ticks {
+                    let pre = ticking::TickingFaultPre::new(instance_pre.clone()).map_err(|e| {
+                        Refusal::ExportTypes(format!(
+                            "'tick' is not the contract's tick(tick-request) -> \
+                             result<tick-response, error>: {e:#}"
+                        ))
+                    })?;
+                    Some(pre)
+                } else {
+                    None
+                };
+                let pre = fault::FaultPre::new(instance_pre)
+                    .map_err(|e| Refusal::ExportTypes(format!("{e:#}")))?;
+                Which::Fault(pre, ticking)
+            }
             Kind::Probe => Which::Probe(
                 probe::ProbePre::new(instance_pre)
                     .map_err(|e| Refusal::ExportTypes(format!("{e:#}")))?,
@@ -497,7 +510,10 @@ fn wit_capability(c: contract::types::Capability) -> Capability {
 }
 
 enum Which {
-    Fault(fault::FaultPre<StoreState>),
+    Fault(
+        fault::FaultPre<StoreState>,
+        Option<ticking::TickingFaultPre<StoreState>>,
+    ),
     Probe(probe::ProbePre<StoreState>),
 }
 
@@ -531,7 +547,7 @@ async fn describe(
             "describe",
             limit,
             async |s| match which {
-                Which::Fault(p) => p.instantiate_async(&mut *s).await?.call_describe(s).await,
+                Which::Fault(p, _) => p.instantiate_async(&mut *s).await?.call_describe(s).await,
                 Which::Probe(p) => p.instantiate_async(&mut *s).await?.call_describe(s).await,
             },
         )

@@ -6,7 +6,7 @@ use super::check::{Kind, Shape};
 use super::error::{CallError, GuestErrorText};
 use super::{Description, Host, Outcome};
 use crate::contract::types::Error as GuestError;
-use crate::contract::{self, fault, probe};
+use crate::contract::{self, fault, probe, ticking};
 use crate::policy::{Grants, Identity};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,12 +87,21 @@ impl PluginInfo {
     }
 }
 
-/// A loaded fault: `inject` and `revert`.
+/// A loaded fault: `inject` and `revert`, and `tick` when it is a ticking fault.
 pub struct FaultPlugin {
     /// What it is.
     pub info: PluginInfo,
     pub(super) pre: fault::FaultPre<StoreState>,
+    /// The same component bound as a `ticking-fault`, when it exports `tick`.
+    pub(super) ticking: Option<ticking::TickingFaultPre<StoreState>>,
 }
+
+/// Most bytes of state `inject` or `tick` may return: the host keeps it in memory and hands it
+/// to every later call, so a fault cannot grow it without bound.
+pub const MAX_STATE_BYTES: usize = 1 << 20;
+
+/// The shortest interval between two ticks; a fault asking for less gets this.
+pub const MIN_TICK: Duration = Duration::from_millis(10);
 
 /// A loaded probe: `check`.
 pub struct ProbePlugin {
@@ -140,6 +149,47 @@ pub struct Injected {
     pub state: Vec<u8>,
     /// Journal entries the injection made.
     pub changes: Vec<u64>,
+}
+
+/// What one `tick` returned.
+#[derive(Debug, Clone)]
+pub struct Ticked {
+    /// The new state, for the next tick and for `revert`.
+    pub state: Vec<u8>,
+    /// When to tick next, counted from the start of this tick (at least [`MIN_TICK`]); `None`
+    /// when the fault wants no more ticks.
+    pub next: Option<Duration>,
+    /// Journal entries the tick made.
+    pub changes: Vec<u64>,
+}
+
+/// What the host tells `tick`.
+#[derive(Debug, Clone)]
+pub struct TickInput<'a> {
+    /// The state the previous call returned.
+    pub state: &'a [u8],
+    /// 0 for the first tick, right after `inject` returned.
+    pub tick: u64,
+    /// Time since `inject` returned.
+    pub elapsed: Duration,
+    /// Time until the host reverts; `None` when the run is open-ended.
+    pub remaining: Option<Duration>,
+}
+
+/// Refuses state above [`MAX_STATE_BYTES`].
+fn bounded_state(phase: &'static str, state: Vec<u8>) -> Result<Vec<u8>, CallError> {
+    if state.len() > MAX_STATE_BYTES {
+        return Err(CallError::StateTooLarge {
+            phase,
+            size: state.len(),
+            limit: MAX_STATE_BYTES,
+        });
+    }
+    Ok(state)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// How a revert went.
@@ -222,8 +272,53 @@ impl FaultPlugin {
             i.call_inject(s, &request).await
         })
         .await?;
-        let state = guest("inject", r)?;
+        let state = bounded_state("inject", guest("inject", r)?)?;
         Ok(Injected { state, changes })
+    }
+
+    /// Whether this fault exports `tick`: the host calls it while the fault is held.
+    pub fn ticks(&self) -> bool {
+        self.ticking.is_some()
+    }
+
+    /// Runs `tick` once for `execution`, in a fresh instance with the call deadline. On any
+    /// failure the caller must still revert (with the state the last successful call returned):
+    /// the journal may hold changes this tick made. (`crate::execution` runs the schedule.)
+    pub async fn tick(
+        &self,
+        host: &Host,
+        execution: &str,
+        input: TickInput<'_>,
+    ) -> Result<Ticked, CallError> {
+        let Some(pre) = &self.ticking else {
+            return Err(CallError::Host {
+                phase: "tick",
+                message: format!("{} does not export tick", self.label()),
+            });
+        };
+        let request = contract::types::TickRequest {
+            state: input.state.to_vec(),
+            tick: input.tick,
+            elapsed_ms: millis(input.elapsed),
+            remaining_ms: input.remaining.map_or(0, millis),
+            execution_id: execution.to_string(),
+        };
+        let limit = host.config().call_timeout;
+        let grants = self.grants.clone();
+        let (r, changes) = call(host, grants, execution, "tick", limit, async |s| {
+            let i = pre.instantiate_async(&mut *s).await?;
+            i.call_tick(s, &request).await
+        })
+        .await?;
+        let response = guest("tick", r)?;
+        let state = bounded_state("tick", response.state)?;
+        let next = (response.next_ms > 0)
+            .then(|| Duration::from_millis(u64::from(response.next_ms)).max(MIN_TICK));
+        Ok(Ticked {
+            state,
+            next,
+            changes,
+        })
     }
 
     /// Reverts `execution`: the guest's `revert(state)` in a fresh instance with its own
