@@ -235,12 +235,18 @@ async fn disk_fill_size_percent_and_space_left_hit_their_targets_and_revert_free
     assert!(!mounted(&path), "{} still mounted", path.display());
 }
 
-/// Starts `faultline inject` and returns once it has loaded the component.
-fn start_inject(state: &Path, component: &str, params: &str, policy: &Path) -> std::process::Child {
+/// Starts `faultline inject` for `duration` and returns once it has loaded the component.
+fn start_inject(
+    state: &Path,
+    component: &str,
+    params: &str,
+    policy: &Path,
+    duration: &str,
+) -> std::process::Child {
     let mut child = Command::new(BIN)
         .arg("--state-dir")
         .arg(state)
-        .args(["inject", component, "--params-json", params, "--duration", "60s"])
+        .args(["inject", component, "--params-json", params, "--duration", duration])
         .args(["--call-timeout", "10s", "--policy"])
         .arg(policy)
         .stdout(Stdio::piped())
@@ -280,7 +286,7 @@ fn a_fill_left_by_a_killed_agent_is_removed_by_recover() {
     )
     .unwrap();
     let params = format!(r#"{{"directory": "{}", "size": "16MiB"}}"#, fs.path.display());
-    let mut child = start_inject(&state, c::DISK_FILL, &params, &policy);
+    let mut child = start_inject(&state, c::DISK_FILL, &params, &policy, "60s");
     let deadline = Instant::now() + Duration::from_secs(20);
     while fs.entries().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -305,6 +311,66 @@ fn a_fill_left_by_a_killed_agent_is_removed_by_recover() {
     );
     eprintln!("recover after kill -9 of a disk-fill: {report}");
     assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(fs.entries().is_empty(), "{:?}", fs.entries());
+    assert_eq!(fs.space().2, before);
+}
+
+#[test]
+fn disk_fill_over_time_grows_by_chunks_until_its_target_then_revert_frees_it() {
+    if !faultline_tests::privileged("disk_fill_over_time_grows_by_chunks_until_its_target") {
+        return;
+    }
+    let fs = Mounted::tmpfs(64);
+    let (_, _, before) = fs.space();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"filesystem\"]\nfilesystem = {{ directories = [\"{}\"] }}\n",
+            fs.path.display()
+        ),
+    )
+    .unwrap();
+    let size: u64 = 16 << 20;
+    let params = format!(
+        r#"{{"directory": "{}", "size": "16MiB", "duration_to_fill": "2s"}}"#,
+        fs.path.display()
+    );
+    let mut child = start_inject(&state, c::DISK_FILL, &params, &policy, "4s");
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let reached = loop {
+        let filled = before - fs.space().2;
+        samples.push((started.elapsed(), filled));
+        if filled + 4096 >= size || started.elapsed() > Duration::from_secs(10) {
+            break started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let at_one_second = samples
+        .iter()
+        .find(|(t, _)| *t >= Duration::from_secs(1))
+        .map(|(_, f)| *f)
+        .unwrap();
+    let filled = before - fs.space().2;
+    eprintln!(
+        "disk-fill 16MiB over 2s: {at_one_second} bytes after 1 s, {filled} bytes at {reached:?}, {} files",
+        fs.entries().len()
+    );
+    assert!(
+        (size / 4..=size * 3 / 4).contains(&at_one_second),
+        "after 1 s: {at_one_second} of {size}"
+    );
+    assert!(filled.abs_diff(size) <= 4096, "filled {filled}");
+    assert!(
+        reached >= Duration::from_millis(1500) && reached <= Duration::from_secs(3),
+        "reached the target at {reached:?}"
+    );
+    assert_eq!(fs.entries().len(), 20, "{:?}", fs.entries());
+    let out = child.wait().unwrap();
+    assert!(out.success(), "{out:?}");
     assert!(fs.entries().is_empty(), "{:?}", fs.entries());
     assert_eq!(fs.space().2, before);
 }

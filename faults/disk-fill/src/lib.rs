@@ -1,7 +1,13 @@
 //! `disk-fill`: fills the file system holding a granted directory, by a size, up to a used
-//! percentage, or until only so much space is left; revert removes what it wrote.
+//! percentage, or until only so much space is left, at once or over time (a ticking fault that
+//! adds one chunk per tick); revert removes what it wrote.
 
-use faultline_sdk::{Capability, Error, Fault, InjectContext, filesystem, log, rollback};
+use std::time::Duration;
+
+use faultline_sdk::{
+    Capability, Error, Fault, HumanDuration, InjectContext, TickContext, Ticking, filesystem,
+    log, rollback,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +27,20 @@ struct Params {
     /// Fill until only this much is available, e.g. `1GiB`.
     #[serde(default)]
     space_left: Option<String>,
+    /// Reach the target gradually over this long (`"60s"`, `"5m"`), in up to 100 chunks;
+    /// omitted (and no `rate`): at once.
+    #[serde(default)]
+    duration_to_fill: Option<HumanDuration>,
+    /// Or grow at this many bytes per second (`"10MiB"`), in up to 100 chunks.
+    #[serde(default)]
+    rate: Option<String>,
 }
+
+/// Most chunks an over-time fill is cut into (each is one file and one host change).
+const MAX_CHUNKS: u64 = 100;
+
+/// Shortest time between two chunks.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How much to fill.
 enum Target {
@@ -42,6 +61,27 @@ fn size(name: &str, text: &str) -> Result<u64, Error> {
 }
 
 impl Params {
+    /// How long the whole fill should take, when it is gradual.
+    fn spread(&self, bytes: u64) -> Result<Option<Duration>, Error> {
+        match (&self.duration_to_fill, &self.rate) {
+            (None, None) => Ok(None),
+            (Some(d), None) if d.get().is_zero() => Err(Error::invalid(
+                "`duration_to_fill` must be longer than 0s",
+            )),
+            (Some(d), None) => Ok(Some(d.get())),
+            (None, Some(r)) => {
+                let per_second = size("rate", r.trim().trim_end_matches("/s"))?;
+                if per_second == 0 {
+                    return Err(Error::invalid("`rate` must be at least 1 byte per second"));
+                }
+                Ok(Some(Duration::from_secs_f64(bytes as f64 / per_second as f64)))
+            }
+            (Some(_), Some(_)) => Err(Error::invalid(
+                "give `duration_to_fill` or `rate`, not both",
+            )),
+        }
+    }
+
     fn target(&self) -> Result<Target, Error> {
         match (&self.size, self.percent, &self.space_left) {
             (Some(s), None, None) => match size("size", s)? {
@@ -78,10 +118,40 @@ fn bytes_to_fill(target: &Target, space: &filesystem::DiskSpace) -> u64 {
     }
 }
 
-/// What revert needs: the host's changes (one file each).
+/// What the ticks and revert need: the host's changes (one file each) and, for a gradual
+/// fill, what is left to do.
 #[derive(Serialize, Deserialize)]
 struct State {
     changes: Vec<u64>,
+    /// A gradual fill still under way.
+    #[serde(default)]
+    gradual: Option<Gradual>,
+}
+
+/// A fill spread over time.
+#[derive(Serialize, Deserialize)]
+struct Gradual {
+    directory: String,
+    /// The target, as given.
+    size: Option<u64>,
+    percent: Option<u8>,
+    space_left: Option<u64>,
+    /// Bytes written so far (for the `size` target).
+    filled: u64,
+    /// Bytes per chunk.
+    chunk: u64,
+    /// Time between chunks, in milliseconds.
+    interval_ms: u64,
+}
+
+impl Gradual {
+    fn target(&self) -> Target {
+        match (self.size, self.percent, self.space_left) {
+            (Some(n), _, _) => Target::Size(n.saturating_sub(self.filled)),
+            (_, Some(p), _) => Target::Percent(p),
+            (_, _, left) => Target::SpaceLeft(left.unwrap_or(0)),
+        }
+    }
 }
 
 struct DiskFill;
@@ -97,7 +167,8 @@ impl Fault for DiskFill {
 
     fn validate(params: &Params) -> Result<(), Error> {
         filesystem::check_directory(&params.directory)?;
-        params.target().map(|_| ())
+        params.target()?;
+        params.spread(1).map(|_| ())
     }
 
     fn inject(params: Params, _: &InjectContext) -> Result<State, Error> {
@@ -111,6 +182,38 @@ impl Fault for DiskFill {
             ));
             return Ok(State {
                 changes: Vec::new(),
+                gradual: None,
+            });
+        }
+        if let Some(spread) = params.spread(bytes)? {
+            // Chunks at least MIN_INTERVAL apart, at most MAX_CHUNKS of them; the ticks write.
+            let chunks = (spread.as_millis() / MIN_INTERVAL.as_millis()).clamp(1, u128::from(MAX_CHUNKS)) as u64;
+            let interval_ms = u64::try_from(spread.as_millis() / u128::from(chunks)).unwrap_or(u64::MAX);
+            log::info(format!(
+                "filling {bytes} bytes in {} over {spread:?}: {chunks} chunk(s) every {interval_ms} ms",
+                params.directory
+            ));
+            return Ok(State {
+                changes: Vec::new(),
+                gradual: Some(Gradual {
+                    directory: params.directory.clone(),
+                    size: match target {
+                        Target::Size(n) => Some(n),
+                        _ => None,
+                    },
+                    percent: match target {
+                        Target::Percent(p) => Some(p),
+                        _ => None,
+                    },
+                    space_left: match target {
+                        Target::SpaceLeft(l) => Some(l),
+                        _ => None,
+                    },
+                    filled: 0,
+                    // Whole pages, so only the last chunk's file ends in a partial block.
+                    chunk: bytes.div_ceil(chunks).next_multiple_of(4096),
+                    interval_ms,
+                }),
             });
         }
         let change = filesystem::fill(&params.directory, bytes)?;
@@ -120,6 +223,7 @@ impl Fault for DiskFill {
         ));
         Ok(State {
             changes: vec![change],
+            gradual: None,
         })
     }
 
@@ -128,4 +232,27 @@ impl Fault for DiskFill {
     }
 }
 
-faultline_sdk::export_fault!(DiskFill);
+impl Ticking for DiskFill {
+    /// Adds one chunk (never past the target, measured again each time); done when the target
+    /// is reached.
+    fn tick(state: &mut State, _: &TickContext) -> Result<Option<Duration>, Error> {
+        let Some(g) = state.gradual.as_mut() else {
+            return Ok(None);
+        };
+        let space = filesystem::space(&g.directory)?;
+        let bytes = bytes_to_fill(&g.target(), &space).min(g.chunk);
+        if bytes > 0 {
+            state.changes.push(filesystem::fill(&g.directory, bytes)?);
+            g.filled += bytes;
+        }
+        let left = bytes_to_fill(&g.target(), &filesystem::space(&g.directory)?);
+        if left == 0 {
+            log::info(format!("filled {} bytes in {}: target reached", g.filled, g.directory));
+            state.gradual = None;
+            return Ok(None);
+        }
+        Ok(Some(Duration::from_millis(g.interval_ms)))
+    }
+}
+
+faultline_sdk::export_ticking_fault!(DiskFill);
