@@ -577,3 +577,47 @@ async fn io_stress_workers_in_the_cgroup_write_and_read_until_revert_leaves_noth
     drop(fs);
     assert!(!mounted(&path));
 }
+
+#[test]
+fn policy_explain_shows_each_directory_and_what_a_fill_may_take() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grant = std::fs::canonicalize(tmp.path()).unwrap();
+    let path = grant.join("policy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"filesystem\"]\nfilesystem = {{ directories = [\"{}\"], reserve = \"10%\" }}\n",
+            grant.display()
+        ),
+    )
+    .unwrap();
+    let explain = |json: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["policy", "explain"]).arg(&path);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = explain(false);
+    assert!(
+        text.contains("filesystem: fills must leave 10% of the file system available"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("    {}: ", grant.display())) && text.contains("one fill may take up to"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&explain(true)).unwrap();
+    let d = &v["grants"][0]["filesystem"]["directories"][0];
+    let (total, avail, reserve, fillable) = (
+        d["total_bytes"].as_u64().unwrap(),
+        d["available_bytes"].as_u64().unwrap(),
+        d["reserve_bytes"].as_u64().unwrap(),
+        d["fillable_bytes"].as_u64().unwrap(),
+    );
+    assert_eq!(reserve, total.div_ceil(10), "{d}");
+    assert_eq!(fillable, avail.saturating_sub(reserve), "{d}");
+}
