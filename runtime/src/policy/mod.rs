@@ -532,7 +532,7 @@ mod tests {
     fn the_documented_example_parses() {
         let text = include_str!("../../../docs/policy.example.toml");
         let p = Policy::parse(text).unwrap();
-        assert_eq!(p.grants.len(), 4);
+        assert_eq!(p.grants.len(), 5);
     }
 
     /// `text` as grant 2 of a policy whose grant 1 is fine.
