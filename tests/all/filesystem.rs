@@ -34,7 +34,13 @@ impl Mounted {
         let path = std::fs::canonicalize(dir.path()).unwrap().join("mnt");
         std::fs::create_dir(&path).unwrap();
         run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0755"),
+                "tmpfs",
+            ])
             .arg(&path));
         Mounted { path, _dir: dir }
     }
@@ -52,7 +58,10 @@ impl Mounted {
         run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
         let path = root.join("mnt");
         std::fs::create_dir(&path).unwrap();
-        run(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&path));
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&path));
         Mounted { path, _dir: dir }
     }
 
@@ -119,7 +128,12 @@ fn host() -> (Host, tempfile::TempDir) {
     })
 }
 
-async fn inject(host: &Host, component: &str, policy: &Policy, params: &str) -> (FaultPlugin, Injected) {
+async fn inject(
+    host: &Host,
+    component: &str,
+    policy: &Policy,
+    params: &str,
+) -> (FaultPlugin, Injected) {
     let plugin = faultline_tests::load_fault(host, &wasm(component), policy)
         .await
         .unwrap();
@@ -194,7 +208,10 @@ async fn disk_fill_size_percent_and_space_left_hit_their_targets_and_revert_free
     let capacity = used + avail;
     let wanted = capacity * 60 / 100;
     eprintln!("disk-fill percent 60: used {used} of {capacity} (wanted {wanted})");
-    assert!(used.abs_diff(wanted) <= block, "used {used}, wanted {wanted}");
+    assert!(
+        used.abs_diff(wanted) <= block,
+        "used {used}, wanted {wanted}"
+    );
     revert(&host, &plugin, &injected).await;
     assert_eq!(fs.space().2, before);
 
@@ -218,7 +235,10 @@ async fn disk_fill_size_percent_and_space_left_hit_their_targets_and_revert_free
     .await;
     eprintln!("reserve refusal: {reason}");
     assert!(reason.contains(&format!("a fill of 40.0 MiB (41943040 bytes) in {dir} would leave 24.0 MiB (25165824 bytes) available of 64.0 MiB (67108864 bytes)")), "{reason}");
-    assert!(reason.contains("below the reserve of 32.0 MiB (33554432 bytes) (50% set by grant 1 (*))"), "{reason}");
+    assert!(
+        reason.contains("below the reserve of 32.0 MiB (33554432 bytes) (50% set by grant 1 (*))"),
+        "{reason}"
+    );
     assert!(fs.entries().is_empty(), "{:?}", fs.entries());
     // The default reserve (5 %) refuses filling to 100 %.
     let reason = denied(
@@ -246,7 +266,14 @@ fn start_inject(
     let mut child = Command::new(BIN)
         .arg("--state-dir")
         .arg(state)
-        .args(["inject", component, "--params-json", params, "--duration", duration])
+        .args([
+            "inject",
+            component,
+            "--params-json",
+            params,
+            "--duration",
+            duration,
+        ])
         .args(["--call-timeout", "10s", "--policy"])
         .arg(policy)
         .stdout(Stdio::piped())
@@ -257,7 +284,10 @@ fn start_inject(
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "inject exited before loading");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "inject exited before loading"
+        );
         if line.starts_with("loaded ") {
             break;
         }
@@ -285,7 +315,10 @@ fn a_fill_left_by_a_killed_agent_is_removed_by_recover() {
         ),
     )
     .unwrap();
-    let params = format!(r#"{{"directory": "{}", "size": "16MiB"}}"#, fs.path.display());
+    let params = format!(
+        r#"{{"directory": "{}", "size": "16MiB"}}"#,
+        fs.path.display()
+    );
     let mut child = start_inject(&state, c::DISK_FILL, &params, &policy, "60s");
     let deadline = Instant::now() + Duration::from_secs(20);
     while fs.entries().is_empty() && Instant::now() < deadline {
@@ -420,34 +453,52 @@ fn paths_never_lead_out_of_a_grant() {
     for link in ["etc", "up", "etc/ssl"] {
         let reason = denial(cx.disk_space(&format!("{g}/{link}")));
         assert!(
-            reason.contains(&format!("leads outside the granted directory {g}")) && reason.ends_with(rule),
+            reason.contains(&format!("leads outside the granted directory {g}"))
+                && reason.ends_with(rule),
             "{link}: {reason}"
         );
         let reason = denial(cx.fill_directory(&format!("{g}/{link}"), 4096));
         assert!(reason.contains("leads outside"), "{reason}");
     }
     // `..`, even one that would land back inside.
-    for path in [format!("{g}/.."), format!("{g}/sub/../sub"), format!("{g}/../beside")] {
+    for path in [
+        format!("{g}/.."),
+        format!("{g}/sub/../sub"),
+        format!("{g}/../beside"),
+    ] {
         let reason = denial(cx.fill_directory(&path, 4096));
-        assert!(reason.contains("contains `..`") && reason.ends_with(rule), "{path}: {reason}");
+        assert!(
+            reason.contains("contains `..`") && reason.ends_with(rule),
+            "{path}: {reason}"
+        );
     }
     // Absolute paths outside, and a sibling whose name only starts like the grant.
-    for path in ["/etc".to_string(), format!("{}/beside", root.display()), format!("{g}x")] {
+    for path in [
+        "/etc".to_string(),
+        format!("{}/beside", root.display()),
+        format!("{g}x"),
+    ] {
         let reason = denial(cx.fill_directory(&path, 4096));
         assert_eq!(
             reason,
-            format!("directory {path} is outside the scope granted to local file sha256:cccccccccccc {rule}")
+            format!(
+                "directory {path} is outside the scope granted to local file sha256:cccccccccccc {rule}"
+            )
         );
     }
     // Not absolute: invalid, not denied.
-    assert!(matches!(cx.disk_space("grant/sub"), Err(CapError::Invalid(_))));
+    assert!(matches!(
+        cx.disk_space("grant/sub"),
+        Err(CapError::Invalid(_))
+    ));
     // Nothing was written anywhere, and /etc has no fill file.
     assert!(cx.changes.is_empty());
-    assert!(
-        std::fs::read_dir("/etc")
-            .unwrap()
-            .all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".faultline-fill"))
-    );
+    assert!(std::fs::read_dir("/etc").unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".faultline-fill")
+    }));
     // A symlink that stays inside the grant is followed, beneath it.
     let space = cx.disk_space(&format!("{g}/inside")).unwrap();
     assert!(space.total_bytes > 0);
@@ -471,7 +522,9 @@ fn undo_removes_only_the_file_the_fill_created() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
     };
-    let change = cx.fill_directory(&grant.display().to_string(), 8192).unwrap();
+    let change = cx
+        .fill_directory(&grant.display().to_string(), 8192)
+        .unwrap();
     let files = names(&grant);
     assert_eq!(files.len(), 1, "{files:?}");
     let file = grant.join(&files[0]);
@@ -482,13 +535,25 @@ fn undo_removes_only_the_file_the_fill_created() {
     // Another file takes the name: undo leaves it alone.
     std::fs::remove_file(&file).unwrap();
     std::fs::write(&file, b"someone else's").unwrap();
-    let entry = cx.journal.outstanding(None).into_iter().find(|e| e.id == change).unwrap();
+    let entry = cx
+        .journal
+        .outstanding(None)
+        .into_iter()
+        .find(|e| e.id == change)
+        .unwrap();
     cx.backends.undo_json(&entry.inverse).unwrap();
     assert_eq!(std::fs::read(&file).unwrap(), b"someone else's");
     std::fs::remove_file(&file).unwrap();
     // Its own file goes, and a second undo is a no-op.
-    let change = cx.fill_directory(&grant.display().to_string(), 4096).unwrap();
-    let entry = cx.journal.outstanding(None).into_iter().find(|e| e.id == change).unwrap();
+    let change = cx
+        .fill_directory(&grant.display().to_string(), 4096)
+        .unwrap();
+    let entry = cx
+        .journal
+        .outstanding(None)
+        .into_iter()
+        .find(|e| e.id == change)
+        .unwrap();
     cx.backends.undo_json(&entry.inverse).unwrap();
     assert!(names(&grant).is_empty());
     cx.backends.undo_json(&entry.inverse).unwrap();
@@ -521,19 +586,30 @@ async fn io_stress_workers_in_the_cgroup_write_and_read_until_revert_leaves_noth
     .unwrap();
     let (host, _d) = host();
     let (_, _, before) = fs.space();
-    for target in [format!(r#""cgroup": "{}""#, cg.path()), format!(r#""pid": {}"#, cg.pid())] {
+    for target in [
+        format!(r#""cgroup": "{}""#, cg.path()),
+        format!(r#""pid": {}"#, cg.pid()),
+    ] {
         let params = format!(
             r#"{{"directory": "{}", "workers": 2, "file_size": "4MiB", "mode": "readwrite", {target}}}"#,
             fs.path.display()
         );
         let (plugin, injected) = inject(&host, c::IO_STRESS, &policy, &params).await;
         let workers: Vec<u32> = cg.procs().into_iter().filter(|p| *p != cg.pid()).collect();
-        assert_eq!(workers.len(), 2, "{target}: workers in the cgroup: {workers:?}");
+        assert_eq!(
+            workers.len(),
+            2,
+            "{target}: workers in the cgroup: {workers:?}"
+        );
         // In every hierarchy the cgroup has (v1 blkio and v2).
         for d in cg.dirs() {
             let procs = read(d.join("cgroup.procs"));
             for w in &workers {
-                assert!(procs.lines().any(|l| l == w.to_string()), "{w} not in {}", d.display());
+                assert!(
+                    procs.lines().any(|l| l == w.to_string()),
+                    "{w} not in {}",
+                    d.display()
+                );
             }
         }
         for w in &workers {
@@ -542,16 +618,22 @@ async fn io_stress_workers_in_the_cgroup_write_and_read_until_revert_leaves_noth
         }
         let subdirs = fs.entries();
         assert_eq!(subdirs.len(), 1, "{subdirs:?}");
-        assert!(subdirs[0].starts_with(".faultline-io-ex-fs-"), "{subdirs:?}");
+        assert!(
+            subdirs[0].starts_with(".faultline-io-ex-fs-"),
+            "{subdirs:?}"
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         let seen = loop {
             let seen = workers.iter().map(|w| io_bytes(*w)).collect::<Vec<_>>();
-            if seen.iter().all(|(r, w)| *r >= 4 << 20 && *w >= 4 << 20) || Instant::now() > deadline {
+            if seen.iter().all(|(r, w)| *r >= 4 << 20 && *w >= 4 << 20) || Instant::now() > deadline
+            {
                 break seen;
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        eprintln!("io-stress ({target}): /proc/<pid>/io (read_bytes, write_bytes) per worker: {seen:?}");
+        eprintln!(
+            "io-stress ({target}): /proc/<pid>/io (read_bytes, write_bytes) per worker: {seen:?}"
+        );
         for (r, w) in &seen {
             assert!(*w >= 4 << 20, "a worker wrote {w} bytes: {seen:?}");
             assert!(*r >= 4 << 20, "a worker read {r} bytes: {seen:?}");
@@ -561,14 +643,20 @@ async fn io_stress_workers_in_the_cgroup_write_and_read_until_revert_leaves_noth
             assert_eq!(proc_state(*w), '?', "worker {w} still in /proc");
         }
         assert!(fs.entries().is_empty(), "{:?}", fs.entries());
-        assert!(fs.space().2.abs_diff(before) <= 1 << 20, "space not given back");
+        assert!(
+            fs.space().2.abs_diff(before) <= 1 << 20,
+            "space not given back"
+        );
     }
     // Without write or read nothing starts; a cgroup outside the grant is denied.
     let reason = denied(
         &host,
         c::IO_STRESS,
         &policy,
-        &format!(r#"{{"directory": "{}", "cgroup": "/elsewhere"}}"#, fs.path.display()),
+        &format!(
+            r#"{{"directory": "{}", "cgroup": "/elsewhere"}}"#,
+            fs.path.display()
+        ),
     )
     .await;
     assert!(reason.contains("/elsewhere"), "{reason}");
@@ -607,7 +695,8 @@ fn policy_explain_shows_each_directory_and_what_a_fill_may_take() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("    {}: ", grant.display())) && text.contains("one fill may take up to"),
+        text.contains(&format!("    {}: ", grant.display()))
+            && text.contains("one fill may take up to"),
         "{text}"
     );
     let v: serde_json::Value = serde_json::from_str(&explain(true)).unwrap();

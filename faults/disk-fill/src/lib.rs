@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use faultline_sdk::{
-    Capability, Error, Fault, HumanDuration, InjectContext, TickContext, Ticking, filesystem,
-    log, rollback,
+    Capability, Error, Fault, HumanDuration, InjectContext, TickContext, Ticking, filesystem, log,
+    rollback,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -65,16 +65,18 @@ impl Params {
     fn spread(&self, bytes: u64) -> Result<Option<Duration>, Error> {
         match (&self.duration_to_fill, &self.rate) {
             (None, None) => Ok(None),
-            (Some(d), None) if d.get().is_zero() => Err(Error::invalid(
-                "`duration_to_fill` must be longer than 0s",
-            )),
+            (Some(d), None) if d.get().is_zero() => {
+                Err(Error::invalid("`duration_to_fill` must be longer than 0s"))
+            }
             (Some(d), None) => Ok(Some(d.get())),
             (None, Some(r)) => {
                 let per_second = size("rate", r.trim().trim_end_matches("/s"))?;
                 if per_second == 0 {
                     return Err(Error::invalid("`rate` must be at least 1 byte per second"));
                 }
-                Ok(Some(Duration::from_secs_f64(bytes as f64 / per_second as f64)))
+                Ok(Some(Duration::from_secs_f64(
+                    bytes as f64 / per_second as f64,
+                )))
             }
             (Some(_), Some(_)) => Err(Error::invalid(
                 "give `duration_to_fill` or `rate`, not both",
@@ -160,8 +162,7 @@ impl Fault for DiskFill {
     type Params = Params;
     type State = State;
 
-    const SUMMARY: &'static str =
-        "Fills a file system in a granted directory by a size, to a used percentage or to the space left";
+    const SUMMARY: &'static str = "Fills a file system in a granted directory by a size, to a used percentage or to the space left";
     // `filesystem` is declared by importing it (the 0.1 capability list cannot name it).
     const CAPABILITIES: &'static [Capability] = &[Capability::Log, Capability::Rollback];
 
@@ -187,8 +188,10 @@ impl Fault for DiskFill {
         }
         if let Some(spread) = params.spread(bytes)? {
             // Chunks at least MIN_INTERVAL apart, at most MAX_CHUNKS of them; the ticks write.
-            let chunks = (spread.as_millis() / MIN_INTERVAL.as_millis()).clamp(1, u128::from(MAX_CHUNKS)) as u64;
-            let interval_ms = u64::try_from(spread.as_millis() / u128::from(chunks)).unwrap_or(u64::MAX);
+            let chunks = (spread.as_millis() / MIN_INTERVAL.as_millis())
+                .clamp(1, u128::from(MAX_CHUNKS)) as u64;
+            let interval_ms =
+                u64::try_from(spread.as_millis() / u128::from(chunks)).unwrap_or(u64::MAX);
             log::info(format!(
                 "filling {bytes} bytes in {} over {spread:?}: {chunks} chunk(s) every {interval_ms} ms",
                 params.directory
@@ -247,7 +250,10 @@ impl Ticking for DiskFill {
         }
         let left = bytes_to_fill(&g.target(), &filesystem::space(&g.directory)?);
         if left == 0 {
-            log::info(format!("filled {} bytes in {}: target reached", g.filled, g.directory));
+            log::info(format!(
+                "filled {} bytes in {}: target reached",
+                g.filled, g.directory
+            ));
             state.gradual = None;
             return Ok(None);
         }

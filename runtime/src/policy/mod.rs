@@ -687,22 +687,61 @@ mod tests {
         assert_eq!(Reserve::Percent(10.0).bytes(1000), 100);
         assert_eq!(Reserve::Percent(5.0).bytes(1001), 51);
         let cases = [
-            ("directories = [\"/\"]".to_string(), "filesystem.directories[0]: \"/\" is the root".to_string()),
-            ("directories = [\"/proc/sys\"]".to_string(), "filesystem.directories[0]: \"/proc/sys\" is inside /proc".to_string()),
-            ("directories = [\"/dev\"]".to_string(), "filesystem.directories[0]: \"/dev\" is inside /dev".to_string()),
-            ("directories = [\"tmp\"]".to_string(), "filesystem.directories[0]: \"tmp\" is not an absolute path".to_string()),
-            (format!("directories = [\"{r}/d/../f\"]"), format!("filesystem.directories[0]: \"{r}/d/../f\" contains `..`")),
-            (format!("directories = [\"{r}/f\"]"), format!("filesystem.directories[0]: \"{r}/f\" is not a directory")),
-            (format!("directories = [\"{r}/link\"]"), format!("filesystem.directories[0]: \"{r}/link\" is a symlink")),
-            (format!("directories = [\"{r}/link/\"]"), format!("filesystem.directories[0]: \"{r}/link/\" is a symlink")),
-            (format!("directories = [\"{r}/gone\"]"), format!("filesystem.directories[0]: \"{r}/gone\" cannot be read")),
-            (format!("directories = [\"{r}\"], reserve = \"lots\""), "filesystem.reserve: \"lots\" is not a size".to_string()),
-            (format!("directories = [\"{r}\"], reserve = \"101%\""), "filesystem.reserve: \"101%\" is not a percentage from 0% to 100%".to_string()),
-            (format!("directories = [\"{r}\"], reserve = -1"), "filesystem.reserve: -1 is not a number of bytes".to_string()),
+            (
+                "directories = [\"/\"]".to_string(),
+                "filesystem.directories[0]: \"/\" is the root".to_string(),
+            ),
+            (
+                "directories = [\"/proc/sys\"]".to_string(),
+                "filesystem.directories[0]: \"/proc/sys\" is inside /proc".to_string(),
+            ),
+            (
+                "directories = [\"/dev\"]".to_string(),
+                "filesystem.directories[0]: \"/dev\" is inside /dev".to_string(),
+            ),
+            (
+                "directories = [\"tmp\"]".to_string(),
+                "filesystem.directories[0]: \"tmp\" is not an absolute path".to_string(),
+            ),
+            (
+                format!("directories = [\"{r}/d/../f\"]"),
+                format!("filesystem.directories[0]: \"{r}/d/../f\" contains `..`"),
+            ),
+            (
+                format!("directories = [\"{r}/f\"]"),
+                format!("filesystem.directories[0]: \"{r}/f\" is not a directory"),
+            ),
+            (
+                format!("directories = [\"{r}/link\"]"),
+                format!("filesystem.directories[0]: \"{r}/link\" is a symlink"),
+            ),
+            (
+                format!("directories = [\"{r}/link/\"]"),
+                format!("filesystem.directories[0]: \"{r}/link/\" is a symlink"),
+            ),
+            (
+                format!("directories = [\"{r}/gone\"]"),
+                format!("filesystem.directories[0]: \"{r}/gone\" cannot be read"),
+            ),
+            (
+                format!("directories = [\"{r}\"], reserve = \"lots\""),
+                "filesystem.reserve: \"lots\" is not a size".to_string(),
+            ),
+            (
+                format!("directories = [\"{r}\"], reserve = \"101%\""),
+                "filesystem.reserve: \"101%\" is not a percentage from 0% to 100%".to_string(),
+            ),
+            (
+                format!("directories = [\"{r}\"], reserve = -1"),
+                "filesystem.reserve: -1 is not a number of bytes".to_string(),
+            ),
         ];
         for (fields, expected) in cases {
             let e = grant(&fields).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("grant 1: {expected}")), "{fields}\n got: {e}\nwant: {expected}");
+            assert!(
+                e.starts_with(&format!("grant 1: {expected}")),
+                "{fields}\n got: {e}\nwant: {expected}"
+            );
         }
     }
 

@@ -403,14 +403,20 @@ impl GrantedDirectory {
             if lexical == Path::new(refused) || (refused != "/" && lexical.starts_with(refused)) {
                 return Err(format!(
                     "{text:?} is {}: a filesystem grant never names `/` or anything in /proc, /sys or /dev",
-                    if refused == "/" { "the root".to_string() } else { format!("inside {refused}") }
+                    if refused == "/" {
+                        "the root".to_string()
+                    } else {
+                        format!("inside {refused}")
+                    }
                 ));
             }
         }
         let meta = std::fs::symlink_metadata(&lexical)
             .map_err(|e| format!("{text:?} cannot be read: {e}"))?;
         if meta.file_type().is_symlink() {
-            return Err(format!("{text:?} is a symlink: grant the directory it points to"));
+            return Err(format!(
+                "{text:?} is a symlink: grant the directory it points to"
+            ));
         }
         if !meta.is_dir() {
             return Err(format!("{text:?} is not a directory"));

@@ -142,7 +142,7 @@ fn identity_at(dir: impl AsFd, name: &str) -> io::Result<(FileIdentity, FileType
 /// see the other's space as taken, so together they cannot pass the reserve.
 static IN_FLIGHT: Mutex<Option<HashMap<u64, u64>>> = Mutex::new(None);
 
-/// A claim on space in [`IN_FLIGHT`], released when dropped.
+/// A claim on space in the agent's in-flight ledger, released when dropped.
 pub struct Claim {
     dev: u64,
     bytes: u64,
@@ -159,7 +159,11 @@ impl Claim {
         let claimed = claims.get(&id.dev).copied().unwrap_or(0);
         seen.available = seen.available.saturating_sub(claimed);
         seen.free = seen.free.saturating_sub(claimed);
-        if seen.available.checked_sub(bytes).is_none_or(|left| left < reserve) {
+        if seen
+            .available
+            .checked_sub(bytes)
+            .is_none_or(|left| left < reserve)
+        {
             return Ok((None, seen));
         }
         *claims.entry(id.dev).or_insert(0) += bytes;

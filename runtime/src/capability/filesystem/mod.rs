@@ -72,7 +72,10 @@ impl Resolved {
 
 /// `1.5 MiB (1572864 bytes)`.
 fn amount(bytes: u64) -> String {
-    format!("{} ({bytes} bytes)", bytesize::ByteSize::b(bytes).display().iec())
+    format!(
+        "{} ({bytes} bytes)",
+        bytesize::ByteSize::b(bytes).display().iec()
+    )
 }
 
 /// A name part from an execution id: safe characters only, bounded.
@@ -126,7 +129,10 @@ impl Context {
         let Some(root) = root else {
             return Err(self.denied(&format!("directory {}", path.display())));
         };
-        let relative = path.strip_prefix(root).unwrap_or(Path::new("")).to_path_buf();
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
         let opened = linux::open_root(root).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => CapError::TargetGone(format!(
                 "granted directory {} no longer exists",
@@ -283,7 +289,11 @@ impl Context {
                 let pick = found
                     .iter()
                     .find(|c| c.version == 2)
-                    .or_else(|| found.iter().find(|c| c.controllers.iter().any(|x| x == "blkio")))
+                    .or_else(|| {
+                        found
+                            .iter()
+                            .find(|c| c.controllers.iter().any(|x| x == "blkio"))
+                    })
                     .or(found.first());
                 pick.map(|c| c.path.clone())
             }
@@ -294,8 +304,8 @@ impl Context {
             SERIAL.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
-        let (made, subdir) = MadeDirectory::make(&r.root, &r.relative, &r.dir, &name)
-            .map_err(|e| {
+        let (made, subdir) =
+            MadeDirectory::make(&r.root, &r.relative, &r.dir, &name).map_err(|e| {
                 CapError::Failed(format!(
                     "failed to make {}: {e}",
                     r.path.join(&name).display()
@@ -362,9 +372,10 @@ impl Context {
             cgroups,
             &self.grants.cgroup,
             |i, command| {
-                let file = files.get_mut(i).and_then(Option::take).ok_or_else(|| {
-                    CapError::Failed(format!("no file for IO worker {i}"))
-                })?;
+                let file = files
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .ok_or_else(|| CapError::Failed(format!("no file for IO worker {i}")))?;
                 command.args(["--file-bytes", &file_bytes]);
                 if spec.write {
                     command.arg("--write");
@@ -433,6 +444,7 @@ impl Host for Context {
     }
 
     async fn start_io_stress(&mut self, spec: IoStressSpec) -> GuestResult<u64> {
-        self.blocking(move |c| c.start_io_stress_workers(spec)).await
+        self.blocking(move |c| c.start_io_stress_workers(spec))
+            .await
     }
 }

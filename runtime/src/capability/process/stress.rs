@@ -188,14 +188,12 @@ fn start(
             .stderr(Stdio::inherit())
             .process_group(pgid);
         configure(i, &mut command)?;
-        let child = command
-            .spawn()
-            .map_err(|e| {
-                CapError::Failed(format!(
-                    "failed to start stress worker {}: {e}",
-                    worker_exe.display()
-                ))
-            })?;
+        let child = command.spawn().map_err(|e| {
+            CapError::Failed(format!(
+                "failed to start stress worker {}: {e}",
+                worker_exe.display()
+            ))
+        })?;
         let pid = i32::try_from(child.id())
             .map_err(|_| CapError::Failed(format!("pid {} out of range", child.id())))?;
         children.push(child);
