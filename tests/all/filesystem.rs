@@ -544,6 +544,23 @@ fn undo_removes_only_the_file_the_fill_created() {
     cx.backends.undo_json(&entry.inverse).unwrap();
     assert_eq!(std::fs::read(&file).unwrap(), b"someone else's");
     std::fs::remove_file(&file).unwrap();
+    // A guest filling in a loop is stopped at 256 files per execution.
+    let many: Vec<u64> = (0..faultline::capability::filesystem::MAX_FILLS - 1)
+        .map(|_| cx.fill_directory(&grant.display().to_string(), 1).unwrap())
+        .collect();
+    match cx.fill_directory(&grant.display().to_string(), 1) {
+        Err(CapError::Invalid(reason)) => assert!(
+            reason.ends_with("already has 256 fill files; at most 256 at once"),
+            "{reason}"
+        ),
+        other => panic!("the 257th fill was not refused: {other:?}"),
+    }
+    for id in many {
+        let entry = cx.journal.get(id).unwrap();
+        cx.backends.undo_json(&entry.inverse).unwrap();
+        cx.journal.undone(id).unwrap();
+    }
+    assert!(names(&grant).is_empty());
     // Its own file goes, and a second undo is a no-op.
     let change = cx
         .fill_directory(&grant.display().to_string(), 4096)

@@ -33,6 +33,12 @@ use linux::{Claim, FillInverse, MadeDirectory};
 /// Largest file one IO worker may write and read.
 pub const MAX_IO_FILE_BYTES: u64 = 1 << 30;
 
+/// Most fill files one execution may have at once (a gradual `disk-fill` makes at most 100).
+pub const MAX_FILLS: usize = 256;
+
+/// Most sets of IO workers one execution may run at once.
+pub const MAX_IO_STRESS: usize = 4;
+
 /// Numbers the files of one agent apart.
 static SERIAL: AtomicU64 = AtomicU64::new(0);
 
@@ -179,6 +185,24 @@ impl Context {
         })
     }
 
+    /// Refuses a change of `kind` beyond `max` outstanding in this execution's journal: a guest
+    /// calling in a loop cannot litter a disk with files or a host with workers.
+    fn within_limit(&self, kind: &str, max: usize, what: &str) -> CapResult<()> {
+        let n = self
+            .journal
+            .outstanding(Some(&self.execution))
+            .iter()
+            .filter(|e| e.inverse.get("kind").and_then(|k| k.as_str()) == Some(kind))
+            .count();
+        if n >= max {
+            return Err(CapError::Invalid(format!(
+                "execution {} already has {n} {what}; at most {max} at once",
+                self.execution
+            )));
+        }
+        Ok(())
+    }
+
     /// Claims `bytes` on the file system of `r` unless that would leave less than the reserve.
     fn claim(&self, r: &Resolved, bytes: u64, what: &str) -> CapResult<Claim> {
         let total = r.space()?.total;
@@ -207,6 +231,7 @@ impl Context {
             return Err(CapError::Invalid("bytes must be at least 1".to_string()));
         }
         let r = self.resolve_directory(directory)?;
+        self.within_limit("fill", MAX_FILLS, "fill files")?;
         let _claim = self.claim(&r, bytes, "a fill")?;
         let name = format!(
             ".faultline-fill-{}-{}-{:08x}",
@@ -277,6 +302,7 @@ impl Context {
             return Err(self.denied("every cgroup"));
         }
         let r = self.resolve_directory(&spec.directory)?;
+        self.within_limit("io-stress", MAX_IO_STRESS, "sets of IO workers")?;
         let total = u64::from(spec.workers).saturating_mul(spec.file_bytes);
         let claim = self.claim(&r, total, "IO workers' files")?;
         let backends = self.backends.clone();
