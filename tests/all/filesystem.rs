@@ -502,6 +502,17 @@ fn paths_never_lead_out_of_a_grant() {
     // A symlink that stays inside the grant is followed, beneath it.
     let space = cx.disk_space(&format!("{g}/inside")).unwrap();
     assert!(space.total_bytes > 0);
+    // The granted directory swapped for a symlink after the policy was read: refused, not
+    // followed.
+    std::fs::rename(&grant, root.join("moved")).unwrap();
+    std::os::unix::fs::symlink(root.join("beside"), &grant).unwrap();
+    let reason = denial(cx.fill_directory(&g.to_string(), 4096));
+    assert!(
+        reason.starts_with(&format!("granted directory {g} is refused, not followed"))
+            && reason.ends_with(rule),
+        "{reason}"
+    );
+    assert_eq!(std::fs::read_dir(root.join("beside")).unwrap().count(), 0);
 }
 
 #[test]
@@ -665,7 +676,24 @@ async fn io_stress_workers_in_the_cgroup_write_and_read_until_revert_leaves_noth
             "space not given back"
         );
     }
-    // Without write or read nothing starts; a cgroup outside the grant is denied.
+    // Files that would pass the reserve (2 x 64 MiB on 96 MiB) start nothing.
+    let reason = denied(
+        &host,
+        c::IO_STRESS,
+        &policy,
+        &format!(
+            r#"{{"directory": "{}", "workers": 2, "file_size": "64MiB"}}"#,
+            fs.path.display()
+        ),
+    )
+    .await;
+    assert!(
+        reason.starts_with("IO workers' files of 128.0 MiB (134217728 bytes) in ")
+            && reason.contains("below the reserve of"),
+        "{reason}"
+    );
+    assert!(fs.entries().is_empty(), "{:?}", fs.entries());
+    // A cgroup outside the grant is denied.
     let reason = denied(
         &host,
         c::IO_STRESS,

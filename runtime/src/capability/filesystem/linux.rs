@@ -51,7 +51,9 @@ pub fn space(dir: &Dir) -> io::Result<Space> {
 /// (`openat2` with `RESOLVE_NO_SYMLINKS`); on kernels without `openat2`, opens it and checks
 /// that it resolves to itself.
 pub fn open_root(path: &Path) -> io::Result<Dir> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    // RESOLVE_NO_SYMLINKS covers the last component too (ELOOP); O_NOFOLLOW would turn that
+    // into a vaguer ENOTDIR.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     for _ in 0..4 {
         match rustix::fs::openat2(rustix::fs::CWD, path, flags, Mode::empty(), resolve) {
@@ -74,7 +76,12 @@ pub fn open_root(path: &Path) -> io::Result<Dir> {
             format!("{} passes through a symlink", path.display()),
         ));
     }
-    let fd = rustix::fs::openat(rustix::fs::CWD, path, flags, Mode::empty())?;
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        flags | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
     Ok(Dir::from_std_file(File::from(fd)))
 }
 
