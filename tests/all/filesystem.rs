@@ -408,6 +408,67 @@ fn disk_fill_over_time_grows_by_chunks_until_its_target_then_revert_frees_it() {
     assert_eq!(fs.space().2, before);
 }
 
+#[test]
+fn io_workers_left_by_a_killed_agent_die_and_recover_removes_their_directory() {
+    if !faultline_tests::privileged("io_workers_left_by_a_killed_agent_die_and_recover") {
+        return;
+    }
+    let fs = Mounted::tmpfs(64);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"filesystem\"]\nfilesystem = {{ directories = [\"{}\"] }}\n",
+            fs.path.display()
+        ),
+    )
+    .unwrap();
+    let params = format!(
+        r#"{{"directory": "{}", "workers": 2, "file_size": "1MiB", "mode": "write"}}"#,
+        fs.path.display()
+    );
+    let mut child = start_inject(&state, c::IO_STRESS, &params, &policy, "60s");
+    let workers = |parent: u32| -> Vec<u32> {
+        let text = read(format!("/proc/{parent}/task/{parent}/children"));
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        seen = workers(child.id());
+        if seen.len() == 2 && !fs.entries().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(seen.len(), 2, "workers of the agent: {seen:?}");
+    assert_eq!(fs.entries().len(), 1, "{:?}", fs.entries());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The workers watch the agent and exit when it is gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.iter().any(|w| proc_state(*w) != '?') && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for w in &seen {
+        assert_eq!(proc_state(*w), '?', "worker {w} outlived the agent");
+    }
+    let out = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("recover")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains("1 change(s) undone"), "{report}");
+    assert!(fs.entries().is_empty(), "{:?}", fs.entries());
+}
+
 /// A capability context for a local component under `policy`.
 fn context(policy: &str, journal: &Path) -> Context {
     let policy = Policy::parse(policy).unwrap();
