@@ -33,6 +33,8 @@ const GROUPS: &[(&str, &[&str])] = &[
             "cgroup-freeze",
             "stress-cpu",
             "stress-memory",
+            "disk-fill",
+            "io-stress",
         ],
     ),
     ("faults", &["probe-process"]),

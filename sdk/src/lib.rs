@@ -103,6 +103,8 @@ pub use duration::HumanDuration;
 pub mod cgroup;
 #[cfg(feature = "fault")]
 mod fault;
+#[cfg(feature = "fault")]
+pub mod filesystem;
 #[cfg(any(feature = "fault", feature = "probe"))]
 pub mod log;
 #[cfg(feature = "fault")]

@@ -8,6 +8,7 @@ mod cli;
 mod compat;
 mod execution;
 mod faults;
+mod filesystem;
 mod host;
 mod hub;
 mod limits;

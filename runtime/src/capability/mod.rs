@@ -79,6 +79,10 @@ pub enum Inverse {
     Cgroup(cgroup::linux::Inverse),
     /// Network rules and qdiscs: remove what was added, restore what was replaced.
     Network(network::linux::Inverse),
+    /// A file a fill created: remove it, while its name still holds it.
+    Fill(filesystem::linux::FillInverse),
+    /// IO workers: kill their process group, remove their directory.
+    IoStress(filesystem::IoStressInverse),
 }
 
 /// What every capability provides for the changes it makes, beside its host functions and its
@@ -100,6 +104,8 @@ impl Change for Inverse {
             Inverse::Stress(c) => c.undo(b),
             Inverse::Cgroup(c) => c.undo(b),
             Inverse::Network(c) => c.undo(b),
+            Inverse::Fill(c) => Change::undo(c, b),
+            Inverse::IoStress(c) => c.undo(b),
         }
     }
 
@@ -109,6 +115,8 @@ impl Change for Inverse {
             Inverse::Stress(c) => c.is_present(b),
             Inverse::Cgroup(c) => c.is_present(b),
             Inverse::Network(c) => c.is_present(b),
+            Inverse::Fill(c) => Change::is_present(c, b),
+            Inverse::IoStress(c) => c.is_present(b),
         }
     }
 
@@ -118,6 +126,8 @@ impl Change for Inverse {
             Inverse::Stress(c) => c.manual_steps(b),
             Inverse::Cgroup(c) => c.manual_steps(b),
             Inverse::Network(c) => Change::manual_steps(c, b),
+            Inverse::Fill(c) => Change::manual_steps(c, b),
+            Inverse::IoStress(c) => c.manual_steps(b),
         }
     }
 }

@@ -221,5 +221,27 @@ fn print_grant(g: &GrantReach, out: &mut dyn Write) -> std::io::Result<()> {
     if !g.outbound.is_empty() {
         writeln!(out, "  outbound: {}", g.outbound.join(", "))?;
     }
+    if let Some(fs) = &g.filesystem {
+        writeln!(
+            out,
+            "  filesystem: fills must leave {} of the file system available",
+            fs.reserve
+        )?;
+        let size = |b: u64| bytesize::ByteSize::b(b).display().iec().to_string();
+        for d in &fs.directories {
+            match &d.error {
+                Some(err) => writeln!(out, "    {}: cannot be opened now: {err}", d.directory)?,
+                None => writeln!(
+                    out,
+                    "    {}: {} available of {}; one fill may take up to {} now (reserve {})",
+                    d.directory,
+                    size(d.available_bytes),
+                    size(d.total_bytes),
+                    size(d.fillable_bytes),
+                    size(d.reserve_bytes)
+                )?,
+            }
+        }
+    }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! What a policy reaches on this host right now: for each grant, the components it applies to,
 //! its capabilities and operations, and the live processes, cgroups, network namespaces and
-//! interfaces its scopes match. `faultline policy explain` prints it; nothing here changes the
-//! system (it reads `/proc`, the cgroup mounts, `/run/netns` and each namespace's interface list).
+//! interfaces its scopes match, and the space a fill could take in its directories.
+//! `faultline policy explain` prints it; nothing here changes the system (it reads `/proc`, the
+//! cgroup mounts, `/run/netns`, each namespace's interface list and `statvfs` of the granted
+//! directories).
 //!
 //! The same matchers as the capabilities' scope checks are used ([`ProcessScope::matches`],
 //! [`crate::capability::process::linux::never_in_scope`]), so what is shown is what a call would
@@ -63,6 +65,35 @@ pub struct GrantReach {
     pub network: Option<NetworkReach>,
     /// Hosts a probe may reach, as written.
     pub outbound: Vec<String>,
+    /// Its filesystem directories; `None` when it lists none.
+    pub filesystem: Option<FilesystemReach>,
+}
+
+/// What a filesystem scope reaches.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilesystemReach {
+    /// The reserve a fill must leave (`10%`, `1.0 GiB`).
+    pub reserve: String,
+    /// Each granted directory and its file system now.
+    pub directories: Vec<DirectoryReach>,
+}
+
+/// A granted directory and the space on its file system now.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectoryReach {
+    /// The directory.
+    pub directory: String,
+    /// Size of its file system.
+    pub total_bytes: u64,
+    /// Available there now.
+    pub available_bytes: u64,
+    /// This grant's reserve there, in bytes.
+    pub reserve_bytes: u64,
+    /// The most one fill may take now (available less the reserve).
+    pub fillable_bytes: u64,
+    /// Why it could not be read, if it could not (gone, swapped for a symlink).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The live processes a process scope covers.
@@ -206,6 +237,7 @@ pub fn explain(policy: &Policy) -> Explanation {
                 .collect(),
             network: network_reach(g, &named),
             outbound: g.outbound.iter().map(|h| h.text.clone()).collect(),
+            filesystem: filesystem_reach(g),
         })
         .collect();
     Explanation {
@@ -288,6 +320,42 @@ fn network_reach(g: &Grant, named: &[String]) -> Option<NetworkReach> {
             .ports
             .as_ref()
             .map(|p| p.iter().map(ToString::to_string).collect()),
+    })
+}
+
+fn filesystem_reach(g: &Grant) -> Option<FilesystemReach> {
+    use crate::capability::filesystem::linux::{open_root, space};
+    let fs = &g.filesystem;
+    if fs.directories.is_empty() {
+        return None;
+    }
+    let directories = fs
+        .directories
+        .iter()
+        .map(|d| {
+            let mut reach = DirectoryReach {
+                directory: d.to_string(),
+                total_bytes: 0,
+                available_bytes: 0,
+                reserve_bytes: 0,
+                fillable_bytes: 0,
+                error: None,
+            };
+            match open_root(d.path()).and_then(|dir| space(&dir)) {
+                Ok(s) => {
+                    reach.total_bytes = s.total;
+                    reach.available_bytes = s.available;
+                    reach.reserve_bytes = fs.reserve.bytes(s.total);
+                    reach.fillable_bytes = s.available.saturating_sub(reach.reserve_bytes);
+                }
+                Err(e) => reach.error = Some(e.to_string()),
+            }
+            reach
+        })
+        .collect();
+    Some(FilesystemReach {
+        reserve: fs.reserve.to_string(),
+        directories,
     })
 }
 

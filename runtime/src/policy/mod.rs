@@ -9,6 +9,7 @@
 //! cgroup = { subtrees = ["/system.slice/nginx.service"] }
 //! network = { namespaces = ["host", "pid", "named:app-*"], interfaces = ["eth0"], destinations = ["10.0.0.0/8"], ports = ["80", "8000-8100"] }
 //! outbound = { hosts = ["127.0.0.1:8080"] }
+//! filesystem = { directories = ["/var/tmp/chaos"], reserve = "10%" }
 //! ```
 //!
 //! Every value is compiled when the policy is read ([`scope`]); a bad one is an error naming the
@@ -22,8 +23,8 @@ pub mod explain;
 pub mod scope;
 
 pub use scope::{
-    CgroupPath, Criterion, Globs, NetworkScope, OutboundHost, PortRange, ProcessScope, SignalName,
-    StressKind,
+    CgroupPath, Criterion, FilesystemScope, Globs, GrantedDirectory, NetworkScope, OutboundHost,
+    PortRange, ProcessScope, Reserve, SignalName, StressKind,
 };
 
 use anyhow::{Context as _, Result};
@@ -212,6 +213,8 @@ pub struct Grant {
     pub network: NetworkScope,
     /// Hosts a probe may reach.
     pub outbound: Vec<OutboundHost>,
+    /// Directories faults may fill and load, and the free space they must leave.
+    pub filesystem: FilesystemScope,
 }
 
 impl Grant {
@@ -249,6 +252,8 @@ struct RawGrant {
     network: scope::RawNetwork,
     #[serde(default)]
     outbound: scope::RawOutbound,
+    #[serde(default)]
+    filesystem: scope::RawFilesystem,
 }
 
 impl RawGrant {
@@ -276,6 +281,7 @@ impl RawGrant {
             cgroup: self.cgroup.compile().map_err(located)?,
             network: self.network.compile().map_err(located)?,
             outbound: self.outbound.compile().map_err(located)?,
+            filesystem: self.filesystem.compile().map_err(located)?,
         })
     }
 }
@@ -381,9 +387,15 @@ impl Policy {
             });
             merged.cgroup.extend(g.cgroup.iter().cloned());
             merged.network.push(Scoped {
-                rule,
+                rule: rule.clone(),
                 scope: g.network.clone(),
             });
+            if !g.filesystem.directories.is_empty() {
+                merged.filesystem.push(Scoped {
+                    rule,
+                    scope: g.filesystem.clone(),
+                });
+            }
             merged.outbound.extend(g.outbound.iter().cloned());
         }
         merged.capabilities.sort();
@@ -418,6 +430,10 @@ pub struct Grants {
     pub network: Vec<Scoped<NetworkScope>>,
     /// Outbound hosts (the union over the matching grants).
     pub outbound: Vec<OutboundHost>,
+    /// Each matching grant's filesystem scope (grants without directories left out). A
+    /// directory is in scope when one of them covers it; a fill keeps the largest reserve of
+    /// the grants that cover its directory.
+    pub filesystem: Vec<Scoped<FilesystemScope>>,
 }
 
 impl Grants {
@@ -516,7 +532,7 @@ mod tests {
     fn the_documented_example_parses() {
         let text = include_str!("../../../docs/policy.example.toml");
         let p = Policy::parse(text).unwrap();
-        assert_eq!(p.grants.len(), 4);
+        assert_eq!(p.grants.len(), 5);
     }
 
     /// `text` as grant 2 of a policy whose grant 1 is fine.
@@ -629,6 +645,104 @@ mod tests {
             e.starts_with("invalid policy: ") && e.contains("signal"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn filesystem_grants_are_checked_against_the_live_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(real.join("d")).unwrap();
+        std::fs::write(real.join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink(real.join("d"), real.join("link")).unwrap();
+        let grant = |fields: &str| {
+            Policy::parse(&format!(
+                "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"filesystem\"]\nfilesystem = {{ {fields} }}\n"
+            ))
+        };
+        let r = real.display();
+        let p = grant(&format!("directories = [\"{r}/d/\", \"{r}//d\"]")).unwrap();
+        let fs = &p.grants[0].filesystem;
+        assert_eq!(fs.directories.len(), 1);
+        assert_eq!(fs.directories[0].path(), real.join("d"));
+        assert_eq!(fs.reserve, Reserve::DEFAULT);
+        assert!(fs.directories[0].relative(&real.join("d/x/y")).is_some());
+        assert!(fs.directories[0].relative(&real.join("dx")).is_none());
+        let reserve = |text: &str| grant(&format!("directories = [\"{r}\"], reserve = {text}"));
+        assert_eq!(
+            reserve("\"10%\"").unwrap().grants[0].filesystem.reserve,
+            Reserve::Percent(10.0)
+        );
+        assert_eq!(
+            reserve("\"1GiB\"").unwrap().grants[0].filesystem.reserve,
+            Reserve::Bytes(1 << 30)
+        );
+        assert_eq!(
+            reserve("\"500MiB\"").unwrap().grants[0].filesystem.reserve,
+            Reserve::Bytes(500 << 20)
+        );
+        assert_eq!(
+            reserve("4096").unwrap().grants[0].filesystem.reserve,
+            Reserve::Bytes(4096)
+        );
+        assert_eq!(Reserve::Percent(10.0).bytes(1000), 100);
+        assert_eq!(Reserve::Percent(5.0).bytes(1001), 51);
+        let cases = [
+            (
+                "directories = [\"/\"]".to_string(),
+                "filesystem.directories[0]: \"/\" is the root".to_string(),
+            ),
+            (
+                "directories = [\"/proc/sys\"]".to_string(),
+                "filesystem.directories[0]: \"/proc/sys\" is inside /proc".to_string(),
+            ),
+            (
+                "directories = [\"/dev\"]".to_string(),
+                "filesystem.directories[0]: \"/dev\" is inside /dev".to_string(),
+            ),
+            (
+                "directories = [\"tmp\"]".to_string(),
+                "filesystem.directories[0]: \"tmp\" is not an absolute path".to_string(),
+            ),
+            (
+                format!("directories = [\"{r}/d/../f\"]"),
+                format!("filesystem.directories[0]: \"{r}/d/../f\" contains `..`"),
+            ),
+            (
+                format!("directories = [\"{r}/f\"]"),
+                format!("filesystem.directories[0]: \"{r}/f\" is not a directory"),
+            ),
+            (
+                format!("directories = [\"{r}/link\"]"),
+                format!("filesystem.directories[0]: \"{r}/link\" is a symlink"),
+            ),
+            (
+                format!("directories = [\"{r}/link/\"]"),
+                format!("filesystem.directories[0]: \"{r}/link/\" is a symlink"),
+            ),
+            (
+                format!("directories = [\"{r}/gone\"]"),
+                format!("filesystem.directories[0]: \"{r}/gone\" cannot be read"),
+            ),
+            (
+                format!("directories = [\"{r}\"], reserve = \"lots\""),
+                "filesystem.reserve: \"lots\" is not a size".to_string(),
+            ),
+            (
+                format!("directories = [\"{r}\"], reserve = \"101%\""),
+                "filesystem.reserve: \"101%\" is not a percentage from 0% to 100%".to_string(),
+            ),
+            (
+                format!("directories = [\"{r}\"], reserve = -1"),
+                "filesystem.reserve: -1 is not a number of bytes".to_string(),
+            ),
+        ];
+        for (fields, expected) in cases {
+            let e = grant(&fields).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("grant 1: {expected}")),
+                "{fields}\n got: {e}\nwant: {expected}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use regex::Regex;
 use serde::Serialize;
 use std::fmt;
+use std::path::{Component, Path, PathBuf};
 
 /// A signal a process grant may allow, named as in the contract's `signal` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -382,6 +383,177 @@ impl OutboundHost {
     }
 }
 
+/// Directory trees no filesystem grant may name: the root (it would grant every path) and the
+/// kernel's pseudo file systems, where "files" are devices and kernel settings, not space.
+pub const REFUSED_DIRECTORIES: [&str; 4] = ["/", "/proc", "/sys", "/dev"];
+
+/// A directory a filesystem grant names: absolute and canonical (no symlink, `.` or `..` on the
+/// way), an existing directory when the policy was read, neither `/` nor inside `/proc`, `/sys`
+/// or `/dev`. Calls open it again each time without following any symlink, so a directory
+/// swapped for a link later is refused, not followed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct GrantedDirectory(PathBuf);
+
+impl GrantedDirectory {
+    /// Validates `text` against the live file system.
+    pub fn parse(text: &str) -> Result<GrantedDirectory, String> {
+        let lexical = canonical_lexically(text)?;
+        for refused in REFUSED_DIRECTORIES {
+            if lexical == Path::new(refused) || (refused != "/" && lexical.starts_with(refused)) {
+                return Err(format!(
+                    "{text:?} is {}: a filesystem grant never names `/` or anything in /proc, /sys or /dev",
+                    if refused == "/" {
+                        "the root".to_string()
+                    } else {
+                        format!("inside {refused}")
+                    }
+                ));
+            }
+        }
+        let meta = std::fs::symlink_metadata(&lexical)
+            .map_err(|e| format!("{text:?} cannot be read: {e}"))?;
+        if meta.file_type().is_symlink() {
+            return Err(format!(
+                "{text:?} is a symlink: grant the directory it points to"
+            ));
+        }
+        if !meta.is_dir() {
+            return Err(format!("{text:?} is not a directory"));
+        }
+        let real = std::fs::canonicalize(&lexical)
+            .map_err(|e| format!("{text:?} cannot be resolved: {e}"))?;
+        if real != lexical {
+            return Err(format!(
+                "{text:?} passes through a symlink (it resolves to {:?}): grant the real path",
+                real.display().to_string()
+            ));
+        }
+        Ok(GrantedDirectory(lexical))
+    }
+
+    /// The canonical path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `path` (absolute, lexically canonical) relative to this directory, when it is this
+    /// directory (`""`) or lies beneath it; compared component by component (`/a/bc` is not
+    /// beneath `/a/b`).
+    pub fn relative<'a>(&self, path: &'a Path) -> Option<&'a Path> {
+        path.strip_prefix(&self.0).ok()
+    }
+}
+
+impl fmt::Display for GrantedDirectory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.display())
+    }
+}
+
+/// `text` as an absolute path without `.`, `//` or a trailing `/`; `..` and NUL are refused
+/// (a `..` is never resolved lexically: after a symlink it means something else).
+pub fn canonical_lexically(text: &str) -> Result<PathBuf, String> {
+    if text.contains('\0') {
+        return Err(format!("{text:?} contains a NUL byte"));
+    }
+    let path = Path::new(text);
+    if !path.is_absolute() {
+        return Err(format!("{text:?} is not an absolute path"));
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => return Err(format!("{text:?} contains `..`")),
+            Component::Prefix(_) => return Err(format!("{text:?} is not a Unix path")),
+        }
+    }
+    Ok(out)
+}
+
+/// Free space a fill must leave on a file system: a share of its size or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reserve {
+    /// Percent (0–100) of the file system's size.
+    Percent(f64),
+    /// Bytes.
+    Bytes(u64),
+}
+
+impl Reserve {
+    /// The reserve when a grant sets none: 5 % of the file system.
+    pub const DEFAULT: Reserve = Reserve::Percent(5.0);
+
+    /// The reserve in bytes on a file system of `total` bytes.
+    pub fn bytes(&self, total: u64) -> u64 {
+        match *self {
+            // Rounded up: the reserve is a floor, never shaved.
+            Reserve::Percent(p) => (total as f64 * p / 100.0).ceil() as u64,
+            Reserve::Bytes(b) => b,
+        }
+    }
+
+    fn parse(raw: &RawAmount) -> Result<Reserve, String> {
+        match raw {
+            RawAmount::Number(n) => u64::try_from(*n)
+                .map(Reserve::Bytes)
+                .map_err(|_| format!("{n} is not a number of bytes")),
+            RawAmount::Text(t) => {
+                let text = t.trim();
+                if let Some(p) = text.strip_suffix('%') {
+                    let p: f64 = p.trim().parse().map_err(|_| {
+                        format!("{t:?} is not a percentage (`10%`) or a size (`1GiB`)")
+                    })?;
+                    if !(0.0..=100.0).contains(&p) {
+                        return Err(format!("{t:?} is not a percentage from 0% to 100%"));
+                    }
+                    Ok(Reserve::Percent(p))
+                } else {
+                    parse_size(text).map(Reserve::Bytes)
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Reserve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reserve::Percent(p) => write!(f, "{p}%"),
+            Reserve::Bytes(b) => write!(f, "{}", bytesize::ByteSize::b(*b).display().iec()),
+        }
+    }
+}
+
+/// Parses a size: bytes (`1048576`) or a number with a unit (`500MiB`, `1GiB`, `2 GB`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| format!("{text:?} is not a size (`1GiB`, `500MiB`, or bytes)"))
+}
+
+/// Directories a grant lets faults fill and load, and the free space they must leave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilesystemScope {
+    /// Granted directories; a call's directory must be one of them or lie beneath one.
+    pub directories: Vec<GrantedDirectory>,
+    /// Free space a fill must leave on the file system ([`Reserve::DEFAULT`] when unset).
+    pub reserve: Reserve,
+}
+
+impl Default for FilesystemScope {
+    fn default() -> Self {
+        FilesystemScope {
+            directories: Vec::new(),
+            reserve: Reserve::DEFAULT,
+        }
+    }
+}
+
 /// A bad value, located by its field (`network.destinations[1]`).
 #[derive(Debug)]
 pub(super) struct Located {
@@ -439,6 +611,22 @@ pub(super) struct RawNetwork {
     interfaces: Vec<String>,
     destinations: Option<Vec<String>>,
     ports: Option<Vec<RawPort>>,
+}
+
+/// An amount as TOML may write it: bytes as a number, or a string (`"10%"`, `"1GiB"`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawAmount {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFilesystem {
+    #[serde(default)]
+    directories: Vec<String>,
+    reserve: Option<RawAmount>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -553,6 +741,25 @@ impl RawNetwork {
             })?);
         }
         Ok(scope)
+    }
+}
+
+impl RawFilesystem {
+    pub(super) fn compile(&self) -> Result<FilesystemScope, Located> {
+        let reserve = match &self.reserve {
+            None => Reserve::DEFAULT,
+            Some(raw) => Reserve::parse(raw)
+                .map_err(|p| Located::new("filesystem.reserve".to_string(), p))?,
+        };
+        let mut directories = each("filesystem.directories", &self.directories, |d| {
+            GrantedDirectory::parse(d)
+        })?;
+        directories.sort();
+        directories.dedup();
+        Ok(FilesystemScope {
+            directories,
+            reserve,
+        })
     }
 }
 

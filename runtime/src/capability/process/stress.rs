@@ -3,9 +3,12 @@
 //! target cgroup, killed as a group on undo.
 //!
 //! Start-up is gated so no load escapes its cgroup: each worker waits for a `g` byte on stdin,
-//! sent only after its pid is in the target cgroup. A worker whose stdin closes first exits.
+//! sent only after its pid is in the target cgroup (and, for [`spawn_gated`], after the caller
+//! journalled the workers). A worker whose stdin closes first exits.
 
 use std::io::{Read, Seek, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -40,6 +43,9 @@ pub enum StressKind {
     Memory,
     /// Writes and fsyncs a temporary file in a loop.
     Io,
+    /// Writes (and fsyncs) and/or reads back, with its cached pages dropped, the file the
+    /// agent opened for it as its standard output: the worker never names a path.
+    File,
 }
 
 /// A set of load workers.
@@ -87,35 +93,71 @@ pub fn spawn(
     backend: &CgroupBackend,
     allowed: &[impl AsRef<str>],
 ) -> CapResult<StressInverse> {
+    let gated = spawn_gated(spec, worker_exe, backend, allowed, |_, _| Ok(()))?;
+    let inverse = gated.inverse.clone();
+    gated.release()?;
+    Ok(inverse)
+}
+
+/// Workers started and placed but still waiting for their start signal: the caller journals
+/// [`Gated::inverse`], then [`Gated::release`]s them. Dropped unreleased, they are killed.
+pub struct Gated {
+    children: Vec<Child>,
+    /// What undoing them needs.
+    pub inverse: StressInverse,
+}
+
+impl Gated {
+    /// Lets every worker start; on failure kills them all.
+    pub fn release(mut self) -> CapResult<()> {
+        for child in &mut self.children {
+            let go = child
+                .stdin
+                .take()
+                .map(|mut stdin| stdin.write_all(b"g"))
+                .unwrap_or_else(|| Err(std::io::Error::other("no stdin pipe")));
+            if let Err(e) = go {
+                let _ = undo(&self.inverse);
+                return Err(CapError::Failed(format!(
+                    "failed to start stress worker {}: {e}",
+                    child.id()
+                )));
+            }
+        }
+        // Released: the children now belong to the journal's inverse, not to this value.
+        self.children.clear();
+        Ok(())
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        abort(&mut self.children);
+    }
+}
+
+/// As [`spawn`], but leaves the workers waiting for [`Gated::release`]. `configure` adds to
+/// worker `i`'s command (arguments, its standard output) before it is spawned.
+pub fn spawn_gated(
+    spec: &StressSpec,
+    worker_exe: &Path,
+    backend: &CgroupBackend,
+    allowed: &[impl AsRef<str>],
+    configure: impl FnMut(usize, &mut Command) -> CapResult<()>,
+) -> CapResult<Gated> {
     validate(spec)?;
     if let Some(cgroup) = &spec.cgroup {
         // Scope first: a denied cgroup starts no process at all.
         backend.attach(cgroup, &[], allowed)?;
     }
     let mut children: Vec<Child> = Vec::new();
-    let started = start(spec, worker_exe, backend, allowed, &mut children);
-    let inverse = match started {
-        Ok(inverse) => inverse,
+    match start(spec, worker_exe, backend, allowed, &mut children, configure) {
+        Ok(inverse) => Ok(Gated { children, inverse }),
         Err(e) => {
             abort(&mut children);
-            return Err(e);
-        }
-    };
-    for child in &mut children {
-        let go = child
-            .stdin
-            .take()
-            .map(|mut stdin| stdin.write_all(b"g"))
-            .unwrap_or_else(|| Err(std::io::Error::other("no stdin pipe")));
-        if let Err(e) = go {
-            let _ = undo(&inverse);
-            return Err(CapError::Failed(format!(
-                "failed to start stress worker {}: {e}",
-                child.id()
-            )));
+            Err(e)
         }
     }
-    Ok(inverse)
 }
 
 /// Starts the workers, gated, and places them; `children` gets each one as soon as it exists.
@@ -125,30 +167,33 @@ fn start(
     backend: &CgroupBackend,
     allowed: &[impl AsRef<str>],
     children: &mut Vec<Child>,
+    mut configure: impl FnMut(usize, &mut Command) -> CapResult<()>,
 ) -> CapResult<StressInverse> {
     let kind = match spec.kind {
         StressKind::Cpu => "cpu",
         StressKind::Memory => "memory",
         StressKind::Io => "io",
+        StressKind::File => "file",
     };
     let mut pgid = 0;
     let mut workers = Vec::new();
-    for _ in 0..spec.workers {
-        let child = Command::new(worker_exe)
+    for i in 0..spec.workers as usize {
+        let mut command = Command::new(worker_exe);
+        command
             .args(["stress-worker", "--kind", kind])
             .args(["--load", &spec.load_percent.to_string()])
             .args(["--memory-bytes", &spec.memory_bytes.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .process_group(pgid)
-            .spawn()
-            .map_err(|e| {
-                CapError::Failed(format!(
-                    "failed to start stress worker {}: {e}",
-                    worker_exe.display()
-                ))
-            })?;
+            .process_group(pgid);
+        configure(i, &mut command)?;
+        let child = command.spawn().map_err(|e| {
+            CapError::Failed(format!(
+                "failed to start stress worker {}: {e}",
+                worker_exe.display()
+            ))
+        })?;
         let pid = i32::try_from(child.id())
             .map_err(|_| CapError::Failed(format!("pid {} out of range", child.id())))?;
         children.push(child);
@@ -315,12 +360,21 @@ pub struct WorkerArgs {
     /// memory: bytes to allocate, touch and hold.
     #[arg(long, default_value_t = 0)]
     pub memory_bytes: u64,
+    /// file: size of the file (standard output) to write and read.
+    #[arg(long, default_value_t = 0)]
+    pub file_bytes: u64,
+    /// file: write and fsync the file over and over.
+    #[arg(long)]
+    pub write: bool,
+    /// file: read the file back over and over, its cached pages dropped first.
+    #[arg(long)]
+    pub read: bool,
 }
 
 /// The worker's main loop: waits for the `g` byte on stdin (EOF first: exits), then cpu burns
 /// `load` percent of one core (busy/sleep in 100 ms slices), memory allocates and touches
-/// `memory_bytes` and holds it, io writes and fsyncs an unlinked temporary file in a loop.
-/// Exits when its parent (the agent) dies.
+/// `memory_bytes` and holds it, io writes and fsyncs an unlinked temporary file in a loop, file
+/// writes and/or reads its standard output. Exits when its parent (the agent) dies.
 pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<()> {
     // Parent death is noticed by polling getppid() rather than PR_SET_PDEATHSIG, which fires
     // when the spawning *thread* exits: the agent spawns from short-lived runtime threads.
@@ -335,7 +389,58 @@ pub fn run_worker(args: &WorkerArgs) -> anyhow::Result<()> {
         StressKind::Cpu => burn(args.load.clamp(1, 100), alive),
         StressKind::Memory => hold(args.memory_bytes, alive),
         StressKind::Io => churn(alive),
+        StressKind::File => file_load(args, alive),
     }
+}
+
+/// Writes `file_bytes` to the file on standard output and fsyncs it, and/or reads it back with
+/// its cached pages dropped (so reads reach the device), until the agent dies. A read-only
+/// worker writes the file once first, so there is something to read.
+fn file_load(args: &WorkerArgs, alive: impl Fn() -> bool) -> anyhow::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let file = std::fs::File::from(
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("standard output is not a file")?,
+    );
+    let len = args.file_bytes.max(1);
+    let chunk = vec![0xa5u8; CHUNK as usize];
+    let mut buf = vec![0u8; CHUNK as usize];
+    let write_all = || -> anyhow::Result<()> {
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(CHUNK) as usize;
+            file.write_all_at(&chunk[..n], at)
+                .context("failed to write the file")?;
+            at += n as u64;
+        }
+        file.sync_data().context("failed to fsync the file")
+    };
+    if !args.write {
+        write_all()?;
+    }
+    while alive() {
+        if args.write {
+            write_all()?;
+        }
+        if args.read {
+            // Clean pages (fsynced) are dropped: the next read goes to the device.
+            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)
+                .context("failed to drop the file's cached pages")?;
+            let mut at = 0;
+            while at < len && alive() {
+                let n = (len - at).min(CHUNK) as usize;
+                file.read_exact_at(&mut buf[..n], at)
+                    .context("failed to read the file")?;
+                at += n as u64;
+            }
+        }
+        if !args.write && !args.read {
+            std::thread::sleep(SLICE);
+        }
+    }
+    Ok(())
 }
 
 fn burn(load: u8, alive: impl Fn() -> bool) -> anyhow::Result<()> {
