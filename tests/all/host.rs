@@ -79,6 +79,41 @@ async fn process_pause_stops_and_resumes_a_real_process() {
     assert!(host.journal().outstanding(None).is_empty());
 }
 
+/// Two runs pausing one process: the first to revert leaves it stopped for the other, and only
+/// the last revert continues it.
+#[tokio::test]
+async fn overlapping_pauses_of_one_process_continue_it_only_when_the_last_reverts() {
+    let target = Sleeper::start();
+    let (host, _d) = host();
+    let plugin = faultline_tests::load_fault(
+        &host,
+        &wasm(c::PROCESS_PAUSE),
+        &policy_for_pids(&[target.pid()]),
+    )
+    .await
+    .unwrap();
+    let params = format!(r#"{{"pid": {}}}"#, target.pid());
+    let d = Duration::from_secs(5);
+    let first = plugin.inject(&host, "ex-first", &params, d).await.unwrap();
+    let second = plugin.inject(&host, "ex-second", &params, d).await.unwrap();
+    assert_eq!(target.state(), 'T');
+
+    let reverted = plugin.revert(&host, "ex-first", Some(&first.state)).await;
+    assert!(reverted.is_clean(), "{:?}", reverted.failures);
+    // Still held by the second run: neither the guest's undo nor the journal's continued it.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        target.state(),
+        'T',
+        "the first revert continued a process still held"
+    );
+
+    let reverted = plugin.revert(&host, "ex-second", Some(&second.state)).await;
+    assert!(reverted.is_clean(), "{:?}", reverted.failures);
+    assert_eq!(target.state(), 'S');
+    assert!(host.journal().outstanding(None).is_empty());
+}
+
 #[tokio::test]
 async fn bad_parameters_are_refused_before_inject() {
     let target = Sleeper::start();

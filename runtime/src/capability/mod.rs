@@ -230,6 +230,9 @@ pub struct Backends {
     pub cgroup: CapResult<cgroup::linux::CgroupBackend>,
     /// Network namespaces, qdiscs and rules (and the delay workers).
     pub network: network::linux::NetworkBackend,
+    /// The stops held on each process, so one fault's undo never continues a process another
+    /// still holds stopped.
+    pub stops: process::Holds,
 }
 
 impl std::fmt::Debug for Backends {
@@ -249,6 +252,7 @@ impl Backends {
             worker_exe,
             cgroup: cgroup::linux::CgroupBackend::new(),
             network: network::linux::NetworkBackend::new(),
+            stops: process::Holds::default(),
         }
     }
 

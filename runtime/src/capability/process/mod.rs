@@ -19,6 +19,7 @@ use crate::policy::{ProcessScope, Scoped, SignalName, StressKind};
 use linux::ProcInfo;
 use nix::sys::signal::Signal as NixSignal;
 use regex::Regex;
+use std::collections::{HashMap, HashSet};
 
 impl Context {
     /// Why `p` is never in scope whatever the policy says, or `None`.
@@ -120,13 +121,18 @@ impl Context {
             tracing::info!(pid, signal = %sig, plugin = %self.grants.component, "signalled");
             return Ok(None);
         }
+        let token = rand::random::<u64>();
         let inverse = Inverse::Continue(Stopped {
             pid,
             start_time: p.start_time,
+            token,
         });
         let summary = format!("SIGSTOP {pid} ({})", p.name);
+        let backends = self.backends.clone();
         self.change(&summary, inverse, || {
-            linux::signal(pid, Some(p.start_time), sig)
+            linux::signal(pid, Some(p.start_time), sig)?;
+            backends.stops.hold(pid, p.start_time, token);
+            Ok(())
         })
         .map(Some)
     }
@@ -183,11 +189,49 @@ pub struct Stopped {
     pub pid: u32,
     /// Start time in clock ticks since boot.
     pub start_time: u64,
+    /// Names this stop among others of the same process (0 in journals written before it).
+    #[serde(default)]
+    pub token: u64,
+}
+
+/// The stops this agent holds on each process. Two faults may stop one process (a
+/// `process-pause` while `process-slow` cycles it): undoing one must not continue a process
+/// another still holds stopped, so only the last holder's undo sends SIGCONT.
+#[derive(Debug, Default)]
+pub struct Holds(std::sync::Mutex<HashMap<(u32, u64), HashSet<u64>>>);
+
+impl Holds {
+    fn hold(&self, pid: u32, start_time: u64, token: u64) {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        held.entry((pid, start_time)).or_default().insert(token);
+    }
+
+    /// Lets go of one stop; returns how many other stops still hold the process.
+    fn release(&self, pid: u32, start_time: u64, token: u64) -> usize {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tokens) = held.get_mut(&(pid, start_time)) else {
+            return 0;
+        };
+        tokens.remove(&token);
+        let others = tokens.len();
+        if others == 0 {
+            held.remove(&(pid, start_time));
+        }
+        others
+    }
 }
 
 impl Change for Stopped {
-    /// Continues the process if it is still the same one.
-    fn undo(&self, _: &Backends) -> CapResult<()> {
+    /// Continues the process if it is still the same one and no other stop holds it.
+    fn undo(&self, b: &Backends) -> CapResult<()> {
+        let others = b.stops.release(self.pid, self.start_time, self.token);
+        if others > 0 {
+            tracing::info!(
+                pid = self.pid,
+                "{others} other stop(s) still hold the process: not continuing it yet"
+            );
+            return Ok(());
+        }
         match linux::signal(self.pid, Some(self.start_time), NixSignal::SIGCONT) {
             Ok(()) => Ok(()),
             Err(CapError::TargetGone(why)) => {
