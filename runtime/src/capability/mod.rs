@@ -276,6 +276,9 @@ pub struct Context {
     /// whoever undoes the journal: a call whose guest was cut off still finishes its journalled
     /// change before the undo looks at the journal, so nothing is applied after its revert.
     pub gate: Arc<tokio::sync::RwLock<()>>,
+    /// When the call this store serves is cut off, if it has a deadline: host functions that
+    /// wait (a program's timeout) never wait past it.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Context {
@@ -295,6 +298,7 @@ impl Context {
             log: self.log.clone(),
             changes: Vec::new(),
             gate: self.gate.clone(),
+            deadline: self.deadline,
         };
         let done = tokio::task::spawn_blocking(move || {
             let _pass = pass;

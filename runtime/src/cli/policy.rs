@@ -221,5 +221,11 @@ fn print_grant(g: &GrantReach, out: &mut dyn Write) -> std::io::Result<()> {
     if !g.outbound.is_empty() {
         writeln!(out, "  outbound: {}", g.outbound.join(", "))?;
     }
+    for p in &g.commands {
+        match &p.unusable {
+            None => writeln!(out, "  command: {} (runs now)", p.rule)?,
+            Some(why) => writeln!(out, "  command: {} — would be refused now: {why}", p.rule)?,
+        }
+    }
     Ok(())
 }

@@ -15,6 +15,7 @@
 //! | `call.rs` | one call: store, deadline, verdict |
 //! | `limits.rs` | one memory cap over a whole store, counts of instances and memories |
 //! | `plugin.rs` | [`FaultPlugin`] and [`ProbePlugin`] |
+//! | `verdict.rs` | a probe's [`Verdict`]: passed, failed, or not applicable |
 //! | `check.rs` | exports and imports against the contract |
 //! | `cache.rs` | compiled components on disk |
 //! | `error.rs` | [`CallError`], [`LoadError`] |
@@ -28,6 +29,7 @@ mod error;
 pub mod limits;
 mod plugin;
 pub mod recover;
+mod verdict;
 
 use crate::capability::{self, Backends, Context, LogLine, LogSink};
 use crate::contract::{self, fault, probe};
@@ -50,6 +52,7 @@ pub use contract::types::{Description, Error as GuestError, Outcome};
 pub(crate) use error::anyhow_of_wasmtime;
 pub use error::{CallError, GuestErrorText, LoadError};
 pub use plugin::{FaultPlugin, Injected, Plugin, PluginInfo, ProbePlugin, Reverted};
+pub use verdict::{Checked, NotRun, Verdict};
 
 /// Limits and places of a host.
 #[derive(Debug, Clone)]
@@ -400,6 +403,7 @@ impl Host {
                 log: self.log.clone(),
                 changes: Vec::new(),
                 gate: self.gate.clone(),
+                deadline: None,
             },
         };
         let mut store = Store::new(&self.engine, state);

@@ -1,7 +1,8 @@
 //! What a policy reaches on this host right now: for each grant, the components it applies to,
 //! its capabilities and operations, and the live processes, cgroups, network namespaces and
 //! interfaces its scopes match. `faultline policy explain` prints it; nothing here changes the
-//! system (it reads `/proc`, the cgroup mounts, `/run/netns` and each namespace's interface list).
+//! system (it reads `/proc`, the cgroup mounts, `/run/netns`, each namespace's interface list and
+//! the metadata of each allow-listed program).
 //!
 //! The same matchers as the capabilities' scope checks are used ([`ProcessScope::matches`],
 //! [`crate::capability::process::linux::never_in_scope`]), so what is shown is what a call would
@@ -63,6 +64,19 @@ pub struct GrantReach {
     pub network: Option<NetworkReach>,
     /// Hosts a probe may reach, as written.
     pub outbound: Vec<String>,
+    /// Programs a probe may run, and whether the host would run each now.
+    pub commands: Vec<ProgramReach>,
+}
+
+/// An allow-listed program and whether it can be run now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramReach {
+    /// The rule as written (`"/usr/bin/pg_isready"` or `{ path = …, args = […] }`).
+    pub rule: String,
+    /// Why the host would refuse to run it now (missing, a symlink, writable by others…);
+    /// `None` when it would run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
 }
 
 /// The live processes a process scope covers.
@@ -206,6 +220,16 @@ pub fn explain(policy: &Policy) -> Explanation {
                 .collect(),
             network: network_reach(g, &named),
             outbound: g.outbound.iter().map(|h| h.text.clone()).collect(),
+            commands: g
+                .command
+                .iter()
+                .map(|p| ProgramReach {
+                    rule: p.text(),
+                    unusable: crate::capability::command::linux::check_program(&p.path)
+                        .err()
+                        .map(|e| e.to_string()),
+                })
+                .collect(),
         })
         .collect();
     Explanation {

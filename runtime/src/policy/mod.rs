@@ -9,6 +9,7 @@
 //! cgroup = { subtrees = ["/system.slice/nginx.service"] }
 //! network = { namespaces = ["host", "pid", "named:app-*"], interfaces = ["eth0"], destinations = ["10.0.0.0/8"], ports = ["80", "8000-8100"] }
 //! outbound = { hosts = ["127.0.0.1:8080"] }
+//! command = { programs = ["/usr/bin/pg_isready", { path = "/usr/bin/systemctl", args = ["is-active", "nginx*"] }] }
 //! ```
 //!
 //! Every value is compiled when the policy is read ([`scope`]); a bad one is an error naming the
@@ -22,8 +23,8 @@ pub mod explain;
 pub mod scope;
 
 pub use scope::{
-    CgroupPath, Criterion, Globs, NetworkScope, OutboundHost, PortRange, ProcessScope, SignalName,
-    StressKind,
+    ArgGlob, CgroupPath, Criterion, Globs, NetworkScope, OutboundHost, PortRange, ProcessScope,
+    ProgramRule, SignalName, StressKind,
 };
 
 use anyhow::{Context as _, Result};
@@ -212,6 +213,8 @@ pub struct Grant {
     pub network: NetworkScope,
     /// Hosts a probe may reach.
     pub outbound: Vec<OutboundHost>,
+    /// Programs a probe may run.
+    pub command: Vec<ProgramRule>,
 }
 
 impl Grant {
@@ -249,6 +252,8 @@ struct RawGrant {
     network: scope::RawNetwork,
     #[serde(default)]
     outbound: scope::RawOutbound,
+    #[serde(default)]
+    command: scope::RawCommand,
 }
 
 impl RawGrant {
@@ -276,6 +281,7 @@ impl RawGrant {
             cgroup: self.cgroup.compile().map_err(located)?,
             network: self.network.compile().map_err(located)?,
             outbound: self.outbound.compile().map_err(located)?,
+            command: self.command.compile().map_err(located)?,
         })
     }
 }
@@ -385,6 +391,10 @@ impl Policy {
                 scope: g.network.clone(),
             });
             merged.outbound.extend(g.outbound.iter().cloned());
+            merged.command.extend(g.command.iter().map(|p| Scoped {
+                rule: g.rule(),
+                scope: p.clone(),
+            }));
         }
         merged.capabilities.sort();
         merged
@@ -418,6 +428,8 @@ pub struct Grants {
     pub network: Vec<Scoped<NetworkScope>>,
     /// Outbound hosts (the union over the matching grants).
     pub outbound: Vec<OutboundHost>,
+    /// Programs a probe may run, each with its grant (the union over the matching grants).
+    pub command: Vec<Scoped<ProgramRule>>,
 }
 
 impl Grants {
@@ -516,7 +528,7 @@ mod tests {
     fn the_documented_example_parses() {
         let text = include_str!("../../../docs/policy.example.toml");
         let p = Policy::parse(text).unwrap();
-        assert_eq!(p.grants.len(), 4);
+        assert_eq!(p.grants.len(), 5);
     }
 
     /// `text` as grant 2 of a policy whose grant 1 is fine.
@@ -598,6 +610,26 @@ mod tests {
                 r#"outbound = { hosts = ["127.0.0.1:http"] }"#,
                 r#"grant 2: outbound.hosts[0]: "127.0.0.1:http": "http" is not a port or `*`"#,
             ),
+            (
+                r#"command = { programs = ["/bin/true", "pg_isready"] }"#,
+                r#"grant 2: command.programs[1]: "pg_isready" is not an absolute path"#,
+            ),
+            (
+                r#"command = { programs = ["/usr/bin/../bin/sh"] }"#,
+                r#"grant 2: command.programs[0]: "/usr/bin/../bin/sh" contains `..`"#,
+            ),
+            (
+                r#"command = { programs = ["/usr//bin/true"] }"#,
+                r#"grant 2: command.programs[0]: "/usr//bin/true" has an empty component"#,
+            ),
+            (
+                r#"command = { programs = ["/usr/bin/"] }"#,
+                r#"grant 2: command.programs[0]: "/usr/bin/" has an empty component"#,
+            ),
+            (
+                r#"command = { programs = [{ path = "/usr/bin/x", args = ["ok", "[z-a]"] }] }"#,
+                r#"grant 2: command.programs[0].args[1]: "[z-a]" is not a glob"#,
+            ),
         ];
         for (grant, expected) in cases {
             let e = second_grant(grant);
@@ -629,6 +661,47 @@ mod tests {
             e.starts_with("invalid policy: ") && e.contains("signal"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn command_rules_fix_the_path_and_optionally_each_argument() {
+        let p = Policy::parse(
+            r#"
+            [[grant]]
+            component = "*"
+            capabilities = ["command"]
+            command = { programs = ["/usr/bin/true", { path = "/usr/bin/pg_isready", args = ["-h", "127.0.0.*", "-p", "5432"] }] }
+            "#,
+        )
+        .unwrap();
+        let rules = &p.grants[0].command;
+        assert_eq!(rules[0].path, "/usr/bin/true");
+        assert!(rules[0].refuses(&vec!["anything".to_string(); 3]).is_none());
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(
+            rules[1]
+                .refuses(&args(&["-h", "127.0.0.1", "-p", "5432"]))
+                .is_none()
+        );
+        assert_eq!(
+            rules[1]
+                .refuses(&args(&["-h", "10.0.0.1", "-p", "5432"]))
+                .unwrap(),
+            r#"argument 1 "10.0.0.1" does not match "127.0.0.*""#
+        );
+        assert!(
+            rules[1]
+                .refuses(&args(&["-h", "127.0.0.1"]))
+                .unwrap()
+                .contains("exactly 4 argument(s) here, 2 given")
+        );
+        assert_eq!(
+            rules[1].text(),
+            r#"{ path = "/usr/bin/pg_isready", args = ["-h", "127.0.0.*", "-p", "5432"] }"#
+        );
+        let g = p.grants_for(&Identity::local("sha256:00"));
+        assert_eq!(g.command.len(), 2);
+        assert_eq!(g.command[0].rule, "grant 1 (*)");
     }
 
     #[test]

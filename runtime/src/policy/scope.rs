@@ -382,6 +382,88 @@ impl OutboundHost {
     }
 }
 
+/// A program a command grant allows, named by its absolute path, and the arguments it may get.
+#[derive(Debug, Clone)]
+pub struct ProgramRule {
+    /// The absolute path, as written (no `.`, `..`, `//` or trailing `/`): the guest must name
+    /// exactly this.
+    pub path: String,
+    /// One glob per argument position; `None` when the grant lists no `args` (any arguments).
+    pub args: Option<Vec<ArgGlob>>,
+}
+
+/// One argument glob of a [`ProgramRule`]: `*` matches any text, `/` included (arguments are
+/// not paths).
+#[derive(Debug, Clone)]
+pub struct ArgGlob {
+    /// As written.
+    pub text: String,
+    matcher: globset::GlobMatcher,
+}
+
+impl ArgGlob {
+    /// Whether `arg` matches.
+    pub fn is_match(&self, arg: &str) -> bool {
+        self.matcher.is_match(arg)
+    }
+}
+
+impl ProgramRule {
+    /// Why `args` do not fit this rule, or `None` when they do: with `args` in the grant, the
+    /// call must have exactly that many arguments, each matching the glob at its position.
+    pub fn refuses(&self, args: &[String]) -> Option<String> {
+        let globs = self.args.as_ref()?;
+        if globs.len() != args.len() {
+            return Some(format!(
+                "{} takes exactly {} argument(s) here, {} given",
+                self.path,
+                globs.len(),
+                args.len()
+            ));
+        }
+        globs
+            .iter()
+            .zip(args)
+            .enumerate()
+            .find(|(_, (g, a))| !g.is_match(a))
+            .map(|(i, (g, a))| format!("argument {i} {a:?} does not match {:?}", g.text))
+    }
+
+    /// The rule as a policy writes it, for messages.
+    pub fn text(&self) -> String {
+        match &self.args {
+            None => format!("{:?}", self.path),
+            Some(globs) => {
+                let globs: Vec<String> = globs.iter().map(|g| format!("{:?}", g.text)).collect();
+                format!("{{ path = {:?}, args = [{}] }}", self.path, globs.join(", "))
+            }
+        }
+    }
+}
+
+/// Validates a program path: absolute, no NUL, no `.` or `..`, no `//`, no trailing `/`.
+fn program_path(text: &str) -> Result<String, String> {
+    if text.contains('\0') {
+        return Err(format!("{text:?} contains a NUL byte"));
+    }
+    if !text.starts_with('/') {
+        return Err(format!("{text:?} is not an absolute path"));
+    }
+    if text.len() > 4096 {
+        return Err(format!("{text:?} is longer than 4096 bytes"));
+    }
+    let parts: Vec<&str> = text[1..].split('/').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!(
+            "{text:?} has an empty component (`//` or a trailing `/`): write the path as the program will be named"
+        ));
+    }
+    if let Some(p) = parts.iter().find(|p| **p == "." || **p == "..") {
+        return Err(format!("{text:?} contains `{p}`"));
+    }
+    Ok(text.to_string())
+}
+
 /// A bad value, located by its field (`network.destinations[1]`).
 #[derive(Debug)]
 pub(super) struct Located {
@@ -446,6 +528,25 @@ pub(super) struct RawNetwork {
 pub(super) struct RawOutbound {
     #[serde(default)]
     hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCommand {
+    #[serde(default)]
+    programs: Vec<RawProgram>,
+}
+
+/// A program as TOML may write it: `"/usr/bin/pg_isready"` (any arguments) or
+/// `{ path = "/usr/bin/pg_isready", args = ["-h", "127.0.0.1"] }`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawProgram {
+    Path(String),
+    Rule {
+        path: String,
+        args: Vec<String>,
+    },
 }
 
 /// Maps each `(index, value)` of a list through `parse`, naming `field[index]` on error.
@@ -579,6 +680,36 @@ impl RawOutbound {
                 host: globs([(field, host)])?,
                 port,
             });
+        }
+        Ok(out)
+    }
+}
+
+impl RawCommand {
+    pub(super) fn compile(&self) -> Result<Vec<ProgramRule>, Located> {
+        let mut out = Vec::new();
+        for (i, raw) in self.programs.iter().enumerate() {
+            let field = format!("command.programs[{i}]");
+            let (path, args) = match raw {
+                RawProgram::Path(p) => (p, None),
+                RawProgram::Rule { path, args } => (path, Some(args)),
+            };
+            let path = program_path(path).map_err(|p| Located::new(field.clone(), p))?;
+            let args = match args {
+                None => None,
+                Some(args) => Some(each(&format!("{field}.args"), args, |text| {
+                    let matcher = GlobBuilder::new(text)
+                        .literal_separator(false)
+                        .build()
+                        .map_err(|e| format!("{text:?} is not a glob: {}", e.kind()))?
+                        .compile_matcher();
+                    Ok(ArgGlob {
+                        text: text.clone(),
+                        matcher,
+                    })
+                })?),
+            };
+            out.push(ProgramRule { path, args });
         }
         Ok(out)
     }
