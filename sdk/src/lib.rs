@@ -71,6 +71,8 @@ pub use contract::*;
 
 #[cfg(feature = "fault")]
 pub mod cgroup;
+#[cfg(feature = "probe")]
+pub mod command;
 #[cfg(feature = "fault")]
 mod fault;
 #[cfg(any(feature = "fault", feature = "probe"))]

@@ -5,6 +5,7 @@
 
 mod cgroup;
 mod cli;
+mod command;
 mod execution;
 mod faults;
 mod host;

@@ -435,7 +435,11 @@ impl ProgramRule {
             None => format!("{:?}", self.path),
             Some(globs) => {
                 let globs: Vec<String> = globs.iter().map(|g| format!("{:?}", g.text)).collect();
-                format!("{{ path = {:?}, args = [{}] }}", self.path, globs.join(", "))
+                format!(
+                    "{{ path = {:?}, args = [{}] }}",
+                    self.path,
+                    globs.join(", ")
+                )
             }
         }
     }
@@ -543,10 +547,7 @@ pub(super) struct RawCommand {
 #[serde(untagged)]
 pub(super) enum RawProgram {
     Path(String),
-    Rule {
-        path: String,
-        args: Vec<String>,
-    },
+    Rule { path: String, args: Vec<String> },
 }
 
 /// Maps each `(index, value)` of a list through `parse`, naming `field[index]` on error.

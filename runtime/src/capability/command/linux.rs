@@ -32,7 +32,11 @@ pub fn check_program(path: &str) -> CapResult<()> {
                 "program {path} does not exist on this host"
             )));
         }
-        Err(e) => return Err(CapError::Failed(format!("cannot inspect program {path}: {e}"))),
+        Err(e) => {
+            return Err(CapError::Failed(format!(
+                "cannot inspect program {path}: {e}"
+            )));
+        }
     };
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(p)
@@ -151,7 +155,10 @@ impl Capture {
     }
 }
 
-async fn read_some(r: &mut Option<impl AsyncRead + Unpin>, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn read_some(
+    r: &mut Option<impl AsyncRead + Unpin>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
     match r {
         Some(r) => r.read(buf).await,
         None => Ok(0),
