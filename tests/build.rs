@@ -33,7 +33,10 @@ const GROUPS: &[(&str, &[&str])] = &[
             "stress-memory",
         ],
     ),
-    ("faults", &["probe-process", "command-probe"]),
+    (
+        "faults",
+        &["probe-process", "command-probe", "prometheus-probe"],
+    ),
     (
         "tests/components",
         &[

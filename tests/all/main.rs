@@ -13,4 +13,5 @@ mod hub;
 mod limits;
 mod network;
 mod policy;
+mod prometheus;
 mod recovery;

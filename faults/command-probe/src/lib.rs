@@ -6,7 +6,7 @@
 //! host's error is returned, and experiments count it as not applicable).
 
 use faultline_sdk::{Capability, Error, Outcome, Probe, ProbeContext, command};
-use regex::Regex;
+use regex_lite::Regex;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::time::Duration;
@@ -38,7 +38,7 @@ struct Params {
     exit_codes: Vec<i32>,
     /// Text stdout must contain.
     stdout_contains: Option<String>,
-    /// A regex (Rust syntax) stdout must match somewhere.
+    /// A regex (Rust `regex` syntax, ASCII classes) stdout must match somewhere.
     stdout_regex: Option<String>,
     /// How long the program may run (`500ms`, `5s`); it is killed, with everything it started,
     /// when this passes, and the check fails.
