@@ -91,6 +91,11 @@ async fn exit_codes_and_stdout_decide_passed_or_failed() {
     let c = judge(&host, &policy, json!({"program": "/bin/true"})).await;
     assert_eq!(c.verdict, Verdict::Passed, "{c:?}");
     assert!(c.message.contains("/bin/true exited 0"), "{}", c.message);
+    eprintln!(
+        "command: /bin/true from spawn to exit {:.2} ms, whole check {:.2} ms (debug build)",
+        c.value.unwrap(),
+        c.elapsed_ms
+    );
     let c = judge(&host, &policy, json!({"program": "/bin/false"})).await;
     assert_eq!(c.verdict, Verdict::Failed, "{c:?}");
     assert!(

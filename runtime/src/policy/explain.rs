@@ -351,6 +351,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_allow_listed_program_says_whether_it_would_run_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("true");
+        std::os::unix::fs::symlink("/usr/bin/true", &link).unwrap();
+        let policy = Policy::parse(&format!(
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"command\"]\ncommand = {{ programs = [\"/usr/bin/true\", {:?}, {{ path = \"/nonexistent/x\", args = [\"-v\"] }}] }}\n",
+            link.display().to_string()
+        ))
+        .unwrap();
+        let e = explain(&policy);
+        let c = &e.grants[0].commands;
+        assert_eq!(c[0].rule, "\"/usr/bin/true\"");
+        assert_eq!(c[0].unusable, None);
+        assert!(
+            c[1].unusable
+                .as_ref()
+                .unwrap()
+                .contains("is a symlink (to /usr/bin/true)")
+        );
+        assert_eq!(c[2].rule, r#"{ path = "/nonexistent/x", args = ["-v"] }"#);
+        assert!(c[2].unusable.as_ref().unwrap().contains("does not exist"));
+    }
+
+    #[test]
     fn the_test_process_is_explained_by_pid_and_never_its_parent() {
         let me = std::process::id();
         let parent = proc::info(me).map(|p| p.ppid).unwrap_or(1);
