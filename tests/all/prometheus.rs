@@ -8,12 +8,15 @@ use faultline_tests::prometheus::{Prometheus, free_port};
 use faultline_tests::{components as c, host, wasm};
 use serde_json::json;
 
-/// Every component may reach these `host:port`s.
-fn reach(hosts: &[&str]) -> Policy {
-    let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+/// Every component may reach these ports of 127.0.0.1 (`127.0.0.1:<port>` each).
+fn reach(addrs: &[&str]) -> Policy {
+    let ports: Vec<&str> = addrs
+        .iter()
+        .map(|a| a.rsplit_once(':').unwrap().1)
+        .collect();
     Policy::parse(&format!(
-        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"outbound\"]\noutbound = {{ hosts = [{}] }}\n",
-        hosts.join(", ")
+        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"outbound\"]\noutbound = {{ destinations = [\"127.0.0.1\"], ports = [{}] }}\n",
+        ports.join(", ")
     ))
     .unwrap()
 }

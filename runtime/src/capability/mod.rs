@@ -220,6 +220,8 @@ pub struct Backends {
     pub cgroup: CapResult<cgroup::linux::CgroupBackend>,
     /// Network namespaces, qdiscs and rules (and the delay workers).
     pub network: network::linux::NetworkBackend,
+    /// The one outbound HTTP client and the endpoints no probe reaches, or why there is none.
+    pub outbound: Result<Arc<outbound::client::Outbound>, String>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -232,13 +234,21 @@ impl std::fmt::Debug for Backends {
 }
 
 impl Backends {
-    /// Backends for this process.
+    /// Backends for this process, with the default outbound limits.
     pub fn new(worker_exe: PathBuf) -> Backends {
+        Backends::with_limits(worker_exe, outbound::client::Limits::default())
+    }
+
+    /// Backends for this process whose outbound client enforces `limits`.
+    pub fn with_limits(worker_exe: PathBuf, limits: outbound::client::Limits) -> Backends {
         Backends {
             protected_pids: process::linux::protected_pids(),
             worker_exe,
             cgroup: cgroup::linux::CgroupBackend::new(),
             network: network::linux::NetworkBackend::new(),
+            outbound: outbound::client::Outbound::new(limits)
+                .map(Arc::new)
+                .map_err(|e| format!("cannot set up TLS: {e}")),
         }
     }
 

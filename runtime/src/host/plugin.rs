@@ -169,7 +169,7 @@ pub(super) async fn call<T>(
     limit: Duration,
     export: impl AsyncFnOnce(&mut Store<StoreState>) -> wasmtime::Result<T>,
 ) -> Result<(T, Vec<u64>), CallError> {
-    let (mut store, stderr) = host.store(grants, execution);
+    let (mut store, stderr) = host.store(grants, execution, limit);
     arm_deadline(&mut store, limit);
     store.data_mut().cap.deadline = Some(std::time::Instant::now() + limit);
     let r = within(phase, limit, &stderr, export(&mut store)).await?;

@@ -62,8 +62,8 @@ pub struct GrantReach {
     pub cgroups: Vec<SubtreeReach>,
     /// Its network scope; `None` when it lists no namespace.
     pub network: Option<NetworkReach>,
-    /// Hosts a probe may reach, as written.
-    pub outbound: Vec<String>,
+    /// Where a probe may connect, in words; `None` when the grant lists no destination.
+    pub outbound: Option<String>,
     /// Programs a probe may run, and whether the host would run each now.
     pub commands: Vec<ProgramReach>,
 }
@@ -219,7 +219,12 @@ pub fn explain(policy: &Policy) -> Explanation {
                 })
                 .collect(),
             network: network_reach(g, &named),
-            outbound: g.outbound.iter().map(|h| h.text.clone()).collect(),
+            outbound: (!g.outbound.is_empty()).then(|| {
+                format!(
+                    "{} (checked against the resolved address; the agent's own API is never reachable)",
+                    g.outbound.describe()
+                )
+            }),
             commands: g
                 .command
                 .iter()

@@ -8,7 +8,7 @@
 //! process = { names = ["nginx"], cmdlines = ["^/usr/bin/java .*app.jar"], signals = ["stop", "cont"], stress = ["cpu"] }
 //! cgroup = { subtrees = ["/system.slice/nginx.service"] }
 //! network = { namespaces = ["host", "pid", "named:app-*"], interfaces = ["eth0"], destinations = ["10.0.0.0/8"], ports = ["80", "8000-8100"] }
-//! outbound = { hosts = ["127.0.0.1:8080"] }
+//! outbound = { destinations = ["127.0.0.1"], ports = [8080], hosts = ["localhost"] }
 //! command = { programs = ["/usr/bin/pg_isready", { path = "/usr/bin/systemctl", args = ["is-active", "nginx*"] }] }
 //! ```
 //!
@@ -23,7 +23,7 @@ pub mod explain;
 pub mod scope;
 
 pub use scope::{
-    ArgGlob, CgroupPath, Criterion, Globs, NetworkScope, OutboundHost, PortRange, ProcessScope,
+    ArgGlob, CgroupPath, Criterion, Globs, NetworkScope, OutboundScope, PortRange, ProcessScope,
     ProgramRule, SignalName, StressKind,
 };
 
@@ -211,8 +211,8 @@ pub struct Grant {
     pub cgroup: Vec<CgroupPath>,
     /// Network scope.
     pub network: NetworkScope,
-    /// Hosts a probe may reach.
-    pub outbound: Vec<OutboundHost>,
+    /// Where a probe may connect.
+    pub outbound: OutboundScope,
     /// Programs a probe may run.
     pub command: Vec<ProgramRule>,
 }
@@ -387,14 +387,19 @@ impl Policy {
             });
             merged.cgroup.extend(g.cgroup.iter().cloned());
             merged.network.push(Scoped {
-                rule,
+                rule: rule.clone(),
                 scope: g.network.clone(),
             });
-            merged.outbound.extend(g.outbound.iter().cloned());
             merged.command.extend(g.command.iter().map(|p| Scoped {
                 rule: g.rule(),
                 scope: p.clone(),
             }));
+            if !g.outbound.is_empty() {
+                merged.outbound.push(Scoped {
+                    rule,
+                    scope: g.outbound.clone(),
+                });
+            }
         }
         merged.capabilities.sort();
         merged
@@ -426,8 +431,8 @@ pub struct Grants {
     pub cgroup: Vec<CgroupPath>,
     /// Each matching grant's network scope; a call must fit one of them entirely.
     pub network: Vec<Scoped<NetworkScope>>,
-    /// Outbound hosts (the union over the matching grants).
-    pub outbound: Vec<OutboundHost>,
+    /// Each matching grant's outbound scope; a connection must fit one of them.
+    pub outbound: Vec<Scoped<OutboundScope>>,
     /// Programs a probe may run, each with its grant (the union over the matching grants).
     pub command: Vec<Scoped<ProgramRule>>,
 }
@@ -607,8 +612,24 @@ mod tests {
                 r#"grant 2: cgroup.subtrees[1]: "/a/../b" contains `..`"#,
             ),
             (
-                r#"outbound = { hosts = ["127.0.0.1:http"] }"#,
-                r#"grant 2: outbound.hosts[0]: "127.0.0.1:http": "http" is not a port or `*`"#,
+                r#"outbound = { destinations = ["127.0.0.1"], hosts = ["127.0.0.1:8080"] }"#,
+                r#"grant 2: outbound.hosts[0]: "127.0.0.1:8080" is not a host-name glob: addresses go in `outbound.destinations`"#,
+            ),
+            (
+                r#"outbound = { destinations = ["localhost"] }"#,
+                r#"grant 2: outbound.destinations[0]: "localhost" is not a CIDR or an address (names go in `outbound.hosts`)"#,
+            ),
+            (
+                r#"outbound = { hosts = ["localhost"] }"#,
+                "grant 2: outbound.destinations: no destination is listed, so nothing is reachable",
+            ),
+            (
+                r#"outbound = { destinations = ["::1"], ports = [] }"#,
+                "grant 2: outbound.ports: an empty list is ambiguous",
+            ),
+            (
+                r#"outbound = { destinations = ["::1"], hosts = ["a[b"] }"#,
+                r#"grant 2: outbound.hosts[0]: "a[b" is not a glob"#,
             ),
             (
                 r#"command = { programs = ["/bin/true", "pg_isready"] }"#,
@@ -714,7 +735,7 @@ mod tests {
             process = { names = ["nginx"], signals = ["stop", "cont", "stop"], stress = ["io"] }
             cgroup = { subtrees = ["/a//b/"] }
             network = { namespaces = ["host", "named:flt-*"], interfaces = ["veth*1"], destinations = ["10.1.2.3/8", "::1"], ports = [53, "8000-8100"] }
-            outbound = { hosts = ["*.example.org:443", "localhost"] }
+            outbound = { destinations = ["10.0.0.0/8", "::ffff:127.0.0.1"], ports = [443, "8000-8100"], hosts = ["*.example.org", "localhost"] }
             "#,
         )
         .unwrap();
@@ -741,9 +762,18 @@ mod tests {
             }
         );
         assert!(ports[1].covers(8000, 8050) && !ports[1].covers(7999, 8000));
-        assert!(g.outbound[0].allows("api.example.org", 443));
-        assert!(!g.outbound[0].allows("api.example.org", 80));
-        assert!(g.outbound[1].allows("localhost", 9));
+        let o = &g.outbound;
+        let at = |a: &str| a.parse::<std::net::SocketAddr>().unwrap();
+        assert!(o.allows(Some("api.example.org"), at("10.1.2.3:443")));
+        assert!(o.allows(Some("API.example.org"), at("10.1.2.3:8050")));
+        assert!(!o.allows(Some("api.example.org"), at("10.1.2.3:80")));
+        assert!(!o.allows(Some("evil.org"), at("10.1.2.3:443")));
+        // A granted name resolving outside the destinations is denied: no rebinding.
+        assert!(!o.allows(Some("localhost"), at("192.168.1.1:443")));
+        // Mapped addresses are judged as the IPv4 address they are.
+        assert!(o.allows(None, at("127.0.0.1:443")));
+        assert!(o.allows(None, at("[::ffff:10.0.0.1]:443")));
+        assert!(!o.allows(None, at("[::1]:443")));
         // An omitted list allows any destination and any port; that is different from a list.
         let open = Policy::parse(
             "[[grant]]\ncomponent = \"*\"\ncapabilities = []\nnetwork = { interfaces = [\"lo\"] }",

@@ -366,19 +366,69 @@ pub struct NetworkScope {
     pub ports: Option<Vec<PortRange>>,
 }
 
-/// One `host:port` a probe may reach; the host is a glob, the port `*` for any.
-#[derive(Debug, Clone)]
-pub struct OutboundHost {
-    /// As written.
-    pub text: String,
-    host: Globs,
-    port: Option<u16>,
+/// Where a probe may connect (`outbound`): every HTTP request and TCP connect is checked against
+/// the address it goes to, after any name was resolved, so a name cannot lead elsewhere. A
+/// connection fits the grant when its address lies in one of `destinations` AND its port in one
+/// of `ports` (omitted: any port) AND, when it was asked for by name and `hosts` is listed, that
+/// name matches one of `hosts`.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundScope {
+    /// Networks connections may go to; none reachable when empty.
+    pub destinations: Vec<IpNet>,
+    /// Port ranges; `None` (field omitted) allows any port.
+    pub ports: Option<Vec<PortRange>>,
+    /// Globs over the host name in a URL or connect call; `None` (field omitted) allows any
+    /// name, whose addresses are still checked.
+    pub hosts: Option<Globs>,
 }
 
-impl OutboundHost {
-    /// Whether `host:port` is allowed by this entry.
-    pub fn allows(&self, host: &str, port: u16) -> bool {
-        self.host.is_match(host) && self.port.is_none_or(|p| p == port)
+impl OutboundScope {
+    /// Whether a connection to `addr`, asked for as `name` (none for an address literal), fits.
+    pub fn allows(&self, name: Option<&str>, addr: std::net::SocketAddr) -> bool {
+        let ip = canonical_ip(addr.ip());
+        self.destinations.iter().any(|n| n.contains(&ip))
+            && self
+                .ports
+                .as_ref()
+                .is_none_or(|p| p.iter().any(|r| r.covers(addr.port(), addr.port())))
+            && self.name_allowed(name)
+    }
+
+    /// Whether `name` (none for an address literal) passes the `hosts` filter.
+    pub fn name_allowed(&self, name: Option<&str>) -> bool {
+        match (name, &self.hosts) {
+            (Some(name), Some(hosts)) => hosts.is_match(&name.to_ascii_lowercase()),
+            _ => true,
+        }
+    }
+
+    /// Whether nothing is reachable through it.
+    pub fn is_empty(&self) -> bool {
+        self.destinations.is_empty()
+    }
+
+    /// The scope in words, for `policy explain` and denials.
+    pub fn describe(&self) -> String {
+        let list = |v: Vec<String>| v.join(", ");
+        let to = list(self.destinations.iter().map(|d| d.to_string()).collect());
+        let ports = match &self.ports {
+            None => "any port".to_string(),
+            Some(p) => format!("ports {}", list(p.iter().map(|r| r.to_string()).collect())),
+        };
+        let names = match &self.hosts {
+            None => "any name resolving there".to_string(),
+            Some(h) => format!("names {}", h.patterns().join(", ")),
+        };
+        format!("{to} on {ports}, {names}")
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is, so `::ffff:127.0.0.1` is judged as
+/// `127.0.0.1`.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
     }
 }
 
@@ -489,6 +539,20 @@ pub(super) enum RawPort {
     Text(String),
 }
 
+impl RawPort {
+    fn compile(&self) -> Result<PortRange, String> {
+        match self {
+            RawPort::Number(n) => u16::try_from(*n)
+                .map(|port| PortRange {
+                    first: port,
+                    last: port,
+                })
+                .map_err(|_| format!("{n} is not a port")),
+            RawPort::Text(t) => PortRange::parse(t),
+        }
+    }
+}
+
 /// The scope tables as the file spells them.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -531,7 +595,9 @@ pub(super) struct RawNetwork {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOutbound {
     #[serde(default)]
-    hosts: Vec<String>,
+    destinations: Vec<String>,
+    ports: Option<Vec<RawPort>>,
+    hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -644,45 +710,77 @@ impl RawNetwork {
                         .to_string(),
                 ));
             }
-            scope.ports = Some(each("network.ports", p, |raw| match raw {
-                RawPort::Number(n) => u16::try_from(*n)
-                    .map(|port| PortRange {
-                        first: port,
-                        last: port,
-                    })
-                    .map_err(|_| format!("{n} is not a port")),
-                RawPort::Text(t) => PortRange::parse(t),
-            })?);
+            scope.ports = Some(each("network.ports", p, RawPort::compile)?);
         }
         Ok(scope)
     }
 }
 
 impl RawOutbound {
-    pub(super) fn compile(&self) -> Result<Vec<OutboundHost>, Located> {
-        let mut out = Vec::new();
-        for (i, text) in self.hosts.iter().enumerate() {
-            let field = format!("outbound.hosts[{i}]");
-            let (host, port) = text.rsplit_once(':').unwrap_or((text.as_str(), "*"));
-            let port = match port {
-                "*" => None,
-                p => Some(p.parse::<u16>().map_err(|_| {
-                    Located::new(
-                        field.clone(),
-                        format!("{text:?}: {p:?} is not a port or `*`"),
-                    )
-                })?),
-            };
-            if host.is_empty() {
-                return Err(Located::new(field, format!("{text:?} has no host")));
+    pub(super) fn compile(&self) -> Result<OutboundScope, Located> {
+        let destinations = each("outbound.destinations", &self.destinations, |text| {
+            parse_net(text).ok_or_else(|| {
+                format!("{text:?} is not a CIDR or an address (names go in `outbound.hosts`)")
+            })
+        })?;
+        let ports = match &self.ports {
+            Some(p) if p.is_empty() => {
+                return Err(Located::new(
+                    "outbound.ports".to_string(),
+                    "an empty list is ambiguous: omit the field to allow any port, or list ports"
+                        .to_string(),
+                ));
             }
-            out.push(OutboundHost {
-                text: text.clone(),
-                host: globs([(field, host)])?,
-                port,
-            });
+            Some(p) => Some(each("outbound.ports", p, RawPort::compile)?),
+            None => None,
+        };
+        let hosts = match &self.hosts {
+            Some(h) if h.is_empty() => {
+                return Err(Located::new(
+                    "outbound.hosts".to_string(),
+                    "an empty list is ambiguous: omit the field to allow any name, or list globs"
+                        .to_string(),
+                ));
+            }
+            Some(h) => {
+                for (i, text) in h.iter().enumerate() {
+                    // 0.1 policies wrote `hosts = ["127.0.0.1:8080"]`: an address (or a port)
+                    // there would read as a name that never matches; say where it goes instead.
+                    let field = format!("outbound.hosts[{i}]");
+                    if text.contains(':') || parse_net(text).is_some() {
+                        return Err(Located::new(
+                            field,
+                            format!(
+                                "{text:?} is not a host-name glob: addresses go in \
+                                 `outbound.destinations`, ports in `outbound.ports`"
+                            ),
+                        ));
+                    }
+                }
+                // Names are case-insensitive: patterns and names are both compared in lowercase.
+                let lower: Vec<String> = h.iter().map(|g| g.to_ascii_lowercase()).collect();
+                Some(globs(
+                    lower
+                        .iter()
+                        .enumerate()
+                        .map(|(i, g)| (format!("outbound.hosts[{i}]"), g.as_str())),
+                )?)
+            }
+            None => None,
+        };
+        if destinations.is_empty() && (ports.is_some() || hosts.is_some()) {
+            return Err(Located::new(
+                "outbound.destinations".to_string(),
+                "no destination is listed, so nothing is reachable: list the networks the names \
+                 may resolve to (`127.0.0.1`, `10.0.0.0/8`)"
+                    .to_string(),
+            ));
         }
-        Ok(out)
+        Ok(OutboundScope {
+            destinations,
+            ports,
+            hosts,
+        })
     }
 }
 
