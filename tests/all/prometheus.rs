@@ -50,6 +50,10 @@ async fn prometheus_queries_pass_fail_or_cannot_be_judged() {
     let c = judge(&host, &policy, q(r#"up{job="prometheus"}"#, "==", 1.0)).await;
     assert_verdict(&c, Verdict::Passed, r#"up{instance=""#);
     assert_eq!(c.value, Some(1.0));
+    eprintln!(
+        "prometheus-probe: `up` query checked in {:.1} ms (instantiate, wasi:http GET on loopback, parse; debug build)",
+        c.elapsed_ms
+    );
     let c = judge(&host, &policy, q("prometheus_build_info", ">=", 1.0)).await;
     assert_verdict(&c, Verdict::Passed, "prometheus_build_info{");
     assert!(c.message.contains("version="), "{}", c.message);
