@@ -33,7 +33,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "stress-memory",
         ],
     ),
-    ("faults", &["probe-process"]),
+    ("faults", &["probe-process", "http-probe", "tcp-probe"]),
     (
         "tests/components",
         &[
@@ -42,6 +42,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "fixture-outside-contract",
         ],
     ),
+    ("tests/components", &["fixture-old-outbound"]),
 ];
 
 fn main() {

@@ -12,4 +12,5 @@ mod hub;
 mod limits;
 mod network;
 mod policy;
+mod probes;
 mod recovery;

@@ -152,6 +152,8 @@ pub mod cgroups;
 /// A loopback HTTP server for hub tests.
 pub mod hubserver;
 pub mod netns;
+/// A loopback HTTP(S) server for the probe tests.
+pub mod probeserver;
 /// Snapshots, a seeded random source and an HTTP client for the recovery tests.
 pub mod torture;
 
