@@ -33,7 +33,10 @@ async fn probe(host: &Host, component: &str, policy: &Policy) -> ProbePlugin {
 
 /// Runs one check; `Ok(outcome)` or the contract's error as text.
 async fn check(host: &Host, probe: &ProbePlugin, params: &str) -> Result<(bool, String), String> {
-    probe.validate(host, params).await.map_err(|e| e.to_string())?;
+    probe
+        .validate(host, params)
+        .await
+        .map_err(|e| e.to_string())?;
     match probe.check(host, "ex-probes", params).await {
         Ok(o) => Ok((o.ok, o.message)),
         Err(e) => Err(e.to_string()),
@@ -57,13 +60,26 @@ async fn http_probe_judges_status_ranges_body_regex_and_json_pointers() {
     let (host, _d) = host();
     let p = probe(&host, c::HTTP_PROBE, &loopback()).await;
     let url = |path: &str| server.url(path);
-    passes(&host, &p, &format!(r#"{{"url": "{}"}}"#, url("/status/204"))).await;
-    let m = fails(&host, &p, &format!(r#"{{"url": "{}"}}"#, url("/status/503"))).await;
+    passes(
+        &host,
+        &p,
+        &format!(r#"{{"url": "{}"}}"#, url("/status/204")),
+    )
+    .await;
+    let m = fails(
+        &host,
+        &p,
+        &format!(r#"{{"url": "{}"}}"#, url("/status/503")),
+    )
+    .await;
     assert!(m.contains("status 503 is not expected"), "{m}");
     passes(
         &host,
         &p,
-        &format!(r#"{{"url": "{}", "status_codes": ["500-503", 404]}}"#, url("/status/503")),
+        &format!(
+            r#"{{"url": "{}", "status_codes": ["500-503", 404]}}"#,
+            url("/status/503")
+        ),
     )
     .await;
     passes(
@@ -75,7 +91,10 @@ async fn http_probe_judges_status_ranges_body_regex_and_json_pointers() {
     passes(
         &host,
         &p,
-        &format!(r#"{{"url": "{}", "body_regex": "^status 2\\d\\d$"}}"#, url("/status/200")),
+        &format!(
+            r#"{{"url": "{}", "body_regex": "^status 2\\d\\d$"}}"#,
+            url("/status/200")
+        ),
     )
     .await;
     let m = fails(
@@ -109,11 +128,17 @@ async fn http_probe_judges_status_ranges_body_regex_and_json_pointers() {
     )
     .await;
     // Bad parameters are the probe's error, not a failed check.
-    let e = check(&host, &p, r#"{"url": "ftp://x/"}"#).await.unwrap_err();
-    assert!(e.contains("invalid") && e.contains("ftp://x/"), "{e}");
-    let e = check(&host, &p, &format!(r#"{{"url": "{}", "status_codes": ["299-200"]}}"#, url("/")))
+    let e = check(&host, &p, r#"{"url": "ftp://x/"}"#)
         .await
         .unwrap_err();
+    assert!(e.contains("invalid") && e.contains("ftp://x/"), "{e}");
+    let e = check(
+        &host,
+        &p,
+        &format!(r#"{{"url": "{}", "status_codes": ["299-200"]}}"#, url("/")),
+    )
+    .await
+    .unwrap_err();
     assert!(e.contains("status_codes"), "{e}");
 }
 
@@ -130,8 +155,18 @@ async fn http_probe_fails_a_slow_answer_and_a_refused_or_unverified_server() {
     )
     .await;
     assert!(m.contains("more than 150ms"), "{m}");
-    passes(&host, &p, &format!(r#"{{"url": "{slow}", "max_response_time": "2s"}}"#)).await;
-    let m = fails(&host, &p, &format!(r#"{{"url": "{slow}", "timeout": "100ms"}}"#)).await;
+    passes(
+        &host,
+        &p,
+        &format!(r#"{{"url": "{slow}", "max_response_time": "2s"}}"#),
+    )
+    .await;
+    let m = fails(
+        &host,
+        &p,
+        &format!(r#"{{"url": "{slow}", "timeout": "100ms"}}"#),
+    )
+    .await;
     assert!(m.contains("timed out"), "{m}");
     // A port nobody listens on refuses.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -197,32 +232,56 @@ async fn a_name_that_resolves_outside_the_destinations_is_denied_naming_the_rule
     // there, so the request is denied (no rebinding a granted name onto a forbidden address).
     let policy = outbound(r#"destinations = ["10.0.0.0/8"], hosts = ["localhost"]"#);
     let p = probe(&host, c::HTTP_PROBE, &policy).await;
-    let e = check(&host, &p, &format!(r#"{{"url": "http://localhost:{port}/json"}}"#))
-        .await
-        .unwrap_err();
+    let e = check(
+        &host,
+        &p,
+        &format!(r#"{{"url": "http://localhost:{port}/json"}}"#),
+    )
+    .await
+    .unwrap_err();
     assert!(
         e.contains("denied") && e.contains("localhost (127.0.0.1") && e.contains("grant 1 (*)"),
         "{e}"
     );
     // A name the hosts filter does not list is denied before any lookup.
-    let e = check(&host, &p, &format!(r#"{{"url": "http://ip6-localhost:{port}/"}}"#))
-        .await
-        .unwrap_err();
-    assert!(e.contains("denied") && e.contains("ip6-localhost is outside"), "{e}");
+    let e = check(
+        &host,
+        &p,
+        &format!(r#"{{"url": "http://ip6-localhost:{port}/"}}"#),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("denied") && e.contains("ip6-localhost is outside"),
+        "{e}"
+    );
     // With the address granted the same request passes; a port outside `ports` does not.
     let policy = outbound(&format!(
         r#"destinations = ["127.0.0.0/8"], ports = [{port}], hosts = ["localhost"]"#
     ));
     let p = probe(&host, c::HTTP_PROBE, &policy).await;
-    passes(&host, &p, &format!(r#"{{"url": "http://localhost:{port}/json"}}"#)).await;
-    let e = check(&host, &p, &format!(r#"{{"url": "http://127.0.0.1:{}/"}}"#, port ^ 1))
-        .await
-        .unwrap_err();
+    passes(
+        &host,
+        &p,
+        &format!(r#"{{"url": "http://localhost:{port}/json"}}"#),
+    )
+    .await;
+    let e = check(
+        &host,
+        &p,
+        &format!(r#"{{"url": "http://127.0.0.1:{}/"}}"#, port ^ 1),
+    )
+    .await
+    .unwrap_err();
     assert!(e.contains("denied"), "{e}");
     let t = probe(&host, c::TCP_PROBE, &policy).await;
-    let e = check(&host, &t, &format!(r#"{{"host": "127.0.0.1", "port": {}}}"#, port ^ 1))
-        .await
-        .unwrap_err();
+    let e = check(
+        &host,
+        &t,
+        &format!(r#"{{"host": "127.0.0.1", "port": {}}}"#, port ^ 1),
+    )
+    .await
+    .unwrap_err();
     assert!(e.contains("denied"), "{e}");
 }
 
@@ -233,17 +292,26 @@ async fn the_agent_api_port_is_never_reachable_even_when_granted() {
     host.protect_endpoint(server.addr);
     let policy = outbound(r#"destinations = ["0.0.0.0/0", "::/0"]"#);
     let p = probe(&host, c::HTTP_PROBE, &policy).await;
-    let e = check(&host, &p, &format!(r#"{{"url": "{}"}}"#, server.url("/json")))
-        .await
-        .unwrap_err();
-    assert!(e.contains("denied") && e.contains("the agent's own API"), "{e}");
+    let e = check(
+        &host,
+        &p,
+        &format!(r#"{{"url": "{}"}}"#, server.url("/json")),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("denied") && e.contains("the agent's own API"),
+        "{e}"
+    );
     let t = probe(&host, c::TCP_PROBE, &policy).await;
     let params = format!(r#"{{"host": "127.0.0.1", "port": {}}}"#, server.addr.port());
     let e = check(&host, &t, &params).await.unwrap_err();
     assert!(e.contains("denied"), "{e}");
     assert_eq!(server.requests.load(Ordering::Relaxed), 0);
     // 0.0.0.0 reaches this host: never reachable either.
-    let e = check(&host, &p, r#"{"url": "http://0.0.0.0:9/"}"#).await.unwrap_err();
+    let e = check(&host, &p, r#"{"url": "http://0.0.0.0:9/"}"#)
+        .await
+        .unwrap_err();
     assert!(e.contains("means this host"), "{e}");
 }
 
@@ -260,14 +328,24 @@ async fn a_huge_body_is_cut_at_the_cap_and_host_memory_stays_bounded() {
     let server = ProbeServer::start().await;
     let (host, _d) = host_with(|c| c.call_timeout = Duration::from_secs(20));
     let p = probe(&host, c::HTTP_PROBE, &loopback()).await;
-    let params = format!(r#"{{"url": "{}", "timeout": "10s"}}"#, server.url("/big/200"));
+    let params = format!(
+        r#"{{"url": "{}", "timeout": "10s"}}"#,
+        server.url("/big/200")
+    );
     let before = rss();
     let m = fails(&host, &p, &params).await;
     let grew = rss().saturating_sub(before);
     assert!(m.contains("body") && m.contains("16777216"), "{m}");
     let sent = server.big_sent.load(Ordering::Relaxed);
-    eprintln!("200 MiB body: server sent {} MiB before the cut, host RSS grew {} MiB", sent >> 20, grew >> 20);
-    assert!(sent < 64 << 20, "the host read {sent} bytes of a capped body");
+    eprintln!(
+        "200 MiB body: server sent {} MiB before the cut, host RSS grew {} MiB",
+        sent >> 20,
+        grew >> 20
+    );
+    assert!(
+        sent < 64 << 20,
+        "the host read {sent} bytes of a capped body"
+    );
     assert!(grew < 48 << 20, "host RSS grew by {grew} bytes");
 }
 
@@ -291,7 +369,12 @@ async fn tcp_probe_connects_sends_and_expects_and_fails_refused_and_timed_out() 
             });
         }
     });
-    passes(&host, &t, &format!(r#"{{"host": "127.0.0.1", "port": {port}}}"#)).await;
+    passes(
+        &host,
+        &t,
+        &format!(r#"{{"host": "127.0.0.1", "port": {port}}}"#),
+    )
+    .await;
     passes(
         &host,
         &t,
@@ -309,7 +392,12 @@ async fn tcp_probe_connects_sends_and_expects_and_fails_refused_and_timed_out() 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let free = closed.local_addr().unwrap().port();
     drop(closed);
-    let m = fails(&host, &t, &format!(r#"{{"host": "127.0.0.1", "port": {free}}}"#)).await;
+    let m = fails(
+        &host,
+        &t,
+        &format!(r#"{{"host": "127.0.0.1", "port": {free}}}"#),
+    )
+    .await;
     assert!(m.contains("refused"), "{m}");
     // A listener that never accepts, its backlog full: the kernel drops further SYNs, so the
     // connect times out.
@@ -362,7 +450,9 @@ async fn wasi_http_and_sockets_imports_are_refused_unless_outbound_is_granted() 
     }
     // Described with nothing granted, the probe's calls are denied, never trapped.
     let p = probe(&host, c::HTTP_PROBE, &loopback()).await;
-    let e = p.check(&host, "ex-probes", r#"{"url": "http://10.1.2.3/"}"#).await;
+    let e = p
+        .check(&host, "ex-probes", r#"{"url": "http://10.1.2.3/"}"#)
+        .await;
     assert!(matches!(e, Err(CallError::Guest { .. })), "{e:?}");
 }
 
@@ -371,25 +461,41 @@ async fn the_0_1_0_outbound_interface_goes_through_the_same_client_and_checks() 
     let server = ProbeServer::start().await;
     let (host, _d) = host();
     let p = probe(&host, c::OLD_OUTBOUND, &loopback()).await;
-    let (ok, m) = check(&host, &p, &format!(r#"{{"url": "{}"}}"#, server.url("/json")))
-        .await
-        .unwrap();
+    let (ok, m) = check(
+        &host,
+        &p,
+        &format!(r#"{{"url": "{}"}}"#, server.url("/json")),
+    )
+    .await
+    .unwrap();
     assert!(ok && m.contains(r#""status":"UP""#), "{m}");
     let port = server.addr.port();
-    let (ok, m) = check(&host, &p, &format!(r#"{{"host": "localhost", "port": {port}}}"#))
-        .await
-        .unwrap();
+    let (ok, m) = check(
+        &host,
+        &p,
+        &format!(r#"{{"host": "localhost", "port": {port}}}"#),
+    )
+    .await
+    .unwrap();
     assert!(ok && m.starts_with("connected in"), "{m}");
     // The same address check: a name resolving outside the destinations is denied.
     let policy = outbound(r#"destinations = ["10.0.0.0/8"]"#);
     let p = probe(&host, c::OLD_OUTBOUND, &policy).await;
-    let e = check(&host, &p, &format!(r#"{{"host": "localhost", "port": {port}}}"#))
-        .await
-        .unwrap_err();
+    let e = check(
+        &host,
+        &p,
+        &format!(r#"{{"host": "localhost", "port": {port}}}"#),
+    )
+    .await
+    .unwrap_err();
     assert!(e.contains("denied") && e.contains("grant 1 (*)"), "{e}");
-    let e = check(&host, &p, &format!(r#"{{"url": "{}"}}"#, server.url("/big/100")))
-        .await
-        .unwrap_err();
+    let e = check(
+        &host,
+        &p,
+        &format!(r#"{{"url": "{}"}}"#, server.url("/big/100")),
+    )
+    .await
+    .unwrap_err();
     assert!(e.contains("denied"), "{e}");
     // `http-get` keeps 64 KiB of a big body and never reads the rest.
     let p = probe(&host, c::OLD_OUTBOUND, &loopback()).await;

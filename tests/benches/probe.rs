@@ -42,9 +42,10 @@ fn roundtrip(c: &mut Criterion) {
         assert!(body.starts_with(b"{\"status\":\"UP\""));
     };
     let mut group = c.benchmark_group("probe-roundtrip");
-    group.bench_function("http-probe check (host -> guest -> wasi:http -> loopback)", |b| {
-        b.to_async(&rt).iter(probe_once)
-    });
+    group.bench_function(
+        "http-probe check (host -> guest -> wasi:http -> loopback)",
+        |b| b.to_async(&rt).iter(probe_once),
+    );
     group.bench_function("direct hyper GET (baseline)", |b| {
         b.to_async(&rt).iter(direct_once)
     });

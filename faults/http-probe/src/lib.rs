@@ -123,8 +123,11 @@ fn invalid(what: String) -> Error {
 }
 
 fn duration(field: &str, text: &str) -> Result<Duration, Error> {
-    humantime::parse_duration(text)
-        .map_err(|e| invalid(format!("{field}: {text:?} is not a duration like \"500ms\": {e}")))
+    humantime::parse_duration(text).map_err(|e| {
+        invalid(format!(
+            "{field}: {text:?} is not a duration like \"500ms\": {e}"
+        ))
+    })
 }
 
 fn status_range(spec: &StatusSpec) -> Result<(u16, u16), Error> {
@@ -134,14 +137,18 @@ fn status_range(spec: &StatusSpec) -> Result<(u16, u16), Error> {
             let (a, b) = t.split_once('-').unwrap_or((t, t));
             let code = |s: &str| {
                 s.trim().parse::<u16>().map_err(|_| {
-                    invalid(format!("status_codes: {t:?} is not a code or a range like \"200-299\""))
+                    invalid(format!(
+                        "status_codes: {t:?} is not a code or a range like \"200-299\""
+                    ))
                 })
             };
             (code(a)?, code(b)?)
         }
     };
     if !(100..=599).contains(&a) || !(100..=599).contains(&b) || a > b {
-        return Err(invalid(format!("status_codes: {a}-{b} is not a range of HTTP status codes")));
+        return Err(invalid(format!(
+            "status_codes: {a}-{b} is not a range of HTTP status codes"
+        )));
     }
     Ok((a, b))
 }
@@ -154,7 +161,9 @@ impl Params {
             .map(status_range)
             .collect::<Result<Vec<_>, _>>()?;
         if statuses.is_empty() {
-            return Err(invalid("status_codes: list at least one code or range".into()));
+            return Err(invalid(
+                "status_codes: list at least one code or range".into(),
+            ));
         }
         let regex = match &self.body_regex {
             Some(r) => Some(
@@ -172,20 +181,36 @@ impl Params {
             }
             let ops = ["==", "!=", "<", "<=", ">", ">=", "contains", "exists"];
             if !ops.contains(&j.op.as_str()) {
-                return Err(invalid(format!("json.op: {:?} is not one of {}", j.op, ops.join(" "))));
+                return Err(invalid(format!(
+                    "json.op: {:?} is not one of {}",
+                    j.op,
+                    ops.join(" ")
+                )));
             }
             if ["<", "<=", ">", ">="].contains(&j.op.as_str()) && !j.value.is_number() {
-                return Err(invalid(format!("json.value: {} must be a number for {}", j.value, j.op)));
+                return Err(invalid(format!(
+                    "json.value: {} must be a number for {}",
+                    j.value, j.op
+                )));
             }
         }
         if self.requests == 0 || self.requests > 10_000 {
-            return Err(invalid(format!("requests: {} is not between 1 and 10000", self.requests)));
+            return Err(invalid(format!(
+                "requests: {} is not between 1 and 10000",
+                self.requests
+            )));
         }
         if !(self.rate > 0.0 && self.rate <= 1000.0) {
-            return Err(invalid(format!("rate: {} is not between 0 and 1000 per second", self.rate)));
+            return Err(invalid(format!(
+                "rate: {} is not between 0 and 1000 per second",
+                self.rate
+            )));
         }
         if !(0.0..=100.0).contains(&self.success_rate) {
-            return Err(invalid(format!("success_rate: {} is not a percentage", self.success_rate)));
+            return Err(invalid(format!(
+                "success_rate: {} is not a percentage",
+                self.success_rate
+            )));
         }
         let exchange = Exchange::new(
             &self.method,
@@ -220,7 +245,11 @@ fn number(v: &serde_json::Value) -> Option<f64> {
 
 /// Why one response does not pass, or `None` when it does.
 fn judge(plan: &Plan, status: u16, body: &[u8], elapsed: Duration) -> Option<String> {
-    if !plan.statuses.iter().any(|(a, b)| (*a..=*b).contains(&status)) {
+    if !plan
+        .statuses
+        .iter()
+        .any(|(a, b)| (*a..=*b).contains(&status))
+    {
         return Some(format!("status {status} is not expected"));
     }
     if let Some(max) = plan.max_time
@@ -262,7 +291,10 @@ fn judge(plan: &Plan, status: u16, body: &[u8], elapsed: Duration) -> Option<Str
         };
         if !ok {
             let shown = found.map_or("nothing".to_string(), |f| f.to_string());
-            return Some(format!("{} is {shown}, not {} {}", j.pointer, j.op, j.value));
+            return Some(format!(
+                "{} is {shown}, not {} {}",
+                j.pointer, j.op, j.value
+            ));
         }
     }
     None
@@ -316,9 +348,17 @@ impl Probe for HttpProbe {
         let total = plan.requests;
         let share = f64::from(passed) * 100.0 / f64::from(total);
         let ok = completed > 0 && share >= plan.success_rate;
-        let mean = if completed > 0 { total_ms / f64::from(completed) } else { 0.0 };
+        let mean = if completed > 0 {
+            total_ms / f64::from(completed)
+        } else {
+            0.0
+        };
         let message = if total == 1 {
-            format!("{} {}: {last}", plan.exchange.method_name(), plan.exchange.url())
+            format!(
+                "{} {}: {last}",
+                plan.exchange.method_name(),
+                plan.exchange.url()
+            )
         } else {
             format!(
                 "{passed} of {total} requests passed ({share:.1}%, {:.1}% required), {completed} completed, mean {mean:.1} ms; last: {last}",

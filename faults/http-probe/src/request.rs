@@ -67,13 +67,21 @@ impl Exchange {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace)
+        if authority.is_empty()
+            || authority.contains('@')
+            || authority.contains(char::is_whitespace)
         {
             return Err(bad("has no host, or user-info"));
         }
-        let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
         if method_text.is_empty() || !method_text.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(Error::Invalid(format!("method: {method_text:?} is not an HTTP method")));
+            return Err(Error::Invalid(format!(
+                "method: {method_text:?} is not an HTTP method"
+            )));
         }
         if timeout.is_zero() {
             return Err(Error::Invalid("timeout: must be more than 0".into()));
@@ -117,17 +125,27 @@ impl Exchange {
     /// Sends once; returns the status and up to `keep` bytes of the body (all of it is read).
     pub fn send(&self, keep: usize) -> Result<(u16, Vec<u8>), Failure> {
         let invalid = |why: String| Failure::Service(why);
-        let headers = Fields::from_list(&self.headers)
-            .map_err(|e| Failure::Invalid(format!("headers: {e:?} (host, connection and the like are set by the host)")))?;
+        let headers = Fields::from_list(&self.headers).map_err(|e| {
+            Failure::Invalid(format!(
+                "headers: {e:?} (host, connection and the like are set by the host)"
+            ))
+        })?;
         let request = OutgoingRequest::new(headers);
-        let scheme = if self.https { Scheme::Https } else { Scheme::Http };
+        let scheme = if self.https {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
         let set = request
             .set_method(&self.method)
             .and(request.set_scheme(Some(&scheme)))
             .and(request.set_authority(Some(&self.authority)))
             .and(request.set_path_with_query(Some(&self.path)));
         if set.is_err() {
-            return Err(Failure::Invalid(format!("{} is not a valid request", self.url)));
+            return Err(Failure::Invalid(format!(
+                "{} is not a valid request",
+                self.url
+            )));
         }
         let body = request
             .body()

@@ -50,7 +50,10 @@ struct Params {
 impl Params {
     fn timeout(&self) -> Result<Duration, Error> {
         let d = humantime::parse_duration(&self.timeout).map_err(|e| {
-            Error::Invalid(format!("timeout: {:?} is not a duration like \"2s\": {e}", self.timeout))
+            Error::Invalid(format!(
+                "timeout: {:?} is not a duration like \"2s\": {e}",
+                self.timeout
+            ))
         })?;
         if d.is_zero() {
             return Err(Error::Invalid("timeout: must be more than 0".into()));
@@ -80,7 +83,11 @@ fn wait(p: &Pollable, deadline: Instant) -> bool {
 }
 
 fn resolve(network: &Network, host: &str, deadline: Instant) -> Result<Vec<IpAddress>, Stop> {
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return Ok(vec![match ip {
             IpAddr::V4(v4) => {
                 let o = v4.octets();
@@ -94,7 +101,9 @@ fn resolve(network: &Network, host: &str, deadline: Instant) -> Result<Vec<IpAdd
     }
     let stream = resolve_addresses(network, host).map_err(|e| match e {
         ErrorCode::AccessDenied => Stop::Error(Error::Denied(format!("resolving {host}"))),
-        ErrorCode::InvalidArgument => Stop::Error(Error::Invalid(format!("host: {host:?} is not a name"))),
+        ErrorCode::InvalidArgument => {
+            Stop::Error(Error::Invalid(format!("host: {host:?} is not a name")))
+        }
         e => Stop::Failed(format!("cannot resolve {host}: {}", code_text(e))),
     })?;
     let mut found = Vec::new();
@@ -107,7 +116,12 @@ fn resolve(network: &Network, host: &str, deadline: Instant) -> Result<Vec<IpAdd
                     return Err(Stop::Failed(format!("resolving {host} timed out")));
                 }
             }
-            Err(e) => return Err(Stop::Failed(format!("cannot resolve {host}: {}", code_text(e)))),
+            Err(e) => {
+                return Err(Stop::Failed(format!(
+                    "cannot resolve {host}: {}",
+                    code_text(e)
+                )));
+            }
         }
     }
     if found.is_empty() {
@@ -142,8 +156,12 @@ fn run(params: &Params) -> Result<String, Stop> {
     let addresses = resolve(&network, &params.host, deadline)?;
     let (family, address) = socket_address(addresses[0], params.port);
     let target = format!("{}:{}", params.host, params.port);
-    let socket = create_tcp_socket(family)
-        .map_err(|e| Stop::Error(Error::Failed(format!("cannot create a socket: {}", code_text(e)))))?;
+    let socket = create_tcp_socket(family).map_err(|e| {
+        Stop::Error(Error::Failed(format!(
+            "cannot create a socket: {}",
+            code_text(e)
+        )))
+    })?;
     let connect_error = |e: ErrorCode| match e {
         ErrorCode::AccessDenied => Stop::Error(Error::Denied(format!(
             "connecting to {target}: access denied by the host's policy (see the agent's log for the rule)"
@@ -152,13 +170,17 @@ fn run(params: &Params) -> Result<String, Stop> {
         ErrorCode::Timeout => Stop::Failed(format!("{target}: timed out")),
         e => Stop::Failed(format!("{target}: {}", code_text(e))),
     };
-    socket.start_connect(&network, address).map_err(connect_error)?;
+    socket
+        .start_connect(&network, address)
+        .map_err(connect_error)?;
     let (input, output) = loop {
         match socket.finish_connect() {
             Ok(streams) => break streams,
             Err(ErrorCode::WouldBlock) => {
                 if !wait(&socket.subscribe(), deadline) {
-                    return Err(Stop::Failed(format!("{target}: no connection within {limit:?}")));
+                    return Err(Stop::Failed(format!(
+                        "{target}: no connection within {limit:?}"
+                    )));
                 }
             }
             Err(e) => return Err(connect_error(e)),
@@ -176,7 +198,10 @@ fn run(params: &Params) -> Result<String, Stop> {
     let mut got = Vec::new();
     loop {
         if contains(&got, expect.as_bytes()) {
-            return Ok(format!("{target} answered with {expect:?} in {:?}", start.elapsed()));
+            return Ok(format!(
+                "{target} answered with {expect:?} in {:?}",
+                start.elapsed()
+            ));
         }
         if got.len() >= READ_CAP {
             break;
@@ -193,7 +218,10 @@ fn run(params: &Params) -> Result<String, Stop> {
             Ok(chunk) => got.extend_from_slice(&chunk),
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {
-                return Err(Stop::Failed(format!("{target}: reading: {}", e.to_debug_string())));
+                return Err(Stop::Failed(format!(
+                    "{target}: reading: {}",
+                    e.to_debug_string()
+                )));
             }
         }
     }

@@ -179,8 +179,7 @@ pub fn import_of(shape: &Shape, capability: Capability) -> Option<&str> {
         .iter()
         .find(|i| {
             wasi_capability(i) == Some(capability)
-                || contract_interface(i)
-                    .and_then(|(iface, _)| Capability::from_interface(iface))
+                || contract_interface(i).and_then(|(iface, _)| Capability::from_interface(iface))
                     == Some(capability)
         })
         .map(String::as_str)

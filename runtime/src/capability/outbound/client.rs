@@ -20,8 +20,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as Pooled;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::net::{IpAddr, SocketAddr};
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context as TaskContext, Poll};
@@ -154,7 +154,9 @@ fn server_name(uri: &http::Uri) -> Result<rustls::pki_types::ServerName<'static>
         Some((name, _)) => name.to_string(),
         None => {
             let host = uri.host().unwrap_or_default();
-            host.trim_start_matches('[').trim_end_matches(']').to_string()
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
         }
     };
     rustls::pki_types::ServerName::try_from(name).map_err(|e| Box::new(e) as BoxError)
@@ -229,7 +231,12 @@ impl Outbound {
 
     /// Checks one connection: not a protected endpoint, and inside one grant's outbound scope.
     /// The error is the denial, naming the rules.
-    pub fn check(&self, grants: &Grants, name: Option<&str>, addr: SocketAddr) -> Result<(), String> {
+    pub fn check(
+        &self,
+        grants: &Grants,
+        name: Option<&str>,
+        addr: SocketAddr,
+    ) -> Result<(), String> {
         if let Some(why) = self.never_reachable(addr) {
             return Err(why);
         }
@@ -261,16 +268,20 @@ impl Outbound {
                 .map_err(SendError::Denied);
         }
         // A name no grant lets through is denied before any DNS query leaves the host.
-        if !grants.outbound.iter().any(|s| s.scope.name_allowed(Some(host))) {
+        if !grants
+            .outbound
+            .iter()
+            .any(|s| s.scope.name_allowed(Some(host)))
+        {
             return Err(SendError::Denied(outside(grants, host)));
         }
         let lookup = tokio::net::lookup_host((host, port));
-        let found: Vec<SocketAddr> = match tokio::time::timeout(timeout.min(RESOLVE_TIMEOUT), lookup).await
-        {
-            Ok(Ok(addrs)) => addrs.take(MAX_ADDRESSES).collect(),
-            Ok(Err(e)) => return Err(SendError::Dns(format!("cannot resolve {host}: {e}"))),
-            Err(_) => return Err(SendError::Timeout(format!("resolving {host} timed out"))),
-        };
+        let found: Vec<SocketAddr> =
+            match tokio::time::timeout(timeout.min(RESOLVE_TIMEOUT), lookup).await {
+                Ok(Ok(addrs)) => addrs.take(MAX_ADDRESSES).collect(),
+                Ok(Err(e)) => return Err(SendError::Dns(format!("cannot resolve {host}: {e}"))),
+                Err(_) => return Err(SendError::Timeout(format!("resolving {host} timed out"))),
+            };
         let mut allowed = Vec::new();
         let mut denied = Vec::new();
         for addr in found {
@@ -311,23 +322,38 @@ impl Outbound {
             return Err(SendError::Invalid(format!("{uri} names no host")));
         };
         if authority.as_str().contains('@') {
-            return Err(SendError::Invalid(format!("{uri}: user-info in a URL is refused")));
+            return Err(SendError::Invalid(format!(
+                "{uri}: user-info in a URL is refused"
+            )));
         }
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let start = Instant::now();
         let addrs = self.resolve(grants, host, port, timeouts.connect).await?;
         let target = addrs[0];
-        let is_name = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_err();
-        let userinfo = if https && is_name { format!("{host}@") } else { String::new() };
+        let is_name = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_err();
+        let userinfo = if https && is_name {
+            format!("{host}@")
+        } else {
+            String::new()
+        };
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let checked = format!("{}://{userinfo}{target}{path}", if https { "https" } else { "http" });
+        let checked = format!(
+            "{}://{userinfo}{target}{path}",
+            if https { "https" } else { "http" }
+        );
         *request.uri_mut() = checked
             .parse()
             .map_err(|e| SendError::Invalid(format!("{uri}: {e}")))?;
         // The peer sees the name that was asked for, never the address or the user-info.
         let host_header = http::HeaderValue::from_str(authority.as_str())
             .map_err(|e| SendError::Invalid(format!("{uri}: {e}")))?;
-        request.headers_mut().insert(http::header::HOST, host_header);
+        request
+            .headers_mut()
+            .insert(http::header::HOST, host_header);
         let limit = self.limits.request_body;
         let request = request.map(|b| {
             http_body_util::Limited::new(b, usize::try_from(limit).unwrap_or(usize::MAX))
@@ -371,7 +397,10 @@ fn classify(
         text.push_str(&format!(": {s}"));
         if s.downcast_ref::<rustls::Error>().is_some() {
             kind = Some("tls");
-        } else if s.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        } else if s
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
             return SendError::RequestBodyTooLarge(request_limit);
         } else if let Some(io) = s.downcast_ref::<std::io::Error>() {
             if wraps_tls(io) {
@@ -402,7 +431,9 @@ fn wraps_tls(io: &std::io::Error) -> bool {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
     }
     false
 }

@@ -30,7 +30,8 @@ pub struct HttpHooks {
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), WasiError>> + Send>;
-type Sent = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), WasiError>> + Send>;
+type Sent =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), WasiError>> + Send>;
 
 impl WasiHttpHooks for HttpHooks {
     fn send_request(

@@ -60,7 +60,9 @@ pub fn socket_check(
         let verdict = match purpose {
             SocketAddrUse::TcpConnect => outbound.check(&grants, None, addr),
             SocketAddrUse::TcpBind if addr.ip().is_unspecified() && addr.port() == 0 => Ok(()),
-            other => Err(format!("{other:?} on {addr}: a probe only connects over TCP")),
+            other => Err(format!(
+                "{other:?} on {addr}: a probe only connects over TCP"
+            )),
         };
         let ok = match verdict {
             Ok(()) => true,
