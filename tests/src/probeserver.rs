@@ -106,7 +106,7 @@ async fn answer(
             )
         }
         "flaky" => {
-            if count % 2 == 0 {
+            if count.is_multiple_of(2) {
                 full(200, "ok")
             } else {
                 full(500, "flaky")
