@@ -35,7 +35,13 @@ const GROUPS: &[(&str, &[&str])] = &[
     ),
     (
         "faults",
-        &["probe-process", "command-probe", "prometheus-probe"],
+        &[
+            "probe-process",
+            "http-probe",
+            "tcp-probe",
+            "command-probe",
+            "prometheus-probe",
+        ],
     ),
     (
         "tests/components",
@@ -45,7 +51,10 @@ const GROUPS: &[(&str, &[&str])] = &[
             "fixture-outside-contract",
         ],
     ),
-    ("tests/components", &["fixture-misbehave-probe"]),
+    (
+        "tests/components",
+        &["fixture-old-outbound", "fixture-misbehave-probe"],
+    ),
 ];
 
 fn main() {

@@ -13,5 +13,6 @@ mod hub;
 mod limits;
 mod network;
 mod policy;
+mod probes;
 mod prometheus;
 mod recovery;

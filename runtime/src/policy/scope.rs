@@ -423,6 +423,20 @@ impl OutboundScope {
     }
 }
 
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it is, since
+/// connections are judged by [`canonical_ip`].
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
+}
+
 /// An IPv4-mapped IPv6 address as the IPv4 address it is, so `::ffff:127.0.0.1` is judged as
 /// `127.0.0.1`.
 pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
@@ -719,7 +733,7 @@ impl RawNetwork {
 impl RawOutbound {
     pub(super) fn compile(&self) -> Result<OutboundScope, Located> {
         let destinations = each("outbound.destinations", &self.destinations, |text| {
-            parse_net(text).ok_or_else(|| {
+            parse_net(text).map(canonical_net).ok_or_else(|| {
                 format!("{text:?} is not a CIDR or an address (names go in `outbound.hosts`)")
             })
         })?;

@@ -403,11 +403,7 @@ fn classify(
         {
             return SendError::RequestBodyTooLarge(request_limit);
         } else if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            // `io::Error::other(e)` hides `e` from `source()`: look inside.
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
+            if wraps_tls(io) {
                 kind = Some("tls");
             }
             match io.kind() {
@@ -424,6 +420,22 @@ fn classify(
         Some("timeout") => SendError::Timeout(text),
         _ => SendError::Failed(text),
     }
+}
+
+/// Whether an I/O error carries a rustls error. `io::Error::other(e)` hides `e` from
+/// `source()`, and tokio-rustls and hyper-rustls each wrap once: look inside, a few levels deep.
+fn wraps_tls(io: &std::io::Error) -> bool {
+    let mut inner = io.get_ref();
+    for _ in 0..4 {
+        let Some(e) = inner else { return false };
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+    }
+    false
 }
 
 /// A response body that ends in [`BodyError::TooLarge`] past its cap and in
