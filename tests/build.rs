@@ -37,7 +37,16 @@ const GROUPS: &[(&str, &[&str])] = &[
             "io-stress",
         ],
     ),
-    ("faults", &["probe-process"]),
+    (
+        "faults",
+        &[
+            "probe-process",
+            "http-probe",
+            "tcp-probe",
+            "command-probe",
+            "prometheus-probe",
+        ],
+    ),
     (
         "tests/components",
         &[
@@ -47,6 +56,10 @@ const GROUPS: &[(&str, &[&str])] = &[
             "fixture-ticking",
             "fixture-bad-tick",
         ],
+    ),
+    (
+        "tests/components",
+        &["fixture-old-outbound", "fixture-misbehave-probe"],
     ),
 ];
 

@@ -101,6 +101,8 @@ pub use duration::HumanDuration;
 
 #[cfg(feature = "fault")]
 pub mod cgroup;
+#[cfg(feature = "probe")]
+pub mod command;
 #[cfg(feature = "fault")]
 mod fault;
 #[cfg(feature = "fault")]

@@ -305,3 +305,61 @@ fn a_hub_entry_whose_component_lies_about_its_name_is_refused() {
         text(&out)
     );
 }
+
+#[test]
+fn probe_verdicts_are_exit_codes_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"command\"]\ncommand = { programs = [\"/usr/bin/false\"] }\n",
+    )
+    .unwrap();
+    let run = |mode: &str, json: bool| {
+        let mut cmd = faultline(dir.path(), &["probe", c::MISBEHAVE_PROBE, "--param"]);
+        cmd.arg(format!("mode={mode}")).arg("--policy").arg(&policy);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    for (mode, code, says) in [
+        ("pass", 0, "probe passed in "),
+        ("fail", 1, "probe FAILED in "),
+        ("error", 6, "probe NOT APPLICABLE (it could not run)"),
+        ("denied", 6, "probe NOT APPLICABLE (it could not run)"),
+        ("trap", 6, "check trapped"),
+    ] {
+        let out = run(mode, false);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(code), "{mode}: {said}");
+        assert!(said.contains(says), "{mode}: {said}");
+    }
+    for (mode, code, verdict) in [
+        ("pass", 0, "passed"),
+        ("fail", 1, "failed"),
+        ("denied", 6, "not-applicable"),
+    ] {
+        let out = run(mode, true);
+        assert_eq!(out.status.code(), Some(code), "{mode}: {}", text(&out));
+        // stdout is exactly one JSON object.
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{mode}: not JSON ({e}): {}", text(&out)));
+        assert_eq!(v["verdict"], verdict, "{v}");
+        assert_eq!(v["probe"], "fixture-misbehave-probe@0.1.0", "{v}");
+        assert!(v["elapsed_ms"].is_number(), "{v}");
+        if verdict == "not-applicable" {
+            assert_eq!(v["not_run"]["kind"], "denied", "{v}");
+            assert!(
+                v["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not in the command allow-list"),
+                "{v}"
+            );
+        } else {
+            assert_eq!(v["value"], 1.0, "{v}");
+            assert!(v.get("not_run").is_none(), "{v}");
+        }
+    }
+}

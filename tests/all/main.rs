@@ -5,6 +5,7 @@
 
 mod cgroup;
 mod cli;
+mod command;
 mod compat;
 mod execution;
 mod faults;
@@ -14,5 +15,7 @@ mod hub;
 mod limits;
 mod network;
 mod policy;
+mod probes;
+mod prometheus;
 mod recovery;
 mod ticks;

@@ -37,6 +37,7 @@ fn context(policy: &str, dir: &std::path::Path) -> Context {
         log: faultline::host::tracing_log(),
         changes: Vec::new(),
         gate: Arc::new(tokio::sync::RwLock::new(())),
+        deadline: None,
     }
 }
 

@@ -153,6 +153,10 @@ pub mod dns;
 /// A loopback HTTP server for hub tests.
 pub mod hubserver;
 pub mod netns;
+/// A loopback HTTP(S) server for the probe tests.
+pub mod probeserver;
+/// A real Prometheus server on loopback for the prometheus-probe tests.
+pub mod prometheus;
 /// Snapshots, a seeded random source and an HTTP client for the recovery tests.
 pub mod torture;
 

@@ -233,6 +233,8 @@ pub struct Backends {
     /// The stops held on each process, so one fault's undo never continues a process another
     /// still holds stopped.
     pub stops: process::Holds,
+    /// The one outbound HTTP client and the endpoints no probe reaches, or why there is none.
+    pub outbound: Result<Arc<outbound::client::Outbound>, String>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -245,14 +247,22 @@ impl std::fmt::Debug for Backends {
 }
 
 impl Backends {
-    /// Backends for this process.
+    /// Backends for this process, with the default outbound limits.
     pub fn new(worker_exe: PathBuf) -> Backends {
+        Backends::with_limits(worker_exe, outbound::client::Limits::default())
+    }
+
+    /// Backends for this process whose outbound client enforces `limits`.
+    pub fn with_limits(worker_exe: PathBuf, limits: outbound::client::Limits) -> Backends {
         Backends {
             protected_pids: process::linux::protected_pids(),
             worker_exe,
             cgroup: cgroup::linux::CgroupBackend::new(),
             network: network::linux::NetworkBackend::new(),
             stops: process::Holds::default(),
+            outbound: outbound::client::Outbound::new(limits)
+                .map(Arc::new)
+                .map_err(|e| format!("cannot set up TLS: {e}")),
         }
     }
 
@@ -290,6 +300,9 @@ pub struct Context {
     /// whoever undoes the journal: a call whose guest was cut off still finishes its journalled
     /// change before the undo looks at the journal, so nothing is applied after its revert.
     pub gate: Arc<tokio::sync::RwLock<()>>,
+    /// When the call this store serves is cut off, if it has a deadline: host functions that
+    /// wait (a program's timeout) never wait past it.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Context {
@@ -309,6 +322,7 @@ impl Context {
             log: self.log.clone(),
             changes: Vec::new(),
             gate: self.gate.clone(),
+            deadline: self.deadline,
         };
         let done = tokio::task::spawn_blocking(move || {
             let _pass = pass;

@@ -78,10 +78,9 @@ pub async fn run(
             return EXIT_USAGE;
         }
     };
-    let bound = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| args.listen.to_string());
+    // No probe may reach the agent's own API, whatever the policy grants.
+    let bound = listener.local_addr().unwrap_or(args.listen);
+    host.protect_endpoint(bound);
     let _ = writeln!(out, "listening on {bound}");
     super::recover::print_report(&report, out);
     let _ = out.flush();

@@ -1,13 +1,13 @@
 //! `faultline inject` and `faultline probe`: load a component, run it once, always revert.
 
 use super::{
-    EXIT_INJECT_FAILED, EXIT_OK, EXIT_PROBE_FAILED, EXIT_REFUSED, EXIT_REVERT_FAILED, EXIT_USAGE,
-    params,
+    EXIT_INJECT_FAILED, EXIT_OK, EXIT_PROBE_FAILED, EXIT_PROBE_NOT_APPLICABLE, EXIT_REFUSED,
+    EXIT_REVERT_FAILED, EXIT_USAGE, params,
 };
 use crate::capability::LogLine;
 use crate::component::Source;
 use crate::execution::{Event, EventKind, Execution, Outcome, Phase, Spec, StopReason, new_id};
-use crate::host::{Host, HostConfig, LoadError, Plugin, elapsed_ms};
+use crate::host::{Host, HostConfig, LoadError, Plugin, Verdict, elapsed_ms};
 use crate::hub::HubConfig;
 use crate::policy::Policy;
 use clap::Args;
@@ -60,6 +60,9 @@ pub struct InjectArgs {
 pub struct ProbeArgs {
     #[command(flatten)]
     pub load: LoadArgs,
+    /// Print the result as one JSON object (`verdict`: passed, failed or not-applicable).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn bounded_duration(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
@@ -109,6 +112,14 @@ impl Lines {
                 l.push(line);
             }
         })
+    }
+
+    /// Takes the lines buffered so far.
+    fn take(&self) -> Vec<LogLine> {
+        self.0
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
     }
 
     pub(super) fn flush(&self, out: &mut dyn Write) {
@@ -361,16 +372,34 @@ pub(super) async fn run_fault(
     exit_code(&outcome)
 }
 
+/// The exit code of a probe's verdict.
+pub(super) fn probe_exit_code(verdict: Verdict) -> u8 {
+    match verdict {
+        Verdict::Passed => EXIT_OK,
+        Verdict::Failed => EXIT_PROBE_FAILED,
+        Verdict::NotApplicable => EXIT_PROBE_NOT_APPLICABLE,
+    }
+}
+
 /// Runs `faultline probe`.
 pub async fn probe(args: ProbeArgs, hub: &HubConfig, state_dir: &Path, out: &mut dyn Write) -> u8 {
+    // With --json, stdout carries the one JSON object: what loading says is kept for an error.
+    let mut chatter = Vec::new();
+    let loaded = {
+        let sink: &mut dyn Write = if args.json { &mut chatter } else { out };
+        load(&args.load, hub, state_dir, None, sink).await
+    };
     let Loaded {
         host,
         plugin,
         params,
         lines,
-    } = match load(&args.load, hub, state_dir, None, out).await {
+    } = match loaded {
         Ok(l) => l,
-        Err(code) => return code,
+        Err(code) => {
+            let _ = out.write_all(&chatter);
+            return code;
+        }
     };
     let probe = match plugin {
         Plugin::Probe(p) => p,
@@ -384,26 +413,51 @@ pub async fn probe(args: ProbeArgs, hub: &HubConfig, state_dir: &Path, out: &mut
         }
     };
     let execution = args.load.execution_id.clone().unwrap_or_else(new_id);
-    let start = Instant::now();
-    let r = probe.check(&host, &execution, &params).await;
-    lines.flush(out);
-    match r {
-        Ok(o) => {
-            let verdict = if o.ok { "passed" } else { "FAILED" };
-            let value = o.value.map(|v| format!(" (value {v})")).unwrap_or_default();
-            let _ = writeln!(
+    let checked = probe.judge(&host, &execution, &params).await;
+    if args.json {
+        let log: Vec<serde_json::Value> = lines
+            .take()
+            .into_iter()
+            .map(|l| serde_json::json!({ "level": l.level.to_string(), "message": l.message }))
+            .collect();
+        let mut value = serde_json::json!({
+            "execution": execution,
+            "probe": probe.label(),
+            "digest": probe.digest,
+            "log": log,
+        });
+        if let (Some(v), Ok(serde_json::Value::Object(c))) =
+            (value.as_object_mut(), serde_json::to_value(&checked))
+        {
+            v.extend(c);
+        }
+        let _ = writeln!(out, "{value}");
+    } else {
+        lines.flush(out);
+        let value = checked
+            .value
+            .map(|v| format!(" (value {v})"))
+            .unwrap_or_default();
+        let _ = match checked.verdict {
+            Verdict::Passed | Verdict::Failed => writeln!(
                 out,
-                "probe {verdict} in {:.1} ms: {}{value}",
-                elapsed_ms(start),
-                o.message
-            );
-            if o.ok { EXIT_OK } else { EXIT_PROBE_FAILED }
-        }
-        Err(e) => {
-            let _ = writeln!(out, "probe FAILED: {e}");
-            EXIT_PROBE_FAILED
-        }
+                "probe {} in {:.1} ms: {}{value}",
+                if checked.verdict == Verdict::Passed {
+                    "passed"
+                } else {
+                    "FAILED"
+                },
+                checked.elapsed_ms,
+                checked.message
+            ),
+            Verdict::NotApplicable => writeln!(
+                out,
+                "probe NOT APPLICABLE (it could not run) after {:.1} ms: {}",
+                checked.elapsed_ms, checked.message
+            ),
+        };
     }
+    probe_exit_code(checked.verdict)
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | done; every change reverted (or the probe passed) |
-//! | 1 | the probe ran and failed |
+//! | 1 | the probe ran and the system failed it (an outcome with `ok: false`) |
 //! | 2 | bad usage or bad input (arguments, parameters, files) |
 //! | 3 | the component was refused (contract or policy) |
 //! | 4 | inject or a tick failed (error, trap, deadline); everything it did was reverted |
 //! | 5 | revert failed: the host may still be changed; the journal keeps it for `recover` |
+//! | 6 | the probe could not run (not applicable): it returned an error, trapped, hit a limit or was denied |
 //! | 130, 143 | interrupted by SIGINT or SIGTERM; everything was reverted |
 
 mod agent;
@@ -38,6 +39,8 @@ pub const EXIT_REFUSED: u8 = 3;
 pub const EXIT_INJECT_FAILED: u8 = 4;
 /// Exit code: revert failed.
 pub const EXIT_REVERT_FAILED: u8 = 5;
+/// Exit code: the probe could not run ([`crate::host::Verdict::NotApplicable`]).
+pub const EXIT_PROBE_NOT_APPLICABLE: u8 = 6;
 
 /// Faultline: chaos faults as sandboxed Wasm components, with a rollback you can trust.
 #[derive(Debug, Parser)]

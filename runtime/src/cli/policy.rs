@@ -218,8 +218,14 @@ fn print_grant(g: &GrantReach, out: &mut dyn Write) -> std::io::Result<()> {
             }
         }
     }
-    if !g.outbound.is_empty() {
-        writeln!(out, "  outbound: {}", g.outbound.join(", "))?;
+    if let Some(o) = &g.outbound {
+        writeln!(out, "  outbound: {o}")?;
+    }
+    for p in &g.commands {
+        match &p.unusable {
+            None => writeln!(out, "  command: {} (runs now)", p.rule)?,
+            Some(why) => writeln!(out, "  command: {} — would be refused now: {why}", p.rule)?,
+        }
     }
     if let Some(fs) = &g.filesystem {
         writeln!(

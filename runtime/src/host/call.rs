@@ -18,6 +18,8 @@ pub(super) const STDERR_CAP: usize = 16 * 1024;
 /// Everything one store holds.
 pub struct StoreState {
     pub(super) wasi: WasiCtx,
+    pub(super) http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    pub(super) http: crate::capability::outbound::http::HttpHooks,
     pub(super) table: ResourceTable,
     pub(super) limits: super::limits::Limiter,
     pub(super) cap: Context,
@@ -28,6 +30,16 @@ impl WasiView for StoreState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for StoreState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
         }
     }
 }

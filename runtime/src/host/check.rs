@@ -65,7 +65,8 @@ pub struct Shape {
     pub exports: Vec<String>,
     /// Import names (`faultline:contract/process@0.1.0`, `wasi:io/streams@0.2.3`…).
     pub imports: Vec<String>,
-    /// The contract capabilities it imports.
+    /// The contract capabilities it imports (`wasi:http` and `wasi:sockets` count as
+    /// `outbound`).
     pub capabilities: Vec<Capability>,
 }
 
@@ -170,6 +171,39 @@ const WASI_ALLOWED: &[&str] = &[
     "wasi:random/insecure-seed",
 ];
 
+/// WASI interfaces that reach the network: importing one is using the `outbound` capability
+/// (probes only, and only when granted). UDP is not among them: no probe may import it.
+const WASI_OUTBOUND: &[&str] = &[
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+];
+
+/// The contract capability a WASI import uses, if any (`wasi:http/types@0.2.6` → outbound).
+pub fn wasi_capability(import: &str) -> Option<Capability> {
+    let unversioned = import.split('@').next().unwrap_or(import);
+    WASI_OUTBOUND
+        .contains(&unversioned)
+        .then_some(Capability::Outbound)
+}
+
+/// The first import through which a component uses `capability`, for messages.
+pub fn import_of(shape: &Shape, capability: Capability) -> Option<&str> {
+    shape
+        .imports
+        .iter()
+        .find(|i| {
+            wasi_capability(i) == Some(capability)
+                || contract_interface(i).and_then(|(iface, _)| Capability::from_interface(iface))
+                    == Some(capability)
+        })
+        .map(String::as_str)
+}
+
 /// Reads a component's shape.
 pub fn shape(engine: &Engine, component: &Component) -> Shape {
     let ty = component.component_type();
@@ -179,6 +213,7 @@ pub fn shape(engine: &Engine, component: &Component) -> Shape {
         .iter()
         .filter_map(|i| contract_interface(i))
         .filter_map(|(iface, _)| Capability::from_interface(iface))
+        .chain(imports.iter().filter_map(|i| wasi_capability(i)))
         .collect();
     capabilities.sort();
     capabilities.dedup();
@@ -266,6 +301,15 @@ pub fn check_imports(kind: Kind, shape: &Shape) -> Result<(), Refusal> {
                     });
                 }
                 None => return Err(Refusal::OutsideContract(import.clone())),
+            }
+            continue;
+        }
+        if let Some(c) = wasi_capability(import) {
+            if !kind.may_import(c) {
+                return Err(Refusal::WrongKind {
+                    kind,
+                    interface: import.clone(),
+                });
             }
             continue;
         }

@@ -16,6 +16,7 @@
 //! | `call.rs` | one call: store, deadline, verdict |
 //! | `limits.rs` | one memory cap over a whole store, counts of instances and memories |
 //! | `plugin.rs` | [`FaultPlugin`] and [`ProbePlugin`] |
+//! | `verdict.rs` | a probe's [`Verdict`]: passed, failed, or not applicable |
 //! | `check.rs` | exports and imports against the contract |
 //! | `cache.rs` | compiled components on disk |
 //! | `error.rs` | [`CallError`], [`LoadError`] |
@@ -29,6 +30,7 @@ mod error;
 pub mod limits;
 mod plugin;
 pub mod recover;
+mod verdict;
 
 use crate::capability::{self, Backends, Context, LogLine, LogSink};
 use crate::contract::{self, fault, probe, ticking};
@@ -54,6 +56,7 @@ pub use plugin::{
     FaultPlugin, Injected, MAX_STATE_BYTES, MIN_TICK, Plugin, PluginInfo, ProbePlugin, Reverted,
     TickInput, Ticked,
 };
+pub use verdict::{Checked, NotRun, Verdict};
 
 /// Limits and places of a host.
 #[derive(Debug, Clone)]
@@ -70,6 +73,8 @@ pub struct HostConfig {
     pub state_dir: PathBuf,
     /// The executable that runs stress workers.
     pub worker_exe: PathBuf,
+    /// Body sizes of probes' outbound HTTP (16 MiB of response, 1 MiB of request by default).
+    pub outbound: capability::outbound::client::Limits,
 }
 
 impl HostConfig {
@@ -82,6 +87,7 @@ impl HostConfig {
             revert_timeout: Duration::from_secs(10),
             cache_dir: Some(state_dir.join("cache")),
             worker_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("faultline")),
+            outbound: capability::outbound::client::Limits::default(),
             state_dir,
         }
     }
@@ -142,7 +148,10 @@ impl Host {
         Ok(Host {
             _ticker: engine::Ticker::start(&engine)?,
             engine,
-            backends: Arc::new(Backends::new(config.worker_exe.clone())),
+            backends: Arc::new(Backends::with_limits(
+                config.worker_exe.clone(),
+                config.outbound,
+            )),
             config,
             cache,
             journal,
@@ -171,6 +180,14 @@ impl Host {
     /// The OS backends.
     pub fn backends(&self) -> &Arc<Backends> {
         &self.backends
+    }
+
+    /// Makes `addr` unreachable for every probe, whatever the policy grants: the agent calls
+    /// it with each address its API listens on.
+    pub fn protect_endpoint(&self, addr: std::net::SocketAddr) {
+        if let Ok(outbound) = &self.backends.outbound {
+            outbound.protect(addr);
+        }
     }
 
     /// The wasm engine.
@@ -300,20 +317,22 @@ impl Host {
                     .iter()
                     .any(|d| wit_capability(*d) == *c);
             if !declared {
-                return Err(Refusal::Undeclared(format!(
-                    "{}/{}@{}",
-                    contract::PACKAGE,
-                    c,
-                    contract::VERSION
-                ))
-                .into());
+                let interface = check::import_of(&shape, *c).map_or_else(
+                    || format!("{}/{}@{}", contract::PACKAGE, c, contract::VERSION),
+                    str::to_string,
+                );
+                return Err(Refusal::Undeclared(interface).into());
             }
         }
         let grants = Arc::new(policy.grants_for(identity));
         for c in &shape.capabilities {
             if !grants.allows(*c) {
+                let interface = check::import_of(&shape, *c).map_or_else(
+                    || format!("{}/{}@{}", contract::PACKAGE, c, contract::VERSION),
+                    str::to_string,
+                );
                 return Err(Refusal::NotGranted {
-                    interface: format!("{}/{}@{}", contract::PACKAGE, c, contract::VERSION),
+                    interface,
                     component: identity.label(),
                     rules: grants.rules_text(),
                 }
@@ -365,10 +384,15 @@ impl Host {
     fn pre(&self, kind: Kind, component: &Component, shape: &Shape) -> Result<Which, LoadError> {
         let mut linker: Linker<StoreState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(error::anyhow_of)?;
-        capability::add_to_linker(&mut linker, &shape.capabilities, |s: &mut StoreState| {
-            &mut s.cap
-        })
-        .map_err(error::anyhow_of)?;
+        let capabilities = &shape.capabilities;
+        capability::add_to_linker(&mut linker, capabilities, |s: &mut StoreState| &mut s.cap)
+            .map_err(error::anyhow_of)?;
+        // `wasi:http` only for what may use `outbound` (the import check already refused it
+        // for faults); `wasi:sockets` is linked for all but answers only a granted probe.
+        if kind == Kind::Probe && capabilities.contains(&Capability::Outbound) {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(error::anyhow_of)?;
+        }
         let instance_pre = linker
             .instantiate_pre(component)
             .map_err(|e| Refusal::ExportTypes(format!("{e:#}")))?;
@@ -398,11 +422,39 @@ impl Host {
         })
     }
 
-    fn store(&self, grants: Arc<Grants>, execution: &str) -> (Store<StoreState>, MemoryOutputPipe) {
+    fn store(
+        &self,
+        grants: Arc<Grants>,
+        execution: &str,
+        limit: Duration,
+    ) -> (Store<StoreState>, MemoryOutputPipe) {
         let stderr = MemoryOutputPipe::new(call::STDERR_CAP);
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let outbound = self.backends.outbound.clone();
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(stderr.clone())
+            .allow_udp(false)
+            .allow_tcp(false)
+            .allow_ip_name_lookup(false);
+        if let (true, Ok(outbound)) = (grants.allows(Capability::Outbound), &outbound) {
+            // Every connect is checked against its address, so a lookup only tells the guest
+            // where it may then be refused.
+            wasi.allow_tcp(true)
+                .allow_ip_name_lookup(true)
+                .socket_addr_check(capability::outbound::socket_check(
+                    grants.clone(),
+                    outbound.clone(),
+                    execution.to_string(),
+                ));
+        }
         let state = StoreState {
-            wasi,
+            wasi: wasi.build(),
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http: capability::outbound::http::HttpHooks {
+                grants: grants.clone(),
+                outbound,
+                deadline: Instant::now() + limit,
+                execution: execution.to_string(),
+            },
             table: ResourceTable::new(),
             limits: limits::Limiter::new(self.config.memory_limit),
             cap: Context {
@@ -413,6 +465,7 @@ impl Host {
                 log: self.log.clone(),
                 changes: Vec::new(),
                 gate: self.gate.clone(),
+                deadline: None,
             },
         };
         let mut store = Store::new(&self.engine, state);

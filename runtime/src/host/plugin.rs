@@ -4,7 +4,7 @@
 use super::call::{StoreState, arm_deadline, guest, within};
 use super::check::{Kind, Shape};
 use super::error::{CallError, GuestErrorText};
-use super::{Description, Host, Outcome};
+use super::{Checked, Description, Host, Outcome};
 use crate::contract::types::Error as GuestError;
 use crate::contract::{self, fault, probe, ticking};
 use crate::policy::{Grants, Identity};
@@ -219,8 +219,9 @@ pub(super) async fn call<T>(
     limit: Duration,
     export: impl AsyncFnOnce(&mut Store<StoreState>) -> wasmtime::Result<T>,
 ) -> Result<(T, Vec<u64>), CallError> {
-    let (mut store, stderr) = host.store(grants, execution);
+    let (mut store, stderr) = host.store(grants, execution, limit);
     arm_deadline(&mut store, limit);
+    store.data_mut().cap.deadline = Some(std::time::Instant::now() + limit);
     let r = within(phase, limit, &stderr, export(&mut store)).await?;
     Ok((r, store.data().cap.changes.clone()))
 }
@@ -374,5 +375,13 @@ impl ProbePlugin {
         })
         .await?;
         guest("check", r)
+    }
+
+    /// Runs the probe's `check` once and judges it: passed, failed, or not applicable when it
+    /// could not run (what experiments score).
+    pub async fn judge(&self, host: &Host, execution: &str, params: &str) -> Checked {
+        let start = std::time::Instant::now();
+        let r = self.check(host, execution, params).await;
+        Checked::new(&r, super::elapsed_ms(start))
     }
 }

@@ -2,8 +2,8 @@
 //! its capabilities and operations, and the live processes, cgroups, network namespaces and
 //! interfaces its scopes match, and the space a fill could take in its directories.
 //! `faultline policy explain` prints it; nothing here changes the system (it reads `/proc`, the
-//! cgroup mounts, `/run/netns`, each namespace's interface list and `statvfs` of the granted
-//! directories).
+//! cgroup mounts, `/run/netns`, each namespace's interface list, `statvfs` of the granted
+//! directories and the metadata of each allow-listed program).
 //!
 //! The same matchers as the capabilities' scope checks are used ([`ProcessScope::matches`],
 //! [`crate::capability::process::linux::never_in_scope`]), so what is shown is what a call would
@@ -63,8 +63,10 @@ pub struct GrantReach {
     pub cgroups: Vec<SubtreeReach>,
     /// Its network scope; `None` when it lists no namespace.
     pub network: Option<NetworkReach>,
-    /// Hosts a probe may reach, as written.
-    pub outbound: Vec<String>,
+    /// Where a probe may connect, in words; `None` when the grant lists no destination.
+    pub outbound: Option<String>,
+    /// Programs a probe may run, and whether the host would run each now.
+    pub commands: Vec<ProgramReach>,
     /// Its filesystem directories; `None` when it lists none.
     pub filesystem: Option<FilesystemReach>,
 }
@@ -94,6 +96,17 @@ pub struct DirectoryReach {
     /// Why it could not be read, if it could not (gone, swapped for a symlink).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// An allow-listed program and whether it can be run now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramReach {
+    /// The rule as written (`"/usr/bin/pg_isready"` or `{ path = …, args = […] }`).
+    pub rule: String,
+    /// Why the host would refuse to run it now (missing, a symlink, writable by others…);
+    /// `None` when it would run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
 }
 
 /// The live processes a process scope covers.
@@ -236,7 +249,22 @@ pub fn explain(policy: &Policy) -> Explanation {
                 })
                 .collect(),
             network: network_reach(g, &named),
-            outbound: g.outbound.iter().map(|h| h.text.clone()).collect(),
+            outbound: (!g.outbound.is_empty()).then(|| {
+                format!(
+                    "{} (checked against the resolved address; the agent's own API is never reachable)",
+                    g.outbound.describe()
+                )
+            }),
+            commands: g
+                .command
+                .iter()
+                .map(|p| ProgramReach {
+                    rule: p.text(),
+                    unusable: crate::capability::command::linux::check_program(&p.path)
+                        .err()
+                        .map(|e| e.to_string()),
+                })
+                .collect(),
             filesystem: filesystem_reach(g),
         })
         .collect();
@@ -393,6 +421,30 @@ impl Users {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_allow_listed_program_says_whether_it_would_run_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("true");
+        std::os::unix::fs::symlink("/usr/bin/true", &link).unwrap();
+        let policy = Policy::parse(&format!(
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"command\"]\ncommand = {{ programs = [\"/usr/bin/true\", {:?}, {{ path = \"/nonexistent/x\", args = [\"-v\"] }}] }}\n",
+            link.display().to_string()
+        ))
+        .unwrap();
+        let e = explain(&policy);
+        let c = &e.grants[0].commands;
+        assert_eq!(c[0].rule, "\"/usr/bin/true\"");
+        assert_eq!(c[0].unusable, None);
+        assert!(
+            c[1].unusable
+                .as_ref()
+                .unwrap()
+                .contains("is a symlink (to /usr/bin/true)")
+        );
+        assert_eq!(c[2].rule, r#"{ path = "/nonexistent/x", args = ["-v"] }"#);
+        assert!(c[2].unusable.as_ref().unwrap().contains("does not exist"));
+    }
 
     #[test]
     fn the_test_process_is_explained_by_pid_and_never_its_parent() {

@@ -8,8 +8,9 @@
 //! process = { names = ["nginx"], cmdlines = ["^/usr/bin/java .*app.jar"], signals = ["stop", "cont"], stress = ["cpu"] }
 //! cgroup = { subtrees = ["/system.slice/nginx.service"] }
 //! network = { namespaces = ["host", "pid", "named:app-*"], interfaces = ["eth0"], destinations = ["10.0.0.0/8"], ports = ["80", "8000-8100"] }
-//! outbound = { hosts = ["127.0.0.1:8080"] }
+//! outbound = { destinations = ["127.0.0.1"], ports = [8080], hosts = ["localhost"] }
 //! filesystem = { directories = ["/var/tmp/chaos"], reserve = "10%" }
+//! command = { programs = ["/usr/bin/pg_isready", { path = "/usr/bin/systemctl", args = ["is-active", "nginx*"] }] }
 //! ```
 //!
 //! Every value is compiled when the policy is read ([`scope`]); a bad one is an error naming the
@@ -23,8 +24,8 @@ pub mod explain;
 pub mod scope;
 
 pub use scope::{
-    CgroupPath, Criterion, FilesystemScope, Globs, GrantedDirectory, NetworkScope, OutboundHost,
-    PortRange, ProcessScope, Reserve, SignalName, StressKind,
+    ArgGlob, CgroupPath, Criterion, FilesystemScope, Globs, GrantedDirectory, NetworkScope,
+    OutboundScope, PortRange, ProcessScope, ProgramRule, Reserve, SignalName, StressKind,
 };
 
 use anyhow::{Context as _, Result};
@@ -211,8 +212,10 @@ pub struct Grant {
     pub cgroup: Vec<CgroupPath>,
     /// Network scope.
     pub network: NetworkScope,
-    /// Hosts a probe may reach.
-    pub outbound: Vec<OutboundHost>,
+    /// Where a probe may connect.
+    pub outbound: OutboundScope,
+    /// Programs a probe may run.
+    pub command: Vec<ProgramRule>,
     /// Directories faults may fill and load, and the free space they must leave.
     pub filesystem: FilesystemScope,
 }
@@ -254,6 +257,7 @@ struct RawGrant {
     outbound: scope::RawOutbound,
     #[serde(default)]
     filesystem: scope::RawFilesystem,
+    command: scope::RawCommand,
 }
 
 impl RawGrant {
@@ -282,6 +286,7 @@ impl RawGrant {
             network: self.network.compile().map_err(located)?,
             outbound: self.outbound.compile().map_err(located)?,
             filesystem: self.filesystem.compile().map_err(located)?,
+            command: self.command.compile().map_err(located)?,
         })
     }
 }
@@ -390,13 +395,22 @@ impl Policy {
                 rule: rule.clone(),
                 scope: g.network.clone(),
             });
+            merged.command.extend(g.command.iter().map(|p| Scoped {
+                rule: g.rule(),
+                scope: p.clone(),
+            }));
+            if !g.outbound.is_empty() {
+                merged.outbound.push(Scoped {
+                    rule: rule.clone(),
+                    scope: g.outbound.clone(),
+                });
+            }
             if !g.filesystem.directories.is_empty() {
                 merged.filesystem.push(Scoped {
                     rule,
                     scope: g.filesystem.clone(),
                 });
             }
-            merged.outbound.extend(g.outbound.iter().cloned());
         }
         merged.capabilities.sort();
         merged
@@ -428,8 +442,10 @@ pub struct Grants {
     pub cgroup: Vec<CgroupPath>,
     /// Each matching grant's network scope; a call must fit one of them entirely.
     pub network: Vec<Scoped<NetworkScope>>,
-    /// Outbound hosts (the union over the matching grants).
-    pub outbound: Vec<OutboundHost>,
+    /// Each matching grant's outbound scope; a connection must fit one of them.
+    pub outbound: Vec<Scoped<OutboundScope>>,
+    /// Programs a probe may run, each with its grant (the union over the matching grants).
+    pub command: Vec<Scoped<ProgramRule>>,
     /// Each matching grant's filesystem scope (grants without directories left out). A
     /// directory is in scope when one of them covers it; a fill keeps the largest reserve of
     /// the grants that cover its directory.
@@ -532,7 +548,7 @@ mod tests {
     fn the_documented_example_parses() {
         let text = include_str!("../../../docs/policy.example.toml");
         let p = Policy::parse(text).unwrap();
-        assert_eq!(p.grants.len(), 5);
+        assert_eq!(p.grants.len(), 6);
     }
 
     /// `text` as grant 2 of a policy whose grant 1 is fine.
@@ -611,8 +627,44 @@ mod tests {
                 r#"grant 2: cgroup.subtrees[1]: "/a/../b" contains `..`"#,
             ),
             (
-                r#"outbound = { hosts = ["127.0.0.1:http"] }"#,
-                r#"grant 2: outbound.hosts[0]: "127.0.0.1:http": "http" is not a port or `*`"#,
+                r#"outbound = { destinations = ["127.0.0.1"], hosts = ["127.0.0.1:8080"] }"#,
+                r#"grant 2: outbound.hosts[0]: "127.0.0.1:8080" is not a host-name glob: addresses go in `outbound.destinations`"#,
+            ),
+            (
+                r#"outbound = { destinations = ["localhost"] }"#,
+                r#"grant 2: outbound.destinations[0]: "localhost" is not a CIDR or an address (names go in `outbound.hosts`)"#,
+            ),
+            (
+                r#"outbound = { hosts = ["localhost"] }"#,
+                "grant 2: outbound.destinations: no destination is listed, so nothing is reachable",
+            ),
+            (
+                r#"outbound = { destinations = ["::1"], ports = [] }"#,
+                "grant 2: outbound.ports: an empty list is ambiguous",
+            ),
+            (
+                r#"outbound = { destinations = ["::1"], hosts = ["a[b"] }"#,
+                r#"grant 2: outbound.hosts[0]: "a[b" is not a glob"#,
+            ),
+            (
+                r#"command = { programs = ["/bin/true", "pg_isready"] }"#,
+                r#"grant 2: command.programs[1]: "pg_isready" is not an absolute path"#,
+            ),
+            (
+                r#"command = { programs = ["/usr/bin/../bin/sh"] }"#,
+                r#"grant 2: command.programs[0]: "/usr/bin/../bin/sh" contains `..`"#,
+            ),
+            (
+                r#"command = { programs = ["/usr//bin/true"] }"#,
+                r#"grant 2: command.programs[0]: "/usr//bin/true" has an empty component"#,
+            ),
+            (
+                r#"command = { programs = ["/usr/bin/"] }"#,
+                r#"grant 2: command.programs[0]: "/usr/bin/" has an empty component"#,
+            ),
+            (
+                r#"command = { programs = [{ path = "/usr/bin/x", args = ["ok", "[z-a]"] }] }"#,
+                r#"grant 2: command.programs[0].args[1]: "[z-a]" is not a glob"#,
             ),
         ];
         for (grant, expected) in cases {
@@ -746,6 +798,47 @@ mod tests {
     }
 
     #[test]
+    fn command_rules_fix_the_path_and_optionally_each_argument() {
+        let p = Policy::parse(
+            r#"
+            [[grant]]
+            component = "*"
+            capabilities = ["command"]
+            command = { programs = ["/usr/bin/true", { path = "/usr/bin/pg_isready", args = ["-h", "127.0.0.*", "-p", "5432"] }] }
+            "#,
+        )
+        .unwrap();
+        let rules = &p.grants[0].command;
+        assert_eq!(rules[0].path, "/usr/bin/true");
+        assert!(rules[0].refuses(&vec!["anything".to_string(); 3]).is_none());
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(
+            rules[1]
+                .refuses(&args(&["-h", "127.0.0.1", "-p", "5432"]))
+                .is_none()
+        );
+        assert_eq!(
+            rules[1]
+                .refuses(&args(&["-h", "10.0.0.1", "-p", "5432"]))
+                .unwrap(),
+            r#"argument 1 "10.0.0.1" does not match "127.0.0.*""#
+        );
+        assert!(
+            rules[1]
+                .refuses(&args(&["-h", "127.0.0.1"]))
+                .unwrap()
+                .contains("exactly 4 argument(s) here, 2 given")
+        );
+        assert_eq!(
+            rules[1].text(),
+            r#"{ path = "/usr/bin/pg_isready", args = ["-h", "127.0.0.*", "-p", "5432"] }"#
+        );
+        let g = p.grants_for(&Identity::local("sha256:00"));
+        assert_eq!(g.command.len(), 2);
+        assert_eq!(g.command[0].rule, "grant 1 (*)");
+    }
+
+    #[test]
     fn values_are_compiled_once_into_types() {
         let p = Policy::parse(
             r#"
@@ -755,7 +848,7 @@ mod tests {
             process = { names = ["nginx"], signals = ["stop", "cont", "stop"], stress = ["io"] }
             cgroup = { subtrees = ["/a//b/"] }
             network = { namespaces = ["host", "named:flt-*"], interfaces = ["veth*1"], destinations = ["10.1.2.3/8", "::1"], ports = [53, "8000-8100"] }
-            outbound = { hosts = ["*.example.org:443", "localhost"] }
+            outbound = { destinations = ["10.0.0.0/8", "::ffff:127.0.0.1"], ports = [443, "8000-8100"], hosts = ["*.example.org", "localhost"] }
             "#,
         )
         .unwrap();
@@ -782,9 +875,18 @@ mod tests {
             }
         );
         assert!(ports[1].covers(8000, 8050) && !ports[1].covers(7999, 8000));
-        assert!(g.outbound[0].allows("api.example.org", 443));
-        assert!(!g.outbound[0].allows("api.example.org", 80));
-        assert!(g.outbound[1].allows("localhost", 9));
+        let o = &g.outbound;
+        let at = |a: &str| a.parse::<std::net::SocketAddr>().unwrap();
+        assert!(o.allows(Some("api.example.org"), at("10.1.2.3:443")));
+        assert!(o.allows(Some("API.example.org"), at("10.1.2.3:8050")));
+        assert!(!o.allows(Some("api.example.org"), at("10.1.2.3:80")));
+        assert!(!o.allows(Some("evil.org"), at("10.1.2.3:443")));
+        // A granted name resolving outside the destinations is denied: no rebinding.
+        assert!(!o.allows(Some("localhost"), at("192.168.1.1:443")));
+        // Mapped addresses are judged as the IPv4 address they are.
+        assert!(o.allows(None, at("127.0.0.1:443")));
+        assert!(o.allows(None, at("[::ffff:10.0.0.1]:443")));
+        assert!(!o.allows(None, at("[::1]:443")));
         // An omitted list allows any destination and any port; that is different from a list.
         let open = Policy::parse(
             "[[grant]]\ncomponent = \"*\"\ncapabilities = []\nnetwork = { interfaces = [\"lo\"] }",

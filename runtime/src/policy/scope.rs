@@ -367,20 +367,170 @@ pub struct NetworkScope {
     pub ports: Option<Vec<PortRange>>,
 }
 
-/// One `host:port` a probe may reach; the host is a glob, the port `*` for any.
-#[derive(Debug, Clone)]
-pub struct OutboundHost {
-    /// As written.
-    pub text: String,
-    host: Globs,
-    port: Option<u16>,
+/// Where a probe may connect (`outbound`): every HTTP request and TCP connect is checked against
+/// the address it goes to, after any name was resolved, so a name cannot lead elsewhere. A
+/// connection fits the grant when its address lies in one of `destinations` AND its port in one
+/// of `ports` (omitted: any port) AND, when it was asked for by name and `hosts` is listed, that
+/// name matches one of `hosts`.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundScope {
+    /// Networks connections may go to; none reachable when empty.
+    pub destinations: Vec<IpNet>,
+    /// Port ranges; `None` (field omitted) allows any port.
+    pub ports: Option<Vec<PortRange>>,
+    /// Globs over the host name in a URL or connect call; `None` (field omitted) allows any
+    /// name, whose addresses are still checked.
+    pub hosts: Option<Globs>,
 }
 
-impl OutboundHost {
-    /// Whether `host:port` is allowed by this entry.
-    pub fn allows(&self, host: &str, port: u16) -> bool {
-        self.host.is_match(host) && self.port.is_none_or(|p| p == port)
+impl OutboundScope {
+    /// Whether a connection to `addr`, asked for as `name` (none for an address literal), fits.
+    pub fn allows(&self, name: Option<&str>, addr: std::net::SocketAddr) -> bool {
+        let ip = canonical_ip(addr.ip());
+        self.destinations.iter().any(|n| n.contains(&ip))
+            && self
+                .ports
+                .as_ref()
+                .is_none_or(|p| p.iter().any(|r| r.covers(addr.port(), addr.port())))
+            && self.name_allowed(name)
     }
+
+    /// Whether `name` (none for an address literal) passes the `hosts` filter.
+    pub fn name_allowed(&self, name: Option<&str>) -> bool {
+        match (name, &self.hosts) {
+            (Some(name), Some(hosts)) => hosts.is_match(&name.to_ascii_lowercase()),
+            _ => true,
+        }
+    }
+
+    /// Whether nothing is reachable through it.
+    pub fn is_empty(&self) -> bool {
+        self.destinations.is_empty()
+    }
+
+    /// The scope in words, for `policy explain` and denials.
+    pub fn describe(&self) -> String {
+        let list = |v: Vec<String>| v.join(", ");
+        let to = list(self.destinations.iter().map(|d| d.to_string()).collect());
+        let ports = match &self.ports {
+            None => "any port".to_string(),
+            Some(p) => format!("ports {}", list(p.iter().map(|r| r.to_string()).collect())),
+        };
+        let names = match &self.hosts {
+            None => "any name resolving there".to_string(),
+            Some(h) => format!("names {}", h.patterns().join(", ")),
+        };
+        format!("{to} on {ports}, {names}")
+    }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it is, since
+/// connections are judged by [`canonical_ip`].
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is, so `::ffff:127.0.0.1` is judged as
+/// `127.0.0.1`.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// A program a command grant allows, named by its absolute path, and the arguments it may get.
+#[derive(Debug, Clone)]
+pub struct ProgramRule {
+    /// The absolute path, as written (no `.`, `..`, `//` or trailing `/`): the guest must name
+    /// exactly this.
+    pub path: String,
+    /// One glob per argument position; `None` when the grant lists no `args` (any arguments).
+    pub args: Option<Vec<ArgGlob>>,
+}
+
+/// One argument glob of a [`ProgramRule`]: `*` matches any text, `/` included (arguments are
+/// not paths).
+#[derive(Debug, Clone)]
+pub struct ArgGlob {
+    /// As written.
+    pub text: String,
+    matcher: globset::GlobMatcher,
+}
+
+impl ArgGlob {
+    /// Whether `arg` matches.
+    pub fn is_match(&self, arg: &str) -> bool {
+        self.matcher.is_match(arg)
+    }
+}
+
+impl ProgramRule {
+    /// Why `args` do not fit this rule, or `None` when they do: with `args` in the grant, the
+    /// call must have exactly that many arguments, each matching the glob at its position.
+    pub fn refuses(&self, args: &[String]) -> Option<String> {
+        let globs = self.args.as_ref()?;
+        if globs.len() != args.len() {
+            return Some(format!(
+                "{} takes exactly {} argument(s) here, {} given",
+                self.path,
+                globs.len(),
+                args.len()
+            ));
+        }
+        globs
+            .iter()
+            .zip(args)
+            .enumerate()
+            .find(|(_, (g, a))| !g.is_match(a))
+            .map(|(i, (g, a))| format!("argument {i} {a:?} does not match {:?}", g.text))
+    }
+
+    /// The rule as a policy writes it, for messages.
+    pub fn text(&self) -> String {
+        match &self.args {
+            None => format!("{:?}", self.path),
+            Some(globs) => {
+                let globs: Vec<String> = globs.iter().map(|g| format!("{:?}", g.text)).collect();
+                format!(
+                    "{{ path = {:?}, args = [{}] }}",
+                    self.path,
+                    globs.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// Validates a program path: absolute, no NUL, no `.` or `..`, no `//`, no trailing `/`.
+fn program_path(text: &str) -> Result<String, String> {
+    if text.contains('\0') {
+        return Err(format!("{text:?} contains a NUL byte"));
+    }
+    if !text.starts_with('/') {
+        return Err(format!("{text:?} is not an absolute path"));
+    }
+    if text.len() > 4096 {
+        return Err(format!("{text:?} is longer than 4096 bytes"));
+    }
+    let parts: Vec<&str> = text[1..].split('/').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!(
+            "{text:?} has an empty component (`//` or a trailing `/`): write the path as the program will be named"
+        ));
+    }
+    if let Some(p) = parts.iter().find(|p| **p == "." || **p == "..") {
+        return Err(format!("{text:?} contains `{p}`"));
+    }
+    Ok(text.to_string())
 }
 
 /// Directory trees no filesystem grant may name: the root (it would grant every path) and the
@@ -575,6 +725,20 @@ pub(super) enum RawPort {
     Text(String),
 }
 
+impl RawPort {
+    fn compile(&self) -> Result<PortRange, String> {
+        match self {
+            RawPort::Number(n) => u16::try_from(*n)
+                .map(|port| PortRange {
+                    first: port,
+                    last: port,
+                })
+                .map_err(|_| format!("{n} is not a port")),
+            RawPort::Text(t) => PortRange::parse(t),
+        }
+    }
+}
+
 /// The scope tables as the file spells them.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -633,7 +797,25 @@ pub(super) struct RawFilesystem {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOutbound {
     #[serde(default)]
-    hosts: Vec<String>,
+    destinations: Vec<String>,
+    ports: Option<Vec<RawPort>>,
+    hosts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCommand {
+    #[serde(default)]
+    programs: Vec<RawProgram>,
+}
+
+/// A program as TOML may write it: `"/usr/bin/pg_isready"` (any arguments) or
+/// `{ path = "/usr/bin/pg_isready", args = ["-h", "127.0.0.1"] }`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawProgram {
+    Path(String),
+    Rule { path: String, args: Vec<String> },
 }
 
 /// Maps each `(index, value)` of a list through `parse`, naming `field[index]` on error.
@@ -730,15 +912,7 @@ impl RawNetwork {
                         .to_string(),
                 ));
             }
-            scope.ports = Some(each("network.ports", p, |raw| match raw {
-                RawPort::Number(n) => u16::try_from(*n)
-                    .map(|port| PortRange {
-                        first: port,
-                        last: port,
-                    })
-                    .map_err(|_| format!("{n} is not a port")),
-                RawPort::Text(t) => PortRange::parse(t),
-            })?);
+            scope.ports = Some(each("network.ports", p, RawPort::compile)?);
         }
         Ok(scope)
     }
@@ -764,28 +938,98 @@ impl RawFilesystem {
 }
 
 impl RawOutbound {
-    pub(super) fn compile(&self) -> Result<Vec<OutboundHost>, Located> {
+    pub(super) fn compile(&self) -> Result<OutboundScope, Located> {
+        let destinations = each("outbound.destinations", &self.destinations, |text| {
+            parse_net(text).map(canonical_net).ok_or_else(|| {
+                format!("{text:?} is not a CIDR or an address (names go in `outbound.hosts`)")
+            })
+        })?;
+        let ports = match &self.ports {
+            Some(p) if p.is_empty() => {
+                return Err(Located::new(
+                    "outbound.ports".to_string(),
+                    "an empty list is ambiguous: omit the field to allow any port, or list ports"
+                        .to_string(),
+                ));
+            }
+            Some(p) => Some(each("outbound.ports", p, RawPort::compile)?),
+            None => None,
+        };
+        let hosts = match &self.hosts {
+            Some(h) if h.is_empty() => {
+                return Err(Located::new(
+                    "outbound.hosts".to_string(),
+                    "an empty list is ambiguous: omit the field to allow any name, or list globs"
+                        .to_string(),
+                ));
+            }
+            Some(h) => {
+                for (i, text) in h.iter().enumerate() {
+                    // 0.1 policies wrote `hosts = ["127.0.0.1:8080"]`: an address (or a port)
+                    // there would read as a name that never matches; say where it goes instead.
+                    let field = format!("outbound.hosts[{i}]");
+                    if text.contains(':') || parse_net(text).is_some() {
+                        return Err(Located::new(
+                            field,
+                            format!(
+                                "{text:?} is not a host-name glob: addresses go in \
+                                 `outbound.destinations`, ports in `outbound.ports`"
+                            ),
+                        ));
+                    }
+                }
+                // Names are case-insensitive: patterns and names are both compared in lowercase.
+                let lower: Vec<String> = h.iter().map(|g| g.to_ascii_lowercase()).collect();
+                Some(globs(
+                    lower
+                        .iter()
+                        .enumerate()
+                        .map(|(i, g)| (format!("outbound.hosts[{i}]"), g.as_str())),
+                )?)
+            }
+            None => None,
+        };
+        if destinations.is_empty() && (ports.is_some() || hosts.is_some()) {
+            return Err(Located::new(
+                "outbound.destinations".to_string(),
+                "no destination is listed, so nothing is reachable: list the networks the names \
+                 may resolve to (`127.0.0.1`, `10.0.0.0/8`)"
+                    .to_string(),
+            ));
+        }
+        Ok(OutboundScope {
+            destinations,
+            ports,
+            hosts,
+        })
+    }
+}
+
+impl RawCommand {
+    pub(super) fn compile(&self) -> Result<Vec<ProgramRule>, Located> {
         let mut out = Vec::new();
-        for (i, text) in self.hosts.iter().enumerate() {
-            let field = format!("outbound.hosts[{i}]");
-            let (host, port) = text.rsplit_once(':').unwrap_or((text.as_str(), "*"));
-            let port = match port {
-                "*" => None,
-                p => Some(p.parse::<u16>().map_err(|_| {
-                    Located::new(
-                        field.clone(),
-                        format!("{text:?}: {p:?} is not a port or `*`"),
-                    )
+        for (i, raw) in self.programs.iter().enumerate() {
+            let field = format!("command.programs[{i}]");
+            let (path, args) = match raw {
+                RawProgram::Path(p) => (p, None),
+                RawProgram::Rule { path, args } => (path, Some(args)),
+            };
+            let path = program_path(path).map_err(|p| Located::new(field.clone(), p))?;
+            let args = match args {
+                None => None,
+                Some(args) => Some(each(&format!("{field}.args"), args, |text| {
+                    let matcher = GlobBuilder::new(text)
+                        .literal_separator(false)
+                        .build()
+                        .map_err(|e| format!("{text:?} is not a glob: {}", e.kind()))?
+                        .compile_matcher();
+                    Ok(ArgGlob {
+                        text: text.clone(),
+                        matcher,
+                    })
                 })?),
             };
-            if host.is_empty() {
-                return Err(Located::new(field, format!("{text:?} has no host")));
-            }
-            out.push(OutboundHost {
-                text: text.clone(),
-                host: globs([(field, host)])?,
-                port,
-            });
+            out.push(ProgramRule { path, args });
         }
         Ok(out)
     }
