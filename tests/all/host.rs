@@ -28,7 +28,10 @@ async fn an_import_outside_the_contract_is_refused_by_name() {
         faultline_tests::load_fault(&host, &wasm(c::OUTSIDE_CONTRACT), &Policy::default()).await,
     );
     // `wasi:sockets` is the `outbound` capability, which only probes may use.
-    assert!(msg.starts_with("a fault may not import 'wasi:sockets/"), "{msg}");
+    assert!(
+        msg.starts_with("a fault may not import 'wasi:sockets/"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
