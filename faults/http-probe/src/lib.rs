@@ -239,6 +239,10 @@ impl Params {
     }
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 fn number(v: &serde_json::Value) -> Option<f64> {
     v.as_f64()
 }
@@ -255,7 +259,7 @@ fn judge(plan: &Plan, status: u16, body: &[u8], elapsed: Duration) -> Option<Str
     if let Some(max) = plan.max_time
         && elapsed > max
     {
-        return Some(format!("took {elapsed:?}, more than {max:?}"));
+        return Some(format!("took {:.1} ms, more than {max:?}", ms(elapsed)));
     }
     if let Some(re) = &plan.regex {
         let text = String::from_utf8_lossy(body);
@@ -334,7 +338,7 @@ impl Probe for HttpProbe {
                     match judge(&plan, status, &body, elapsed) {
                         None => {
                             passed += 1;
-                            last = format!("status {status} in {elapsed:?}");
+                            last = format!("status {status} in {:.1} ms", ms(elapsed));
                         }
                         Some(why) => last = why,
                     }

@@ -513,3 +513,63 @@ impl Body for Capped {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::policy::{Identity, Policy};
+
+    fn grants(scope: &str) -> Grants {
+        let p = Policy::parse(&format!(
+            "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"outbound\"]\noutbound = {{ {scope} }}\n"
+        ))
+        .unwrap();
+        p.grants_for(&Identity::local("sha256:00"))
+    }
+
+    #[test]
+    fn the_check_is_on_the_address_and_protected_endpoints_always_lose() {
+        let o = Outbound::new(Limits::default()).unwrap();
+        let g = grants(r#"destinations = ["127.0.0.0/8", "::1"], ports = ["8000-8100"]"#);
+        let at = |a: &str| a.parse::<SocketAddr>().unwrap();
+        assert!(o.check(&g, None, at("127.0.0.1:8080")).is_ok());
+        assert!(o.check(&g, Some("anything"), at("[::1]:8000")).is_ok());
+        assert!(o.check(&g, None, at("[::ffff:127.0.0.9]:8001")).is_ok());
+        let e = o.check(&g, Some("db"), at("10.0.0.1:8080")).unwrap_err();
+        assert!(
+            e.starts_with("db (10.0.0.1:8080) is outside the outbound scope"),
+            "{e}"
+        );
+        assert!(e.contains("grant 1 (*)"), "{e}");
+        assert!(o.check(&g, None, at("127.0.0.1:9000")).is_err());
+        // Granted, but the agent's API: never.
+        o.protect(at("127.0.0.1:8080"));
+        let e = o.check(&g, None, at("127.0.0.1:8080")).unwrap_err();
+        assert!(e.contains("the agent's own API"), "{e}");
+        assert!(o.check(&g, None, at("[::ffff:127.0.0.1]:8080")).is_err());
+        // Another loopback address on that port is another socket.
+        assert!(o.check(&g, None, at("127.0.0.2:8080")).is_ok());
+        // An agent on the unspecified address protects its port everywhere.
+        o.protect(at("0.0.0.0:8090"));
+        assert!(o.check(&g, None, at("127.0.0.5:8090")).is_err());
+        assert!(o.check(&g, None, at("0.0.0.0:8000")).is_err());
+        assert!(
+            o.check(
+                &grants(r#"destinations = ["0.0.0.0/0"]"#),
+                None,
+                at("0.0.0.0:1")
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn stage_timeouts_never_outlive_the_call() {
+        let t = Timeouts::all(Duration::from_secs(30)).within(Duration::from_millis(200));
+        assert_eq!(t.connect, Duration::from_millis(200));
+        assert_eq!(t.between_bytes, Duration::from_millis(200));
+        let t = Timeouts::all(Duration::from_secs(1)).within(Duration::ZERO);
+        assert_eq!(t.first_byte, Duration::from_millis(1));
+    }
+}
