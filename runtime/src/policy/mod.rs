@@ -257,6 +257,7 @@ struct RawGrant {
     outbound: scope::RawOutbound,
     #[serde(default)]
     filesystem: scope::RawFilesystem,
+    #[serde(default)]
     command: scope::RawCommand,
 }
 
