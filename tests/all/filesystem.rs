@@ -481,6 +481,7 @@ fn context(policy: &str, journal: &Path) -> Context {
         log: faultline::host::tracing_log(),
         changes: Vec::new(),
         gate: Arc::new(tokio::sync::RwLock::new(())),
+        deadline: None,
     }
 }
 
