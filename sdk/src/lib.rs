@@ -107,6 +107,8 @@ pub mod command;
 mod fault;
 #[cfg(feature = "fault")]
 pub mod filesystem;
+#[cfg(feature = "probe")]
+pub mod http;
 #[cfg(any(feature = "fault", feature = "probe"))]
 pub mod log;
 #[cfg(feature = "fault")]

@@ -7,10 +7,7 @@
 //! request the host denies or parameters that make no sense are an error (the probe could not
 //! run).
 
-mod request;
-
-use faultline_sdk::{Capability, Error, Outcome, Probe, ProbeContext};
-use request::{Exchange, Failure};
+use faultline_sdk::{Capability, Error, Outcome, Probe, ProbeContext, http};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -108,7 +105,7 @@ struct Params {
 
 /// Parameters checked and compiled.
 struct Plan {
-    exchange: Exchange,
+    request: http::Request,
     statuses: Vec<(u16, u16)>,
     regex: Option<regex_lite::Regex>,
     json: Option<JsonCheck>,
@@ -212,15 +209,22 @@ impl Params {
                 self.success_rate
             )));
         }
-        let exchange = Exchange::new(
-            &self.method,
-            &self.url,
-            &self.headers,
-            self.body.as_deref().unwrap_or_default().as_bytes(),
-            duration("timeout", &self.timeout)?,
-        )?;
+        let timeout = duration("timeout", &self.timeout)?;
+        let url = http::Url::parse(&self.url).map_err(|e| invalid(format!("url: {e}")))?;
+        let method =
+            http::Method::parse(&self.method).map_err(|e| invalid(format!("method: {e}")))?;
+        if timeout.is_zero() {
+            return Err(invalid("timeout: must be more than 0".into()));
+        }
+        let request = http::Request {
+            method,
+            url,
+            headers: self.headers.clone().into_iter().collect(),
+            body: self.body.clone().unwrap_or_default().into_bytes(),
+            timeout,
+        };
         Ok(Plan {
-            exchange,
+            request,
             statuses,
             regex,
             json: self.json.as_ref().map(|j| JsonCheck {
@@ -329,10 +333,13 @@ impl Probe for HttpProbe {
             if let Some(wait) = due.checked_sub(start.elapsed()) {
                 std::thread::sleep(wait);
             }
-            let t = Instant::now();
-            match plan.exchange.send(KEPT_BODY) {
-                Ok((status, body)) => {
-                    let elapsed = t.elapsed();
+            match http::send(&plan.request, KEPT_BODY, http::Rest::Drain) {
+                Ok(http::Response {
+                    status,
+                    body,
+                    elapsed,
+                    ..
+                }) => {
                     completed += 1;
                     total_ms += elapsed.as_secs_f64() * 1000.0;
                     match judge(&plan, status, &body, elapsed) {
@@ -344,9 +351,7 @@ impl Probe for HttpProbe {
                     }
                 }
                 // The host refused the request: the probe cannot run, whatever the service does.
-                Err(Failure::Denied(why)) => return Err(Error::Denied(why)),
-                Err(Failure::Invalid(why)) => return Err(Error::Invalid(why)),
-                Err(Failure::Service(why)) => last = why,
+                Err(failure) => last = failure.service()?,
             }
         }
         let total = plan.requests;
@@ -358,11 +363,7 @@ impl Probe for HttpProbe {
             0.0
         };
         let message = if total == 1 {
-            format!(
-                "{} {}: {last}",
-                plan.exchange.method_name(),
-                plan.exchange.url()
-            )
+            format!("{} {}: {last}", plan.request.method, params.url)
         } else {
             format!(
                 "{passed} of {total} requests passed ({share:.1}%, {:.1}% required), {completed} completed, mean {mean:.1} ms; last: {last}",

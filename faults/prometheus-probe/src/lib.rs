@@ -8,9 +8,7 @@
 //! denies the URL, the query is malformed (`bad_data`: the probe's own mistake says nothing
 //! about the system), the result is a range vector or a string, or the response passes 1 MiB.
 
-mod http;
-
-use faultline_sdk::{Capability, Error, Outcome, Probe, ProbeContext};
+use faultline_sdk::{Capability, Error, Outcome, Probe, ProbeContext, http};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
@@ -78,9 +76,8 @@ struct Params {
 
 /// Parameters checked and compiled.
 struct Plan {
-    https: bool,
-    authority: String,
-    path: String,
+    /// The server's base URL, without a final `/`.
+    base: http::Url,
     timeout: Duration,
     test: Test,
 }
@@ -129,8 +126,15 @@ impl Test {
 
 impl Params {
     fn plan(&self) -> Result<Plan, Error> {
-        let (https, authority, path) =
-            http::split(&self.url).map_err(|e| Error::invalid(format!("url: {e}")))?;
+        let mut base =
+            http::Url::parse(&self.url).map_err(|e| Error::invalid(format!("url: {e}")))?;
+        if base.path.contains(['?', '#']) {
+            return Err(Error::invalid(format!(
+                "url: {:?}: give the server's base URL, without a query",
+                self.url
+            )));
+        }
+        base.path.truncate(base.path.trim_end_matches('/').len());
         if self.query.trim().is_empty() {
             return Err(Error::invalid("query is empty"));
         }
@@ -162,9 +166,7 @@ impl Params {
             }
         };
         Ok(Plan {
-            https,
-            authority,
-            path,
+            base,
             timeout,
             test,
         })
@@ -311,14 +313,15 @@ impl Probe for PrometheusProbe {
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("query", &params.query)
             .finish();
-        let path = format!("{}/api/v1/query?{query}", plan.path);
-        let response = match http::get(plan.https, &plan.authority, &path, plan.timeout, BODY_CAP) {
+        let url = http::Url {
+            path: format!("{}/api/v1/query?{query}", plan.base.path),
+            ..plan.base
+        };
+        let mut request = http::Request::get(url, plan.timeout);
+        request.headers = vec![("accept".into(), "application/json".into())];
+        let response = match http::send(&request, BODY_CAP, http::Rest::Stop) {
             Ok(r) => r,
-            Err(http::Failure::Denied(why)) => return Err(Error::Denied(why)),
-            Err(http::Failure::Invalid(why)) => return Err(Error::Invalid(why)),
-            Err(http::Failure::Service(why)) => {
-                return failed(format!("{}: {why}", params.url), None);
-            }
+            Err(failure) => return failure.outcome(&params.url),
         };
         if response.cut {
             return Err(Error::invalid(format!(
