@@ -73,7 +73,7 @@ fn inject_pauses_a_real_process_for_the_duration_then_resumes_it() {
     let out = child.wait_with_output().unwrap();
     let said = text(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(said.contains("injected process-pause@0.1.1"), "{said}");
+    assert!(said.contains("injected process-pause@0.1.0"), "{said}");
     assert!(said.contains("reverted in"), "{said}");
     assert_eq!(target.state(), 'S', "{said}");
 }
@@ -299,7 +299,7 @@ fn a_hub_entry_whose_component_lies_about_its_name_is_refused() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         text(&out).contains(
-            "hub fixtures lists this component as process-kill@0.1.0, but it describes itself as process-pause@0.1.1"
+            "hub fixtures lists this component as process-kill@0.2.0, but it describes itself as process-pause@0.1.1"
         ),
         "{}",
         text(&out)

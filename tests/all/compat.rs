@@ -11,14 +11,21 @@ use std::time::{Duration, Instant};
 
 /// The bundled hub's 0.1.0 artefacts: (file name, bytes).
 fn published_0_1_0() -> Vec<(String, Vec<u8>)> {
-    let dir = repo_root().join("hub/components");
-    let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+    // The releases the index says were built against contract 0.1.0 (components first published
+    // later start at 0.1.0 too, built against 0.1.1).
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo_root().join("hub-index.json")).unwrap())
+            .unwrap();
+    let mut all: Vec<(String, Vec<u8>)> = index["packages"]
+        .as_array()
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with("-0.1.0.wasm"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
+        .iter()
+        .flat_map(|p| p["versions"].as_array().unwrap().iter())
+        .filter(|r| r["contract"] == "faultline:contract@0.1.0")
+        .map(|r| {
+            let url = r["urls"][0].as_str().unwrap();
+            let name = url.rsplit('/').next().unwrap().to_string();
+            (name, std::fs::read(repo_root().join(url)).unwrap())
         })
         .collect();
     all.sort();

@@ -220,6 +220,21 @@ pub fn fixture_hub(dir: &std::path::Path) -> PathBuf {
     )
 }
 
+/// The version `faults/<name>/Cargo.toml` builds (what a built published fault describes itself
+/// as), or 0.1.0 for any other name (the test fixtures).
+fn published_version(name: &str) -> String {
+    let manifest = repo_root().join("faults").join(name).join("Cargo.toml");
+    std::fs::read_to_string(manifest)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "0.1.0".to_string())
+}
+
 /// [`fixture_hub`] with these entries: (package name, component path, capability). The name is
 /// what the index says, whatever the component describes itself as.
 pub fn fixture_hub_of(dir: &std::path::Path, entries: &[(&str, &str, &str)]) -> PathBuf {
@@ -229,7 +244,8 @@ pub fn fixture_hub_of(dir: &std::path::Path, entries: &[(&str, &str, &str)]) -> 
     let mut packages = Vec::new();
     for &(name, path, capability) in entries {
         let bytes = wasm(path);
-        let file = format!("{name}-0.1.0.wasm");
+        let version = published_version(name);
+        let file = format!("{name}-{version}.wasm");
         std::fs::write(hub.join(&file), &bytes).unwrap();
         packages.push(serde_json::json!({
             "name": name,
@@ -237,11 +253,11 @@ pub fn fixture_hub_of(dir: &std::path::Path, entries: &[(&str, &str, &str)]) -> 
             "description": format!("{name} for tests"),
             "categories": ["process"],
             "versions": [{
-                "version": "0.1.0",
+                "version": version,
                 "digest": format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
                 "size": bytes.len(),
                 "urls": [file],
-                "contract": "faultline:contract@0.1.0",
+                "contract": "faultline:contract@0.1.1",
                 "capabilities": [{"interface": "log"}, {"interface": "rollback"}, {"interface": capability}],
                 "params_schema": {"type": "object"},
                 "revertible": true
