@@ -190,6 +190,73 @@ async fn http_probe_fails_a_slow_answer_and_a_refused_or_unverified_server() {
     assert!(m.contains("TLS"), "{m}");
 }
 
+/// An operator's own CA (`[outbound] ca_files`) makes its servers verify; verification stays on
+/// for everything else. Through the host, and through `faultline probe --config`.
+#[tokio::test]
+async fn an_extra_trusted_root_lets_an_internal_https_server_verify() {
+    let tls = ProbeServer::start_tls().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), tls.cert_pem.as_ref().unwrap()).unwrap();
+    let config = dir.path().join("faultline.toml");
+    std::fs::write(&config, "[outbound]\nca_files = [\"ca.pem\"]\n").unwrap();
+    let roots = faultline::capability::outbound::config::OutboundConfig::load(&config)
+        .unwrap()
+        .trusted_roots()
+        .unwrap();
+    assert_eq!(roots.len(), 1);
+    let url = format!("https://localhost:{}/json", tls.addr.port());
+    let params = format!(r#"{{"url": "{url}"}}"#);
+
+    let (host, _d) = host_with(|c| c.trusted_roots = roots);
+    let p = probe(&host, c::HTTP_PROBE, &loopback()).await;
+    passes(&host, &p, &params).await;
+    // Another self-signed server is still refused: the extra root is not "trust anything".
+    let other = ProbeServer::start_tls().await;
+    let m = fails(
+        &host,
+        &p,
+        &format!(
+            r#"{{"url": "https://localhost:{}/json"}}"#,
+            other.addr.port()
+        ),
+    )
+    .await;
+    assert!(m.contains("TLS"), "{m}");
+
+    // The CLI reads the same table from --config.
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[grant]]\ncomponent = \"*\"\ncapabilities = [\"outbound\"]\noutbound = { destinations = [\"127.0.0.1\", \"::1\"] }\n",
+    )
+    .unwrap();
+    let run = |config: Option<&std::path::Path>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline-e2e"));
+        cmd.arg("--state-dir").arg(dir.path().join("state"));
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.args(["probe", c::HTTP_PROBE, "--param"])
+            .arg(format!("url={url}"))
+            .arg("--policy")
+            .arg(&policy)
+            .output()
+    };
+    let out = run(Some(&config)).await.unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let out = run(None).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "without the CA the check fails");
+    // A CA file that holds no certificate is a usage error naming it.
+    std::fs::write(dir.path().join("ca.pem"), "nothing\n").unwrap();
+    let out = run(Some(&config)).await.unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("[outbound] ca_files[0]"), "{said}");
+}
+
 #[tokio::test]
 async fn http_probe_success_rate_over_n_requests_at_a_rate() {
     let server = ProbeServer::start().await;

@@ -35,6 +35,8 @@ pub struct ProbeServer {
     pub requests: Arc<AtomicU64>,
     /// Body bytes of `/big` sent so far.
     pub big_sent: Arc<AtomicU64>,
+    /// The self-signed certificate (PEM) of an HTTPS server.
+    pub cert_pem: Option<String>,
     task: JoinHandle<()>,
 }
 
@@ -148,7 +150,10 @@ impl ProbeServer {
         .with_no_client_auth()
         .with_single_cert(vec![cert.cert.der().clone()], key)
         .unwrap();
-        ProbeServer::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        let mut server =
+            ProbeServer::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await;
+        server.cert_pem = Some(cert.cert.pem());
+        server
     }
 
     async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> ProbeServer {
@@ -183,6 +188,7 @@ impl ProbeServer {
             addr,
             requests,
             big_sent,
+            cert_pem: None,
             task,
         }
     }

@@ -249,18 +249,23 @@ impl std::fmt::Debug for Backends {
 impl Backends {
     /// Backends for this process, with the default outbound limits.
     pub fn new(worker_exe: PathBuf) -> Backends {
-        Backends::with_limits(worker_exe, outbound::client::Limits::default())
+        Backends::with_outbound(worker_exe, outbound::client::Limits::default(), &[])
     }
 
-    /// Backends for this process whose outbound client enforces `limits`.
-    pub fn with_limits(worker_exe: PathBuf, limits: outbound::client::Limits) -> Backends {
+    /// Backends for this process whose outbound client enforces `limits` and trusts
+    /// `extra_roots` besides webpki's roots.
+    pub fn with_outbound(
+        worker_exe: PathBuf,
+        limits: outbound::client::Limits,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Backends {
         Backends {
             protected_pids: process::linux::protected_pids(),
             worker_exe,
             cgroup: cgroup::linux::CgroupBackend::new(),
             network: network::linux::NetworkBackend::new(),
             stops: process::Holds::default(),
-            outbound: outbound::client::Outbound::new(limits)
+            outbound: outbound::client::Outbound::new(limits, extra_roots)
                 .map(Arc::new)
                 .map_err(|e| format!("cannot set up TLS: {e}")),
         }

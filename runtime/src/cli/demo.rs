@@ -90,10 +90,11 @@ async fn demo(
         },
         duration: args.duration,
     };
-    let loaded: Loaded = match load(&inject.load, hub, state_dir, Some(policy), out).await {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
+    let loaded: Loaded =
+        match load(&inject.load, hub, state_dir, Some(policy), Vec::new(), out).await {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
     // Looks at /proc while the fault holds.
     let watch = async {
         tokio::time::sleep(Duration::from_millis(300)).await;

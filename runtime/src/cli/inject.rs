@@ -5,6 +5,7 @@ use super::{
     EXIT_REVERT_FAILED, EXIT_USAGE, params,
 };
 use crate::capability::LogLine;
+use crate::capability::outbound::config::OutboundConfig;
 use crate::component::Source;
 use crate::execution::{Event, EventKind, Execution, Outcome, Phase, Spec, StopReason, new_id};
 use crate::host::{Host, HostConfig, LoadError, Plugin, Verdict, elapsed_ms};
@@ -144,6 +145,7 @@ pub(super) async fn load(
     hub: &HubConfig,
     state_dir: &Path,
     policy: Option<Policy>,
+    trusted_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     out: &mut dyn Write,
 ) -> Result<Loaded, u8> {
     let fail = |out: &mut dyn Write, code: u8, msg: String| {
@@ -170,6 +172,7 @@ pub(super) async fn load(
     config.memory_limit = usize::from(args.memory_mib) << 20;
     config.call_timeout = args.call_timeout;
     config.revert_timeout = args.call_timeout;
+    config.trusted_roots = trusted_roots;
     let lines = Lines::default();
     let host = Host::new(config, lines.sink())
         .map_err(|e| fail(out, EXIT_USAGE, format!("cannot start the host: {e:#}")))?;
@@ -293,7 +296,7 @@ pub async fn inject(
     // Handlers first: a signal during load or inject must still lead to a revert.
     let stop = interrupted();
     tokio::pin!(stop);
-    let loaded = match load(&args.load, hub, state_dir, None, out).await {
+    let loaded = match load(&args.load, hub, state_dir, None, Vec::new(), out).await {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -382,12 +385,27 @@ pub(super) fn probe_exit_code(verdict: Verdict) -> u8 {
 }
 
 /// Runs `faultline probe`.
-pub async fn probe(args: ProbeArgs, hub: &HubConfig, state_dir: &Path, out: &mut dyn Write) -> u8 {
+pub async fn probe(
+    args: ProbeArgs,
+    hub: &HubConfig,
+    config: Option<&Path>,
+    state_dir: &Path,
+    out: &mut dyn Write,
+) -> u8 {
+    // The operator's own CAs (`[outbound] ca_files` of --config), besides webpki's roots.
+    let roots = match config.map(|c| OutboundConfig::load(c).and_then(|o| o.trusted_roots())) {
+        None => Vec::new(),
+        Some(Ok(roots)) => roots,
+        Some(Err(e)) => {
+            let _ = writeln!(out, "error: {e:#}");
+            return EXIT_USAGE;
+        }
+    };
     // With --json, stdout carries the one JSON object: what loading says is kept for an error.
     let mut chatter = Vec::new();
     let loaded = {
         let sink: &mut dyn Write = if args.json { &mut chatter } else { out };
-        load(&args.load, hub, state_dir, None, sink).await
+        load(&args.load, hub, state_dir, None, roots, sink).await
     };
     let Loaded {
         host,

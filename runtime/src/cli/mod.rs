@@ -128,7 +128,7 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
                 Err(e) => config_error(e, out),
             },
             Command::Probe(a) => match hub_config(config.as_deref(), &state_dir) {
-                Ok(hub) => inject::probe(a, &hub, &state_dir, out).await,
+                Ok(hub) => inject::probe(a, &hub, config.as_deref(), &state_dir, out).await,
                 Err(e) => config_error(e, out),
             },
             Command::Recover => recover::run(&state_dir, out).await,

@@ -75,6 +75,9 @@ pub struct HostConfig {
     pub worker_exe: PathBuf,
     /// Body sizes of probes' outbound HTTP (16 MiB of response, 1 MiB of request by default).
     pub outbound: capability::outbound::client::Limits,
+    /// Certificate authorities probes' HTTPS trusts besides webpki's public roots (the
+    /// configuration file's `[outbound] ca_files`); none by default.
+    pub trusted_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl HostConfig {
@@ -88,6 +91,7 @@ impl HostConfig {
             cache_dir: Some(state_dir.join("cache")),
             worker_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("faultline")),
             outbound: capability::outbound::client::Limits::default(),
+            trusted_roots: Vec::new(),
             state_dir,
         }
     }
@@ -148,9 +152,10 @@ impl Host {
         Ok(Host {
             _ticker: engine::Ticker::start(&engine)?,
             engine,
-            backends: Arc::new(Backends::with_limits(
+            backends: Arc::new(Backends::with_outbound(
                 config.worker_exe.clone(),
                 config.outbound,
+                &config.trusted_roots,
             )),
             config,
             cache,

@@ -163,16 +163,23 @@ fn server_name(uri: &http::Uri) -> Result<rustls::pki_types::ServerName<'static>
 }
 
 impl Outbound {
-    /// The client, with webpki's roots and an idle pool.
-    pub fn new(limits: Limits) -> Result<Outbound, rustls::Error> {
+    /// The client, with webpki's roots (and `extra_roots`, the operator's own CAs) and an idle
+    /// pool.
+    pub fn new(
+        limits: Limits,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Outbound, rustls::Error> {
         let mut http = HttpConnector::new();
         // `https` URIs reach this connector too; the TLS layer above wraps them.
         http.enforce_http(false);
         http.set_nodelay(true);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        for cert in extra_roots {
+            roots.add(cert.clone())?;
+        }
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
@@ -530,7 +537,7 @@ mod tests {
 
     #[test]
     fn the_check_is_on_the_address_and_protected_endpoints_always_lose() {
-        let o = Outbound::new(Limits::default()).unwrap();
+        let o = Outbound::new(Limits::default(), &[]).unwrap();
         let g = grants(r#"destinations = ["127.0.0.0/8", "::1"], ports = ["8000-8100"]"#);
         let at = |a: &str| a.parse::<SocketAddr>().unwrap();
         assert!(o.check(&g, None, at("127.0.0.1:8080")).is_ok());

@@ -13,6 +13,7 @@
 //! | `http.rs` | the `wasi:http` hook that sends through the client |
 
 pub mod client;
+pub mod config;
 pub mod http;
 
 use super::{CapError, CapResult, Context, GuestResult, to_guest};
