@@ -460,10 +460,14 @@ async fn unsafe_or_missing_program_files_are_refused_with_the_reason() {
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
     let inside = script(&open, "inside", "true");
+    // A safe program reached through a symlink that a directory open to others holds: whoever
+    // can write `open` can point `via` elsewhere between the check and the exec.
+    std::os::unix::fs::symlink("/usr/bin", open.join("via")).unwrap();
+    let via = open.join("via/true").display().to_string();
     let missing = d.join("missing").display().to_string();
     let link = link.display().to_string();
     let policy = allow(&format!(
-        r#""{plain}", "{writable}", "{link}", "{inside}", "{missing}", "/bin/sh""#
+        r#""{plain}", "{writable}", "{link}", "{inside}", "{via}", "{missing}", "/bin/sh""#
     ));
     let cases = [
         (plain, "denied", "is not executable (mode 0644)"),
@@ -474,6 +478,7 @@ async fn unsafe_or_missing_program_files_are_refused_with_the_reason() {
             "is a symlink (to /usr/bin/true): the allow-list must name the file itself",
         ),
         (inside, "denied", "is writable by other users (mode 0777)"),
+        (via, "denied", "is writable by other users (mode 0777)"),
         (missing, "unsupported", "does not exist on this host"),
         // `/bin/sh` is a symlink on Debian: the allow-list names `/usr/bin/dash` instead.
         ("/bin/sh".to_string(), "denied", "is a symlink"),

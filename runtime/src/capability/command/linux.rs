@@ -62,8 +62,11 @@ pub fn check_program(path: &str) -> CapResult<()> {
     let parent = p.parent().unwrap_or(Path::new("/"));
     let dir = std::fs::canonicalize(parent)
         .map_err(|e| CapError::Failed(format!("cannot resolve the directory of {path}: {e}")))?;
-    for d in dir.ancestors() {
-        let m = std::fs::symlink_metadata(d)
+    // The directories the path resolves through, and those it is written through: a symlink
+    // on the way (`/srv/link/prog`) is only as safe as the directory holding it (`/srv`), whose
+    // owner could point it elsewhere between this check and the exec.
+    for d in dir.ancestors().chain(parent.ancestors()) {
+        let m = std::fs::metadata(d)
             .map_err(|e| CapError::Failed(format!("cannot inspect {}: {e}", d.display())))?;
         let sticky = m.permissions().mode() & 0o1000 != 0;
         // A sticky directory (`/tmp`) lets others add files but not replace ours.
