@@ -171,14 +171,22 @@ impl Context {
         };
         let backends = self.backends.clone();
         let cgroups = backends.cgroup.as_ref().map_err(|e| e.clone())?;
-        // The workers exist only once spawned, so the inverse is journalled right after; a crash
-        // in between leaves workers that die with their parent (they watch it).
-        let inverse = stress::spawn(&spec, &backends.worker_exe, cgroups, &self.grants.cgroup)?;
+        // Spawned and placed but held at their start gate: the inverse is journalled before
+        // any worker loads the host (inverse first, as for every other change).
+        let gated = stress::spawn_gated(
+            &spec,
+            &backends.worker_exe,
+            cgroups,
+            &self.grants.cgroup,
+            |_, _| Ok(()),
+        )?;
         let summary = format!(
             "{} {:?} stress worker(s), process group {}",
-            spec.workers, spec.kind, inverse.pgid
+            spec.workers, spec.kind, gated.inverse.pgid
         );
-        self.change(&summary, Inverse::Stress(inverse), || Ok(()))
+        self.change(&summary, Inverse::Stress(gated.inverse.clone()), || {
+            gated.release()
+        })
     }
 }
 
