@@ -49,6 +49,14 @@ impl Target {
 /// Most stress workers one `start-stress` call may start.
 pub const MAX_STRESS_WORKERS: u32 = 64;
 
+/// Whether the process `pid` that started at `start_time` is still there: the same process
+/// (not a new one that reused the pid) and not a zombie.
+pub fn alive(pid: u32, start_time: u64) -> Result<bool, ContractError> {
+    Ok(find(&Selector::Pid(pid))?
+        .iter()
+        .any(|p| p.start_time == start_time && p.state != "Z"))
+}
+
 /// Checks a stress worker count parameter: 1 to [`MAX_STRESS_WORKERS`].
 pub fn check_workers(workers: u32) -> Result<(), ContractError> {
     if (1..=MAX_STRESS_WORKERS).contains(&workers) {

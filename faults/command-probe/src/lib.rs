@@ -5,7 +5,7 @@
 //! a program the policy does not allow, or that is missing, means the probe could not run (the
 //! host's error is returned, and experiments count it as not applicable).
 
-use faultline_sdk::{Capability, Error, Outcome, Probe, ProbeContext, command};
+use faultline_sdk::{Capability, Error, HumanDuration, Outcome, Probe, ProbeContext, command};
 use regex_lite::Regex;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -15,8 +15,8 @@ fn zero() -> Vec<i32> {
     vec![0]
 }
 
-fn five_seconds() -> String {
-    "5s".to_string()
+fn five_seconds() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
 /// Longest `timeout` accepted: the host also cuts it at the call's own deadline.
@@ -43,7 +43,7 @@ struct Params {
     /// How long the program may run (`500ms`, `5s`); it is killed, with everything it started,
     /// when this passes, and the check fails.
     #[serde(default = "five_seconds")]
-    timeout: String,
+    timeout: HumanDuration,
 }
 
 /// Parameters checked and compiled.
@@ -63,11 +63,10 @@ impl Params {
         if self.exit_codes.is_empty() {
             return Err(Error::invalid("exit_codes must list at least one code"));
         }
-        let timeout = humantime::parse_duration(&self.timeout)
-            .map_err(|e| Error::invalid(format!("timeout {:?}: {e}", self.timeout)))?;
+        let timeout = self.timeout.get();
         if timeout < Duration::from_millis(1) || timeout > MAX_TIMEOUT {
             return Err(Error::invalid(format!(
-                "timeout {:?} is out of range (1ms to 10m)",
+                "timeout \"{}\" is out of range (1ms to 10m)",
                 self.timeout
             )));
         }

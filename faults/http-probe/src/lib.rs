@@ -7,7 +7,7 @@
 //! request the host denies or parameters that make no sense are an error (the probe could not
 //! run).
 
-use faultline_sdk::{Capability, Error, Outcome, Probe, ProbeContext, http};
+use faultline_sdk::{Capability, Error, HumanDuration, Outcome, Probe, ProbeContext, http};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -49,8 +49,8 @@ fn get() -> String {
 fn two_hundreds() -> Vec<StatusSpec> {
     vec![StatusSpec::Text("200-299".into())]
 }
-fn five_seconds() -> String {
-    "5s".into()
+fn five_seconds() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 fn one() -> u32 {
     1
@@ -88,10 +88,10 @@ struct Params {
     json: Option<JsonCheck>,
     /// The longest a whole response may take (`"500ms"`); none by default.
     #[serde(default)]
-    max_response_time: Option<String>,
+    max_response_time: Option<HumanDuration>,
     /// Per-request timeout for connecting, the first byte and between bytes.
     #[serde(default = "five_seconds")]
-    timeout: String,
+    timeout: HumanDuration,
     /// How many requests to send.
     #[serde(default = "one")]
     requests: u32,
@@ -117,14 +117,6 @@ struct Plan {
 
 fn invalid(what: String) -> Error {
     Error::Invalid(what)
-}
-
-fn duration(field: &str, text: &str) -> Result<Duration, Error> {
-    humantime::parse_duration(text).map_err(|e| {
-        invalid(format!(
-            "{field}: {text:?} is not a duration like \"500ms\": {e}"
-        ))
-    })
 }
 
 fn status_range(spec: &StatusSpec) -> Result<(u16, u16), Error> {
@@ -209,7 +201,7 @@ impl Params {
                 self.success_rate
             )));
         }
-        let timeout = duration("timeout", &self.timeout)?;
+        let timeout = self.timeout.get();
         let url = http::Url::parse(&self.url).map_err(|e| invalid(format!("url: {e}")))?;
         let method =
             http::Method::parse(&self.method).map_err(|e| invalid(format!("method: {e}")))?;
@@ -232,10 +224,7 @@ impl Params {
                 op: j.op.clone(),
                 value: j.value.clone(),
             }),
-            max_time: match &self.max_response_time {
-                Some(t) => Some(duration("max_response_time", t)?),
-                None => None,
-            },
+            max_time: self.max_response_time.map(HumanDuration::get),
             requests: self.requests,
             interval: Duration::from_secs_f64(1.0 / self.rate),
             success_rate: self.success_rate,

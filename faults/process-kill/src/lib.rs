@@ -205,7 +205,7 @@ impl Ticking for ProcessKill {
             .collect();
         state.pending.retain(|p| p.kill_at_ms > now);
         for p in due {
-            if alive(p.pid, p.start_time)? {
+            if process::alive(p.pid, p.start_time)? {
                 match process::send_signal(p.pid, process::Signal::Kill) {
                     Ok(_) => {
                         log::info(format!("{} outlived its grace period: SIGKILL sent", p.pid));
@@ -239,13 +239,6 @@ impl Ticking for ProcessKill {
             .min();
         Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now))))
     }
-}
-
-/// Whether the process that started at `start_time` is still there (a zombie has exited).
-fn alive(pid: u32, start_time: u64) -> Result<bool, Error> {
-    Ok(process::find(&process::Selector::Pid(pid))?
-        .iter()
-        .any(|p| p.start_time == start_time && p.state != "Z"))
 }
 
 /// Signals `targets` at `now` (ms since inject returned); with a grace period, they are

@@ -145,10 +145,7 @@ impl Ticking for ProcessSlow {
 fn pause(state: &mut State) -> Result<(), Error> {
     let mut alive = Vec::with_capacity(state.targets.len());
     for t in std::mem::take(&mut state.targets) {
-        let same = process::find(&process::Selector::Pid(t.pid))?
-            .iter()
-            .any(|p| p.start_time == t.start_time && p.state != "Z");
-        if !same {
+        if !process::alive(t.pid, t.start_time)? {
             log::info(format!("process {} has exited", t.pid));
             continue;
         }

@@ -8,7 +8,7 @@
 //! denies the URL, the query is malformed (`bad_data`: the probe's own mistake says nothing
 //! about the system), the result is a range vector or a string, or the response passes 1 MiB.
 
-use faultline_sdk::{Capability, Error, Outcome, Probe, ProbeContext, http};
+use faultline_sdk::{Capability, Error, HumanDuration, Outcome, Probe, ProbeContext, http};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,8 +19,8 @@ const BODY_CAP: usize = 1 << 20;
 /// Longest `timeout` accepted: the host also cuts the request at the call's own deadline.
 const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn five_seconds() -> String {
-    "5s".to_string()
+fn five_seconds() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
 /// How each value is compared.
@@ -71,7 +71,7 @@ struct Params {
     pass_if_empty: bool,
     /// How long to wait for the connection and for each part of the answer (`500ms`, `5s`).
     #[serde(default = "five_seconds")]
-    timeout: String,
+    timeout: HumanDuration,
 }
 
 /// Parameters checked and compiled.
@@ -138,11 +138,10 @@ impl Params {
         if self.query.trim().is_empty() {
             return Err(Error::invalid("query is empty"));
         }
-        let timeout = humantime::parse_duration(&self.timeout)
-            .map_err(|e| Error::invalid(format!("timeout {:?}: {e}", self.timeout)))?;
+        let timeout = self.timeout.get();
         if timeout < Duration::from_millis(1) || timeout > MAX_TIMEOUT {
             return Err(Error::invalid(format!(
-                "timeout {:?} is out of range (1ms to 10m)",
+                "timeout \"{}\" is out of range (1ms to 10m)",
                 self.timeout
             )));
         }

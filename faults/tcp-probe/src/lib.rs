@@ -5,7 +5,7 @@
 //! a *failed* check (`ok: false`); a connect the host denies (`access-denied`) or bad
 //! parameters are an error (the probe could not run).
 
-use faultline_sdk::{Capability, Error, Outcome, Probe, ProbeContext};
+use faultline_sdk::{Capability, Error, HumanDuration, Outcome, Probe, ProbeContext};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -24,8 +24,8 @@ use wasip2::sockets::tcp_create_socket::create_tcp_socket;
 /// Bytes read at most while waiting for `expect`.
 const READ_CAP: usize = 64 * 1024;
 
-fn five_seconds() -> String {
-    "5s".into()
+fn five_seconds() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
 /// Parameters of `tcp-probe`.
@@ -38,7 +38,7 @@ struct Params {
     port: u16,
     /// How long the connect (and, with `expect`, the answer) may take.
     #[serde(default = "five_seconds")]
-    timeout: String,
+    timeout: HumanDuration,
     /// Text to send once connected.
     #[serde(default)]
     send: Option<String>,
@@ -49,12 +49,7 @@ struct Params {
 
 impl Params {
     fn timeout(&self) -> Result<Duration, Error> {
-        let d = humantime::parse_duration(&self.timeout).map_err(|e| {
-            Error::Invalid(format!(
-                "timeout: {:?} is not a duration like \"2s\": {e}",
-                self.timeout
-            ))
-        })?;
+        let d = self.timeout.get();
         if d.is_zero() {
             return Err(Error::Invalid("timeout: must be more than 0".into()));
         }
