@@ -99,9 +99,14 @@ fn execution_id_arg(text: &str) -> Result<String, String> {
     }
 }
 
-/// Plug-in log lines of a probe, buffered until the command prints them.
+/// The most plug-in log lines [`Lines`] keeps: a guest that logs in a loop cannot grow the
+/// CLI's memory (the rest still reach the tracing log, and are counted).
+const MAX_LINES: usize = 1024;
+
+/// Plug-in log lines of a probe, buffered until the command prints them: the first
+/// [`MAX_LINES`], and how many were dropped after them.
 #[derive(Clone, Default)]
-pub(super) struct Lines(Arc<Mutex<Vec<LogLine>>>);
+pub(super) struct Lines(Arc<Mutex<(Vec<LogLine>, u64)>>);
 
 impl Lines {
     pub(super) fn sink(&self) -> crate::capability::LogSink {
@@ -110,13 +115,17 @@ impl Lines {
         Arc::new(move |line: LogLine| {
             forward(line.clone());
             if let Ok(mut l) = lines.lock() {
-                l.push(line);
+                if l.0.len() < MAX_LINES {
+                    l.0.push(line);
+                } else {
+                    l.1 += 1;
+                }
             }
         })
     }
 
-    /// Takes the lines buffered so far.
-    fn take(&self) -> Vec<LogLine> {
+    /// Takes the lines buffered so far, and how many were dropped.
+    fn take(&self) -> (Vec<LogLine>, u64) {
         self.0
             .lock()
             .map(|mut l| std::mem::take(&mut *l))
@@ -124,10 +133,12 @@ impl Lines {
     }
 
     pub(super) fn flush(&self, out: &mut dyn Write) {
-        if let Ok(mut l) = self.0.lock() {
-            for line in l.drain(..) {
-                let _ = writeln!(out, "  [{}] {}: {}", line.plugin, line.level, line.message);
-            }
+        let (lines, dropped) = self.take();
+        for line in lines {
+            let _ = writeln!(out, "  [{}] {}: {}", line.plugin, line.level, line.message);
+        }
+        if dropped > 0 {
+            let _ = writeln!(out, "  ({dropped} more log lines not shown)");
         }
     }
 }
@@ -433,8 +444,8 @@ pub async fn probe(
     let execution = args.load.execution_id.clone().unwrap_or_else(new_id);
     let checked = probe.judge(&host, &execution, &params).await;
     if args.json {
-        let log: Vec<serde_json::Value> = lines
-            .take()
+        let (kept, dropped) = lines.take();
+        let log: Vec<serde_json::Value> = kept
             .into_iter()
             .map(|l| serde_json::json!({ "level": l.level.to_string(), "message": l.message }))
             .collect();
@@ -443,6 +454,7 @@ pub async fn probe(
             "probe": probe.label(),
             "digest": probe.digest,
             "log": log,
+            "log_dropped": dropped,
         });
         if let (Some(v), Ok(serde_json::Value::Object(c))) =
             (value.as_object_mut(), serde_json::to_value(&checked))
