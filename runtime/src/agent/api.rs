@@ -46,13 +46,23 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
         .map_err(|e| Response::error(400, format!("invalid JSON body: {e}")))
 }
 
+/// The longest `duration` or `lease` a run may ask for, as on the command line.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn duration(field: &str, text: &str) -> Result<Duration, Response> {
-    humantime::parse_duration(text).map_err(|e| {
+    let d = humantime::parse_duration(text).map_err(|e| {
         Response::error(
             400,
             format!("{field} {text:?} is not a duration (like \"30s\"): {e}"),
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(Response::error(
+            400,
+            format!("{field} {text:?} is longer than the 7 days a run may last"),
+        ));
+    }
+    Ok(d)
 }
 
 /// Answers one request.
@@ -163,5 +173,26 @@ async fn start(agent: &Arc<Agent>, body: &[u8]) -> Result<Response, Response> {
         Err(e @ StartError::Invalid(_)) => Err(Response::error(400, e.to_string())),
         Err(e @ StartError::ComponentRefused(_)) => Err(Response::error(422, e.to_string())),
         Err(StartError::Host(e)) => Err(Response::error(500, format!("{e:#}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn durations_past_seven_days_are_refused_before_they_reach_an_instant() {
+        assert_eq!(duration("lease", "10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(duration("duration", "7d").unwrap(), MAX_DURATION);
+        // Added to an `Instant`, this would overflow and panic the run's task.
+        let r = duration("lease", "400000000000y").unwrap_err();
+        assert_eq!(r.status, 400);
+        assert!(
+            r.body.to_string().contains("longer than the 7 days"),
+            "{}",
+            r.body
+        );
+        assert_eq!(duration("lease", "soon").unwrap_err().status, 400);
     }
 }

@@ -284,7 +284,10 @@ impl Shared {
     async fn cut_short(&self) -> StopReason {
         let mut rx = self.stop.subscribe();
         loop {
-            let deadline = self.lease.map(|l| *lock(&self.heartbeat) + l);
+            // A lease too long to add to an instant never lapses (no overflow panic).
+            let deadline = self
+                .lease
+                .and_then(|l| lock(&self.heartbeat).checked_add(l));
             let lapse = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -301,7 +304,7 @@ impl Shared {
                 _ = lapse => {
                     // A heartbeat may have come in while we slept: only a stale one lapses.
                     if let (Some(lease), Some(d)) = (self.lease, deadline)
-                        && *lock(&self.heartbeat) + lease <= d
+                        && lock(&self.heartbeat).checked_add(lease).is_some_and(|t| t <= d)
                     {
                         return StopReason::LeaseLapsed;
                     }
