@@ -1,13 +1,13 @@
 //! Contract compatibility: every artefact published against `faultline:contract@0.1.0` (the
 //! bundled hub's `*-0.1.0.wasm`) loads on this 0.1.1 host unchanged, and runs.
 
-use faultline::execution::{Execution, Phase, Spec, StopReason};
+use faultline::execution::{Execution, Spec, StopReason};
 use faultline::host::Kind;
 use faultline::policy::Policy;
 use faultline_tests::netns::{A_IF, B_ADDR, NetPair, udp_delivery};
 use faultline_tests::{Sleeper, host, policy_for_pids, repo_root};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The bundled hub's 0.1.0 artefacts: (file name, bytes).
 fn published_0_1_0() -> Vec<(String, Vec<u8>)> {
@@ -109,11 +109,7 @@ async fn process_pause_0_1_0_injects_and_reverts_on_this_host() {
     );
     let handle = execution.handle();
     let task = tokio::spawn(execution.run());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while handle.phase() != Phase::Injected {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    faultline_tests::injected(&handle).await;
     assert_eq!(target.state(), 'T');
     let outcome = task.await.unwrap();
     assert_eq!(outcome.reason, StopReason::DurationOver);

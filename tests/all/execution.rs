@@ -1,10 +1,10 @@
 //! The execution lifecycle: every way a run can end reverts it, including a panic or a drop of
 //! the task that drives it; events and outcomes say what happened.
 
-use faultline::execution::{EventKind, Execution, Handle, Phase, Spec, StopReason};
+use faultline::execution::{EventKind, Execution, Phase, Spec, StopReason};
 use faultline::host::{FaultPlugin, Host};
 use faultline_tests::components as c;
-use faultline_tests::{Sleeper, host, policy_for_pids, wasm};
+use faultline_tests::{Sleeper, host, injected, policy_for_pids, wasm};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,18 +26,6 @@ fn spec(target: &Sleeper, duration: Duration, lease: Option<Duration>) -> Spec {
         params: format!(r#"{{"pid": {}}}"#, target.pid()),
         duration,
         lease,
-    }
-}
-
-async fn injected(handle: &Handle) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while handle.phase() != Phase::Injected {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never injected: {:?}",
-            handle.history()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -169,9 +169,7 @@ async fn http_probe_fails_a_slow_answer_and_a_refused_or_unverified_server() {
     .await;
     assert!(m.contains("timed out"), "{m}");
     // A port nobody listens on refuses.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = faultline_tests::free_port();
     let m = fails(
         &host,
         &p,
@@ -278,9 +276,7 @@ async fn http_probe_success_rate_over_n_requests_at_a_rate() {
     let m = fails(&host, &p, &params(60)).await;
     assert!(m.contains("60.0% required"), "{m}");
     // Zero completed requests fail, whatever the threshold.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = faultline_tests::free_port();
     let m = fails(
         &host,
         &p,
@@ -456,9 +452,7 @@ async fn tcp_probe_connects_sends_and_expects_and_fails_refused_and_timed_out() 
     .await;
     assert!(m.contains("not received within"), "{m}");
     server.abort();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let free = closed.local_addr().unwrap().port();
-    drop(closed);
+    let free = faultline_tests::free_port();
     let m = fails(
         &host,
         &t,

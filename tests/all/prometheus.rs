@@ -4,7 +4,8 @@
 
 use faultline::host::{Checked, Host, Verdict};
 use faultline::policy::Policy;
-use faultline_tests::prometheus::{Prometheus, free_port};
+use faultline_tests::free_port;
+use faultline_tests::prometheus::Prometheus;
 use faultline_tests::{components as c, host, wasm};
 use serde_json::json;
 

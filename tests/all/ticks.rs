@@ -2,11 +2,11 @@
 //! failing tick ends the run and reverts it, and the faults built on ticks (`process-slow`,
 //! `process-kill`'s graceful and interval modes) have their real effect on real processes.
 
-use faultline::execution::{Event, EventKind, Execution, Handle, Outcome, Phase, Spec, StopReason};
+use faultline::execution::{Event, EventKind, Execution, Handle, Outcome, Spec, StopReason};
 use faultline::host::{Host, MAX_STATE_BYTES};
 use faultline::policy::Policy;
 use faultline_tests::components as c;
-use faultline_tests::{Sleeper, host, policy_for_pids, proc_state, wasm};
+use faultline_tests::{Sleeper, host, injected, policy_for_pids, proc_state, wasm};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -53,14 +53,6 @@ async fn run(
         .expect("the run ended")
         .unwrap();
     (outcome, handle.history())
-}
-
-async fn injected(handle: &Handle) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while handle.phase() != Phase::Injected {
-        assert!(Instant::now() < deadline, "{:?}", handle.history());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 fn said(events: &[Event]) -> Vec<String> {

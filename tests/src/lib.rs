@@ -291,3 +291,23 @@ pub fn fixture_hub_of(dir: &std::path::Path, entries: &[(&str, &str, &str)]) -> 
     .unwrap();
     config
 }
+
+/// Waits (up to 10 s) until the run behind `handle` has injected; panics with its event history
+/// when it never does.
+pub async fn injected(handle: &faultline::execution::Handle) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while handle.phase() != faultline::execution::Phase::Injected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never injected: {:?}",
+            handle.history()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A port on 127.0.0.1 nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}

@@ -17,12 +17,6 @@ pub struct Prometheus {
     _dir: tempfile::TempDir,
 }
 
-/// A port on 127.0.0.1 nobody listens on right now.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
 /// GETs `path` from `addr` (HTTP/1.0, the server closes); the body, or `None` on any failure.
 pub fn get(addr: &str, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
@@ -43,7 +37,7 @@ impl Prometheus {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        let port = crate::free_port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
