@@ -92,14 +92,33 @@ fn sigterm_while_injected_reverts_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_state(target.pid(), 'T', Duration::from_secs(20)));
+    // Signal only once inject has returned: the stopped state alone shows up while inject is
+    // still running, and a SIGTERM then takes the "during inject" path instead.
+    let mut child = child;
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = String::new();
+    while !said.contains("injected process-pause") {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => said.push_str(&format!("{line}\n")),
+            Err(e) => panic!("never injected ({e}): {said}"),
+        }
+    }
+    assert_eq!(target.state(), 'T', "{said}");
     let sent = Instant::now();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let said = text(&out);
+    reader.join().unwrap();
+    said.extend(lines.try_iter().map(|l| format!("{l}\n")));
+    said.push_str(&text(&out));
     assert_eq!(out.status.code(), Some(143), "{said}");
     assert!(sent.elapsed() < Duration::from_secs(5), "{said}");
     assert!(said.contains("SIGTERM: reverting early"), "{said}");
