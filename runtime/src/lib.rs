@@ -10,6 +10,7 @@ pub mod cli;
 pub mod component;
 pub mod contract;
 pub mod execution;
+pub mod experiment;
 pub mod host;
 pub mod hub;
 pub mod journal;

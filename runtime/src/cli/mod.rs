@@ -16,12 +16,14 @@
 
 mod agent;
 mod demo;
+mod executions;
 pub mod hub;
 mod inject;
 mod inspect;
 mod params;
 mod policy;
 mod recover;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -79,6 +81,12 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Pause and resume a demo process with the bundled `process-pause` fault.
     Demo(demo::DemoArgs),
+    /// The history of experiment runs: list, show, log.
+    Executions {
+        /// What to do.
+        #[command(subcommand)]
+        command: executions::ExecutionsCommand,
+    },
     /// The chaos hub: list, search, show, pull, verify; keygen, build, sign, lint.
     Hub {
         /// What to do.
@@ -145,6 +153,7 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
                 Err(e) => config_error(e, out),
             },
             Command::Policy(a) => policy::run(a, out).await,
+            Command::Executions { command } => executions::run(command, &state_dir, out).await,
             Command::StressWorker(_) => EXIT_OK,
         }
     })

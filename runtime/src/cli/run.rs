@@ -1,0 +1,1 @@
+//! `faultline run EXPERIMENT`: run an experiment, or with `--dry-run` only its pre-run checks.

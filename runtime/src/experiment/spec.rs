@@ -1,0 +1,329 @@
+//! The experiment file: `apiVersion: faultline/v1`, `kind: Experiment`, in YAML or JSON.
+//!
+//! These types are the file's schema: unknown fields are errors, and the published JSON Schema
+//! (`docs/experiment.schema.json`, `faultline experiment schema`) is generated from them.
+//!
+//! ```yaml
+//! apiVersion: faultline/v1
+//! kind: Experiment
+//! name: web survives a pause
+//! lanes:
+//!   - name: chaos
+//!     steps:
+//!       - wait: 2s
+//!       - name: pause-web
+//!         fault: process-pause@^0.1
+//!         duration: 5s
+//!         targets: { names: [demo-service] }
+//! probes:
+//!   - name: web-up
+//!     probe: http-probe@^0.1
+//!     params: { url: "http://127.0.0.1:8080/" }
+//!     mode: continuous
+//!     interval: 500ms
+//! ```
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The one API version this runtime reads.
+pub const API_VERSION: &str = "faultline/v1";
+
+/// Limits on what one file may ask for: every input is bounded.
+pub mod limits {
+    /// Bytes of one experiment file.
+    pub const FILE_BYTES: usize = 1 << 20;
+    /// Lanes in one experiment.
+    pub const LANES: usize = 32;
+    /// Steps in one lane.
+    pub const STEPS: usize = 256;
+    /// Probes in one experiment.
+    pub const PROBES: usize = 64;
+    /// Targets one fault step may resolve to.
+    pub const TARGETS: usize = 256;
+    /// The longest any duration in the file may be (7 days, as for `faultline inject`).
+    pub const DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+    /// The shortest interval of a continuous or on-chaos probe.
+    pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+    /// Attempts of one probe check.
+    pub const ATTEMPTS: u32 = 100;
+    /// Bytes of a name (experiment, lane, step, probe).
+    pub const NAME: usize = 128;
+}
+
+/// `apiVersion`: only `faultline/v1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    /// The first version.
+    #[serde(rename = "faultline/v1")]
+    V1,
+}
+
+/// `kind`: only `Experiment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ExperimentKind {
+    /// An experiment.
+    Experiment,
+}
+
+/// A duration written as text: `500ms`, `5s`, `2m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Span(pub Duration);
+
+impl Span {
+    /// The duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. 500ms, 5s, 2m"
+            ))
+        })?;
+        if parsed > limits::DURATION {
+            return Err(serde::de::Error::custom(format!(
+                "{text:?} is longer than the 7 days any duration may be"
+            )));
+        }
+        Ok(Span(parsed))
+    }
+}
+
+impl JsonSchema for Span {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration: 500ms, 5s, 2m, 1h 30m (at most 7 days).",
+            "pattern": "^\\s*[0-9]+\\s*[a-zµ]+(\\s*[0-9]+\\s*[a-zµ]+)*\\s*$",
+        })
+    }
+}
+
+/// An experiment: lanes of steps that run in parallel, probes that judge the system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Always `faultline/v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: ApiVersion,
+    /// Always `Experiment`.
+    pub kind: ExperimentKind,
+    /// What the experiment is called (1 to 128 bytes).
+    pub name: String,
+    /// What it shows, for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Labels for finding it in the history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Names of configured hubs its faults and probes may come from (`bundled` is the hub
+    /// built into the binary); empty: every configured hub.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hubs: Vec<String>,
+    /// The longest the whole run may take; past it every fault is reverted and the run ends
+    /// with status `timeout`. Default: the longest lane plus a minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Span>,
+    /// Lanes run in parallel; each runs its steps in order.
+    pub lanes: Vec<Lane>,
+    /// Probes: checks of the system at points of the run or continuously.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeSpec>,
+}
+
+/// A lane: steps, one after the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lane {
+    /// A name for the lane (default `lane-N`, from 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// A step: exactly one of `fault`, `wait` or `probe`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// A name, unique in the experiment (default `<lane>-<N>`); probes name fault steps by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A fault to inject: a hub reference (`process-pause`, `process-pause@^0.1`,
+    /// `sha256:<hex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// A pause in this lane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Span>,
+    /// A probe to run once at this point of the lane (a probe action): a hub reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    /// The component's parameters (checked against its schema and its `validate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How long to hold the fault (fault steps; required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Span>,
+    /// How much this fault counts in the resilience score, 0 to 10 (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
+    /// What the fault acts on; each resolved target gets its own run of the fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
+    /// A probe action's deadline per attempt (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Span>,
+    /// A probe action's attempts (default 1); see [`ProbeSpec::attempts`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// A probe action that fails ends the run (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_on_failure: Option<bool>,
+}
+
+/// What a fault acts on. Process criteria (`pids`, `names`, `cmdlines`) select processes (a
+/// process matching any of them); with `cgroup` too, only those inside it. `cgroup` alone
+/// targets the cgroup; `netns` and `interfaces` target a network namespace's interfaces.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    /// Process ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<u32>,
+    /// Exact process names (`/proc/<pid>/comm`, at most 15 bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Regular expressions over the command line (arguments joined by spaces).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmdlines: Vec<String>,
+    /// A cgroup path (`/faultline-demo`), relative to the cgroup root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// A network namespace under `/run/netns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// Network interfaces (in `netns`, or the host's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
+    /// The blast radius: how many of the matching processes (default all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<Select>,
+    /// What an empty selection does: `fail` the pre-run check (default) or `skip` the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_empty: Option<OnEmpty>,
+}
+
+/// The blast radius of a process target.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Select {
+    /// Every matching process.
+    All,
+    /// At most N of them (the N lowest pids), N ≥ 1.
+    Count(u32),
+    /// P percent of them, 0 < P ≤ 100, rounded up (so 10 % of 3 processes is 1), the lowest
+    /// pids first.
+    Percent(f64),
+}
+
+/// What an empty target selection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnEmpty {
+    /// Refuse to start the run (the default).
+    Fail,
+    /// Skip the step (status `skipped`).
+    Skip,
+}
+
+/// When a probe runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeMode {
+    /// Once, before any fault (the steady state).
+    StartOfTest,
+    /// Once, after every lane has ended and every fault was reverted.
+    EndOfTest,
+    /// Once before the faults and once after.
+    Edge,
+    /// Every `interval`, from start to end.
+    Continuous,
+    /// Every `interval`, only while at least one fault is injected.
+    OnChaos,
+}
+
+/// A probe of the experiment: a check of the system, at points of the run or continuously.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    /// A name, unique among the probes.
+    pub name: String,
+    /// The probe component: a hub reference (`http-probe@^0.1`, `sha256:<hex>`).
+    pub probe: String,
+    /// Its parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
+    /// When it runs.
+    pub mode: ProbeMode,
+    /// The deadline of one attempt (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Span>,
+    /// Continuous and on-chaos: time between checks (default 1s, at least 50ms); every mode:
+    /// the pause between attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Span>,
+    /// Attempts per check (default 1, at most 100). One attempt is one call of the probe's
+    /// `check`; a check passes as soon as one attempt passes, fails when every attempt failed,
+    /// and is not applicable when the last attempt could not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Wait this long after the probe's first moment before the first check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<Span>,
+    /// A failed check ends the run at once: every fault reverted, later steps skipped.
+    #[serde(default)]
+    pub stop_on_failure: bool,
+    /// Continuous and on-chaos: the percentage of checks that must pass for the probe to pass
+    /// (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    /// The fault steps this probe judges in the resilience score (default: every fault step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<Vec<String>>,
+}
+
+impl Experiment {
+    /// The name of lane `i` (0-based): its own, or `lane-<i+1>`.
+    pub fn lane_name(&self, i: usize) -> String {
+        self.lanes
+            .get(i)
+            .and_then(|l| l.name.clone())
+            .unwrap_or_else(|| format!("lane-{}", i + 1))
+    }
+
+    /// The name of step `j` of lane `i` (0-based): its own, or `<lane>-<j+1>`.
+    pub fn step_name(&self, i: usize, j: usize) -> String {
+        self.lanes
+            .get(i)
+            .and_then(|l| l.steps.get(j))
+            .and_then(|s| s.name.clone())
+            .unwrap_or_else(|| format!("{}-{}", self.lane_name(i), j + 1))
+    }
+}

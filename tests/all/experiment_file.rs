@@ -1,0 +1,1 @@
+//! Experiments: experiment_file.
