@@ -9,6 +9,7 @@ pub mod capability;
 pub mod cli;
 pub mod component;
 pub mod contract;
+pub mod estop;
 pub mod execution;
 pub mod experiment;
 pub mod host;

@@ -78,7 +78,7 @@ fn bounded_duration(text: &str, min: Duration, max: Duration) -> Result<Duration
     Ok(d)
 }
 
-fn call_timeout(text: &str) -> Result<Duration, String> {
+pub(super) fn call_timeout(text: &str) -> Result<Duration, String> {
     bounded_duration(text, Duration::from_millis(10), Duration::from_secs(600))
 }
 
@@ -231,7 +231,7 @@ pub(super) fn short(digest: &str) -> String {
 /// Installs the SIGTERM and SIGINT handlers now (not when first polled: until then a signal
 /// kills the process with its default action, without a revert) and returns the future that
 /// resolves on either.
-fn interrupted() -> impl std::future::Future<Output = StopReason> {
+pub(super) fn interrupted() -> impl std::future::Future<Output = StopReason> {
     let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

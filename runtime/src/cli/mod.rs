@@ -74,6 +74,10 @@ pub enum Command {
     Inject(inject::InjectArgs),
     /// Run a probe once.
     Probe(inject::ProbeArgs),
+    /// Run an experiment: faults and probes on a timeline, a verdict, a record.
+    Run(run::RunArgs),
+    /// Set or clear the emergency stop every faultline process on this host obeys.
+    EmergencyStop(EmergencyStopArgs),
     /// Undo whatever earlier runs that crashed left in the journal.
     Recover,
     /// Serve the run API on loopback: recover first, revert on lease lapse, stop, emergency
@@ -139,6 +143,11 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
                 Ok(hub) => inject::probe(a, &hub, config.as_deref(), &state_dir, out).await,
                 Err(e) => config_error(e, out),
             },
+            Command::Run(a) => match hub_config(config.as_deref(), &state_dir) {
+                Ok(hub) => run::run(a, &hub, config.as_deref(), &state_dir, out).await,
+                Err(e) => config_error(e, out),
+            },
+            Command::EmergencyStop(a) => emergency_stop(a, &state_dir, out).await,
             Command::Recover => recover::run(&state_dir, out).await,
             Command::Agent(a) => match hub_config(config.as_deref(), &state_dir) {
                 Ok(hub) => agent::run(a, &hub, &state_dir, out).await,
@@ -157,6 +166,51 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
             Command::StressWorker(_) => EXIT_OK,
         }
     })
+}
+
+/// `faultline emergency-stop`.
+#[derive(Debug, clap::Args)]
+pub struct EmergencyStopArgs {
+    /// Why (kept in the marker, shown to every run it stops or refuses).
+    #[arg(long, default_value = "emergency stop from the command line")]
+    pub reason: String,
+    /// Clear it instead: runs may start again.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+async fn emergency_stop(args: EmergencyStopArgs, state_dir: &Path, out: &mut dyn Write) -> u8 {
+    let dir = state_dir.to_path_buf();
+    let done = tokio::task::spawn_blocking(move || {
+        if args.clear {
+            crate::estop::clear(&dir).map(|was| {
+                if was {
+                    "emergency stop cleared: runs may start again".to_string()
+                } else {
+                    "no emergency stop was active".to_string()
+                }
+            })
+        } else {
+            crate::estop::set(&dir, &args.reason).map(|()| {
+                "emergency stop set: running experiments stop and revert; new runs are refused until `faultline emergency-stop --clear`".to_string()
+            })
+        }
+    })
+    .await;
+    match done {
+        Ok(Ok(msg)) => {
+            let _ = writeln!(out, "{msg}");
+            EXIT_OK
+        }
+        Ok(Err(e)) => {
+            let _ = writeln!(out, "error: {e:#}");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            EXIT_USAGE
+        }
+    }
 }
 
 /// Starts a host whose plug-in log lines go to `tracing`, or says why not.

@@ -4,6 +4,11 @@ use super::record::{LogEntry, Record, Status};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
+/// Where the history lives in a state directory.
+pub fn history_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("history.sqlite")
+}
+
 /// One line of `faultline executions list`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Summary {
