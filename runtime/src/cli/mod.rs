@@ -83,7 +83,8 @@ pub enum Command {
     /// Serve the run API on loopback: recover first, revert on lease lapse, stop, emergency
     /// stop and shutdown.
     Agent(agent::AgentArgs),
-    /// Pause and resume a demo process with the bundled `process-pause` fault.
+    /// Run the demo experiment: a web service it starts, paused by `process-pause` while
+    /// `http-probe` checks it; the verdict and the resilience score.
     Demo(demo::DemoArgs),
     /// The history of experiment runs: list, show, log.
     Executions {
@@ -99,6 +100,9 @@ pub enum Command {
     },
     /// Explain a policy: what each grant reaches on this host right now.
     Policy(policy::PolicyArgs),
+    /// The demo's HTTP service (not for people).
+    #[command(hide = true)]
+    DemoService(demo::ServiceArgs),
     /// A load worker the agent starts for stress faults (not for people).
     #[command(hide = true)]
     StressWorker(crate::capability::process::stress::WorkerArgs),
@@ -162,6 +166,7 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
                 Err(e) => config_error(e, out),
             },
             Command::Policy(a) => policy::run(a, out).await,
+            Command::DemoService(a) => demo::service(a, out).await,
             Command::Executions { command } => executions::run(command, &state_dir, out).await,
             Command::StressWorker(_) => EXIT_OK,
         }

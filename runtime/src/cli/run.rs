@@ -108,12 +108,13 @@ pub async fn run(
         call_timeout: args.call_timeout,
     };
     let digest = crate::hub::Digest::of(text.as_bytes()).to_string();
-    let code = execute(experiment, &file, &digest, &options, &args, signals, out).await;
+    let (code, _) = execute(experiment, &file, &digest, &options, &args, signals, out).await;
     let _ = out.flush();
     code
 }
 
-/// Plans and runs a parsed experiment: the part `faultline demo` shares.
+/// Plans and runs a parsed experiment: the part `faultline demo` shares. Returns the exit
+/// code, and the record when the run started.
 pub(super) async fn execute(
     experiment: crate::experiment::spec::Experiment,
     file: &str,
@@ -122,7 +123,7 @@ pub(super) async fn execute(
     args: &RunArgs,
     signals: impl std::future::Future<Output = StopReason>,
     out: &mut dyn Write,
-) -> u8 {
+) -> (u8, Option<Record>) {
     // What crashed runs left: their journals are undone before anything new is injected, and
     // the history closes their records as errored (`Store::open`).
     if !args.dry_run {
@@ -137,12 +138,12 @@ pub(super) async fn execute(
                 Ok(_) => {}
                 Err(e) => {
                     let _ = writeln!(out, "error: recovery failed: {e:#}");
-                    return EXIT_REVERT_FAILED;
+                    return (EXIT_REVERT_FAILED, None);
                 }
             },
             Err(e) => {
                 let _ = writeln!(out, "error: cannot start the host: {e:#}");
-                return EXIT_USAGE;
+                return (EXIT_USAGE, None);
             }
         }
     }
@@ -150,7 +151,7 @@ pub(super) async fn execute(
         Ok(p) => p,
         Err(refused) => {
             let _ = writeln!(out, "{refused}");
-            return EXIT_REFUSED;
+            return (EXIT_REFUSED, None);
         }
     };
     for w in &plan.warnings {
@@ -158,18 +159,18 @@ pub(super) async fn execute(
     }
     if args.dry_run {
         print_plan(&plan, out);
-        return EXIT_OK;
+        return (EXIT_OK, None);
     }
     let history = store::history_path(&options.state_dir);
     let store = match tokio::task::spawn_blocking(move || store::Store::open(&history)).await {
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
             let _ = writeln!(out, "error: the history cannot be opened: {e:#}");
-            return EXIT_USAGE;
+            return (EXIT_USAGE, None);
         }
         Err(e) => {
             let _ = writeln!(out, "error: opening the history panicked: {e}");
-            return EXIT_USAGE;
+            return (EXIT_USAGE, None);
         }
     };
     let id = engine::new_id();
@@ -185,7 +186,7 @@ pub(super) async fn execute(
     let record = follow(running, live, signals, &stopper, planned, args.json, out).await;
     let Some(record) = record else {
         let _ = writeln!(out, "error: the run's task failed; `faultline recover` undoes what it left");
-        return EXIT_REVERT_FAILED;
+        return (EXIT_REVERT_FAILED, None);
     };
     let log = log_handle.kept();
     if args.json {
@@ -211,7 +212,7 @@ pub(super) async fn execute(
             }
         }
     }
-    exit_code(&record)
+    (exit_code(&record), Some(record))
 }
 
 /// The exit code of a finished run.
