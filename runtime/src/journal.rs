@@ -127,16 +127,22 @@ impl Journal {
             std::process::id(),
             rand::random::<u32>()
         );
-        let path = dir.join(name);
+        let path = dir.join(&name);
+        // Locked under a name recovery ignores, then renamed: another process recovering at
+        // the same moment never sees an unlocked `.journal` of a living process (and never
+        // takes its lock first).
+        let fresh = dir.join(format!("{name}.new"));
         let file = OpenOptions::new()
             .create_new(true)
             .read(true)
             .append(true)
-            .open(&path)
-            .with_context(|| format!("failed to create journal {}", path.display()))?;
-        let Some(file) = lock(file, &path)? else {
-            bail!("journal {} is locked by another process", path.display());
+            .open(&fresh)
+            .with_context(|| format!("failed to create journal {}", fresh.display()))?;
+        let Some(file) = lock(file, &fresh)? else {
+            bail!("journal {} is locked by another process", fresh.display());
         };
+        std::fs::rename(&fresh, &path)
+            .with_context(|| format!("failed to name journal {}", path.display()))?;
         sync_dir(dir)?;
         let sync = file
             .try_clone()

@@ -1445,10 +1445,10 @@ async fn run_fault(plan: &Arc<Plan>, shared: &Arc<Shared>, i: usize) -> (String,
             Err(e) => Some(e.clone()),
         })
         .collect();
-    let stopped_early = outcomes.iter().any(|o| {
-        o.as_ref()
-            .is_ok_and(|o| o.reason != StopReason::DurationOver && o.injected)
-    });
+    // Cut short during inject or while held: either way it did not run its course.
+    let stopped_early = outcomes
+        .iter()
+        .any(|o| o.as_ref().is_ok_and(|o| o.reason != StopReason::DurationOver));
     let status = if !problems.is_empty() {
         FaultStatus::Error
     } else if stop.is_some() && stopped_early {
