@@ -506,3 +506,42 @@ fn an_emergency_stop_refuses_new_runs_and_stops_a_running_one() {
     assert_eq!(record(&journal)["end_state"], "CANCELED", "{said}");
     assert_eq!(fault(&journal, "second-pause")["status"], "skipped", "{said}");
 }
+
+/// Runs `examples/<name>/run.sh` with this build's binary and a private state directory.
+fn example(name: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = faultline_tests::repo_root().join(format!("examples/{name}/run.sh"));
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("FAULTLINE", BIN)
+        .env("FAULTLINE_STATE_DIR", dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (out.status.code(), text(&out))
+}
+
+#[test]
+fn the_cgroup_example_runs_here_and_completes() {
+    if !privileged("the_cgroup_example_runs_here_and_completes") {
+        return;
+    }
+    let (code, said) = example("cgroup-cpu");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("COMPLETED"), "{said}");
+    assert!(said.contains("cap-cpu"), "{said}");
+    assert!(!Path::new("/sys/fs/cgroup/cpu/faultline-example").exists(), "{said}");
+}
+
+#[test]
+fn the_network_example_runs_here_and_completes() {
+    if !privileged("the_network_example_runs_here_and_completes") {
+        return;
+    }
+    let (code, said) = example("network-bandwidth");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("COMPLETED"), "{said}");
+    assert!(said.contains("narrow-link"), "{said}");
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!text(&netns).contains("fl-example"), "{said}");
+}
