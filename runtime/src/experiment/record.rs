@@ -405,3 +405,93 @@ pub struct LogEntry {
     /// The line.
     pub message: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Verdict::{Failed as F, NotApplicable as N, Passed as P};
+
+    #[test]
+    fn a_fault_status_follows_the_rules_table() {
+        let table: &[(&[Verdict], FaultStatus)] = &[
+            (&[], FaultStatus::Error),
+            (&[P], FaultStatus::Completed),
+            (&[P, P, P], FaultStatus::Completed),
+            (&[F], FaultStatus::CompletedWithError),
+            (&[P, F], FaultStatus::CompletedWithError),
+            (&[N], FaultStatus::Error),
+            (&[P, N], FaultStatus::Error),
+            (&[F, N], FaultStatus::Error),
+            (&[P, F, N], FaultStatus::Error),
+        ];
+        for (verdicts, want) in table {
+            assert_eq!(FaultStatus::judge(verdicts), *want, "{verdicts:?}");
+        }
+    }
+
+    #[test]
+    fn an_experiment_status_and_end_state_follow_the_rules_table() {
+        use FaultStatus::{Completed as C, CompletedWithError as CE, Error as E};
+        let table: &[(&[FaultStatus], &[Verdict], Status)] = &[
+            (&[], &[], Status::Error),
+            (&[C], &[P], Status::Completed),
+            (&[C, C], &[], Status::Completed),
+            (&[], &[P], Status::Completed),
+            (&[C, CE], &[P, F], Status::CompletedWithError),
+            (&[], &[F], Status::CompletedWithError),
+            (&[C, E], &[P], Status::Error),
+            (&[CE, E], &[F], Status::Error),
+            (&[C], &[N], Status::Error),
+        ];
+        for (faults, probes, want) in table {
+            assert_eq!(Status::of(faults, probes), *want, "{faults:?} {probes:?}");
+        }
+        let ends = [
+            (Status::Completed, false, Some(EndState::Completed)),
+            (Status::CompletedWithError, false, Some(EndState::Failed)),
+            (Status::Error, false, Some(EndState::Errored)),
+            (Status::Timeout, false, Some(EndState::Errored)),
+            (Status::Stopped, false, Some(EndState::Canceled)),
+            (Status::Stopped, true, Some(EndState::Failed)),
+            (Status::Running, false, None),
+            (Status::Queued, false, None),
+        ];
+        for (status, by_probe, want) in ends {
+            assert_eq!(EndState::of(status, by_probe), want, "{status:?} {by_probe}");
+        }
+        for s in [Status::Queued, Status::CompletedWithError, Status::Timeout] {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+    }
+
+    fn fault(weight: u8, probe_success: Option<f64>) -> FaultRecord {
+        FaultRecord {
+            name: "f".into(),
+            lane: "l".into(),
+            reference: "r".into(),
+            resolved: None,
+            weight,
+            duration_ms: 0,
+            status: FaultStatus::Completed,
+            message: None,
+            targets: Vec::new(),
+            probe_success,
+            started_ms: None,
+            ended_ms: None,
+        }
+    }
+
+    #[test]
+    fn the_score_is_the_weighted_mean_of_probe_success_in_real_numbers() {
+        // (10 × 100 + 5 × 50) / 15 = 83.33…, not the 83 integer division gives.
+        let faults = [fault(10, Some(100.0)), fault(5, Some(50.0))];
+        let score = Record::score_of(&faults).unwrap();
+        assert!((score - 1250.0 / 15.0).abs() < 1e-9, "{score}");
+        // Weight 0 counts for nothing; an unjudged fault is left out; 1/3 stays a third.
+        let faults = [fault(0, Some(0.0)), fault(3, Some(100.0 / 3.0)), fault(10, None)];
+        let score = Record::score_of(&faults).unwrap();
+        assert!((score - 100.0 / 3.0).abs() < 1e-9, "{score}");
+        assert_eq!(Record::score_of(&[fault(0, Some(100.0))]), None);
+        assert_eq!(Record::score_of(&[]), None);
+    }
+}
