@@ -170,7 +170,11 @@ fn sigterm_mid_run_reverts_everything_and_skips_later_steps() {
     if !privileged("sigterm_mid_run_reverts_everything_and_skips_later_steps") {
         return;
     }
-    let (dir, target, service) = (tempfile::tempdir().unwrap(), Sleeper::start(), Service::start());
+    let (dir, target, service) = (
+        tempfile::tempdir().unwrap(),
+        Sleeper::start(),
+        Service::start(),
+    );
     let body = PAUSE_THEN_MORE
         .replace("PID", &target.pid().to_string())
         .replace("PORT", &service.port.to_string());
@@ -205,8 +209,16 @@ fn sigterm_mid_run_reverts_everything_and_skips_later_steps() {
     let r = record(&journal);
     assert_eq!(r["status"], "stopped", "{said}");
     assert_eq!(r["end_state"], "CANCELED", "{said}");
-    assert_eq!(fault(&journal, "first-pause")["status"], "stopped", "{said}");
-    assert_eq!(fault(&journal, "second-pause")["status"], "skipped", "{said}");
+    assert_eq!(
+        fault(&journal, "first-pause")["status"],
+        "stopped",
+        "{said}"
+    );
+    assert_eq!(
+        fault(&journal, "second-pause")["status"],
+        "skipped",
+        "{said}"
+    );
     let activities = r["activities"].as_array().unwrap();
     assert_eq!(activities[1]["status"], "skipped", "{said}");
 }
@@ -216,7 +228,11 @@ fn a_stop_on_failure_probe_ends_the_run_and_reverts() {
     if !privileged("a_stop_on_failure_probe_ends_the_run_and_reverts") {
         return;
     }
-    let (dir, target, service) = (tempfile::tempdir().unwrap(), Sleeper::start(), Service::start());
+    let (dir, target, service) = (
+        tempfile::tempdir().unwrap(),
+        Sleeper::start(),
+        Service::start(),
+    );
     // The probe checks the paused process's own service: the pause makes it fail.
     let body = format!(
         r#"
@@ -259,7 +275,11 @@ probes:
         r["reason"].as_str().unwrap().contains("service-answers"),
         "{said}"
     );
-    assert_eq!(fault(&journal, "pause-service")["status"], "stopped", "{said}");
+    assert_eq!(
+        fault(&journal, "pause-service")["status"],
+        "stopped",
+        "{said}"
+    );
     assert_eq!(fault(&journal, "never")["status"], "skipped", "{said}");
     assert_ne!(proc_state(service.pid()), 'T', "{said}");
     assert_eq!(target.state(), 'S', "{said}");
@@ -317,7 +337,11 @@ fn dry_run_prints_targets_and_grants_and_injects_nothing() {
     if !privileged("dry_run_prints_targets_and_grants_and_injects_nothing") {
         return;
     }
-    let (dir, target, service) = (tempfile::tempdir().unwrap(), Sleeper::start(), Service::start());
+    let (dir, target, service) = (
+        tempfile::tempdir().unwrap(),
+        Sleeper::start(),
+        Service::start(),
+    );
     let body = PAUSE_THEN_MORE
         .replace("PID", &target.pid().to_string())
         .replace("PORT", &service.port.to_string());
@@ -330,7 +354,10 @@ fn dry_run_prints_targets_and_grants_and_injects_nothing() {
         .unwrap();
     let said = text(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(said.contains(&format!("target pid {}", target.pid())), "{said}");
+    assert!(
+        said.contains(&format!("target pid {}", target.pid())),
+        "{said}"
+    );
     assert!(said.contains("covered by grant 1"), "{said}");
     assert!(said.contains("nothing was injected"), "{said}");
     assert_eq!(target.state(), 'S', "{said}");
@@ -377,10 +404,9 @@ lanes:
         let out = r.wait_with_output().unwrap();
         let said = text(&out);
         assert_eq!(out.status.code(), Some(0), "{said}");
-        let journal: Value = serde_json::from_str(
-            String::from_utf8_lossy(&out.stdout).lines().last().unwrap(),
-        )
-        .unwrap();
+        let journal: Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
+                .unwrap();
         assert_eq!(record(&journal)["status"], "completed", "{said}");
         ids.push(record(&journal)["id"].as_str().unwrap().to_string());
     }
@@ -415,7 +441,11 @@ fn a_run_killed_mid_run_is_closed_as_errored_and_its_fault_reverted() {
     if !privileged("a_run_killed_mid_run_is_closed_as_errored_and_its_fault_reverted") {
         return;
     }
-    let (dir, target, service) = (tempfile::tempdir().unwrap(), Sleeper::start(), Service::start());
+    let (dir, target, service) = (
+        tempfile::tempdir().unwrap(),
+        Sleeper::start(),
+        Service::start(),
+    );
     let body = PAUSE_THEN_MORE
         .replace("PID", &target.pid().to_string())
         .replace("PORT", &service.port.to_string());
@@ -448,8 +478,8 @@ fn a_run_killed_mid_run_is_closed_as_errored_and_its_fault_reverted() {
     let show = faultline(dir.path(), &["executions", "show", &id, "--json"])
         .output()
         .unwrap();
-    let shown: Value = serde_json::from_slice(&show.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", text(&show)));
+    let shown: Value =
+        serde_json::from_slice(&show.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&show)));
     assert_eq!(shown["status"], "error", "{shown}");
     assert_eq!(shown["end_state"], "ERRORED", "{shown}");
     assert!(
@@ -463,7 +493,11 @@ fn an_emergency_stop_refuses_new_runs_and_stops_a_running_one() {
     if !privileged("an_emergency_stop_refuses_new_runs_and_stops_a_running_one") {
         return;
     }
-    let (dir, target, service) = (tempfile::tempdir().unwrap(), Sleeper::start(), Service::start());
+    let (dir, target, service) = (
+        tempfile::tempdir().unwrap(),
+        Sleeper::start(),
+        Service::start(),
+    );
     let body = PAUSE_THEN_MORE
         .replace("PID", &target.pid().to_string())
         .replace("PORT", &service.port.to_string());
@@ -479,7 +513,11 @@ fn an_emergency_stop_refuses_new_runs_and_stops_a_running_one() {
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
-    assert!(text(&refused).contains("game day over"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("game day over"),
+        "{}",
+        text(&refused)
+    );
     assert_eq!(target.state(), 'S');
     let clear = faultline(dir.path(), &["emergency-stop", "--clear"])
         .output()
@@ -500,11 +538,18 @@ fn an_emergency_stop_refuses_new_runs_and_stops_a_running_one() {
     assert_eq!(out.status.code(), Some(8), "{said}");
     assert_eq!(target.state(), 'S', "{said}");
     let journal: Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default(),
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default(),
     )
     .unwrap_or_else(|e| panic!("{e}: {said}"));
     assert_eq!(record(&journal)["end_state"], "CANCELED", "{said}");
-    assert_eq!(fault(&journal, "second-pause")["status"], "skipped", "{said}");
+    assert_eq!(
+        fault(&journal, "second-pause")["status"],
+        "skipped",
+        "{said}"
+    );
 }
 
 /// Runs `examples/<name>/run.sh` with this build's binary and a private state directory.
@@ -530,7 +575,10 @@ fn the_cgroup_example_runs_here_and_completes() {
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("COMPLETED"), "{said}");
     assert!(said.contains("cap-cpu"), "{said}");
-    assert!(!Path::new("/sys/fs/cgroup/cpu/faultline-example").exists(), "{said}");
+    assert!(
+        !Path::new("/sys/fs/cgroup/cpu/faultline-example").exists(),
+        "{said}"
+    );
 }
 
 #[test]

@@ -72,8 +72,10 @@ fn policy(pid: u32, port: u16) -> Policy {
 }
 
 fn options(state: &std::path::Path, pid: u32, port: u16) -> engine::Options {
-    let mut hub = faultline::hub::HubConfig::default();
-    hub.cache_dir = Some(state.join("hub"));
+    let hub = faultline::hub::HubConfig {
+        cache_dir: Some(state.join("hub")),
+        ..Default::default()
+    };
     engine::Options {
         state_dir: state.to_path_buf(),
         hub,
@@ -129,7 +131,10 @@ async fn direct(state: &std::path::Path) -> String {
                 .unwrap()
         }
     };
-    let (fault, probe) = (fetch("process-pause@^0.1").await, fetch("http-probe@^0.1").await);
+    let (fault, probe) = (
+        fetch("process-pause@^0.1").await,
+        fetch("http-probe@^0.1").await,
+    );
     let fault = host
         .load_fault(&fault.bytes, &fault.identity, &options.policy)
         .await
@@ -152,11 +157,9 @@ async fn direct(state: &std::path::Path) -> String {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(6) {
             let t = Instant::now();
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                probe.judge(&host, "direct", &cont),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), probe.judge(&host, "direct", &cont))
+                    .await;
             tokio::time::sleep(Duration::from_millis(500).saturating_sub(t.elapsed())).await;
         }
     };
@@ -168,17 +171,22 @@ async fn direct(state: &std::path::Path) -> String {
             duration: Duration::from_secs(3),
             lease: None,
         };
-        Execution::new(host.clone(), Arc::new(fault), spec).run().await
+        Execution::new(host.clone(), Arc::new(fault), spec)
+            .run()
+            .await
     };
     let (_, outcome) = tokio::join!(checks, run);
     passed += passes(probe.judge(&host, "direct", &edge).await.verdict);
     format!("clean={} edge={passed}", outcome.is_clean())
 }
 
+/// CPU in ms, peak memory in KiB, what the run said.
+type Measured = (f64, u64, String);
+
 fn measure<F: std::future::Future<Output = String>>(
     rt: &tokio::runtime::Runtime,
     f: impl FnOnce() -> F,
-) -> (f64, u64, String) {
+) -> Measured {
     reset_peak();
     let before = cpu_ticks();
     let said = rt.block_on(f());
@@ -209,7 +217,7 @@ fn main() {
         );
         rows.push((d, e));
     }
-    let mean = |f: &dyn Fn(&((f64, u64, String), (f64, u64, String))) -> f64| {
+    let mean = |f: &dyn Fn(&(Measured, Measured)) -> f64| {
         rows.iter().map(f).sum::<f64>() / rows.len() as f64
     };
     let (dc, ec) = (mean(&|r| r.0.0), mean(&|r| r.1.0));

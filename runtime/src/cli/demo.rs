@@ -117,7 +117,10 @@ pub async fn run(
         _ => None,
     };
     let Some(port) = port else {
-        let _ = writeln!(out, "error: the demo service did not say where it listens: {first:?}");
+        let _ = writeln!(
+            out,
+            "error: the demo service did not say where it listens: {first:?}"
+        );
         let _ = child.kill().await;
         return EXIT_USAGE;
     };
@@ -218,7 +221,11 @@ async fn demo(
                 r.status.as_str(),
                 r.reason.map(|x| format!(", {x}")).unwrap_or_default()
             );
-            if code == EXIT_OK { super::EXIT_INJECT_FAILED } else { code }
+            if code == EXIT_OK {
+                super::EXIT_INJECT_FAILED
+            } else {
+                code
+            }
         }
         None => code,
     }

@@ -185,7 +185,10 @@ pub(super) async fn execute(
     let running = tokio::spawn(engine::run(plan, id.clone(), store, stopper.clone()));
     let record = follow(running, live, signals, &stopper, planned, args.json, out).await;
     let Some(record) = record else {
-        let _ = writeln!(out, "error: the run's task failed; `faultline recover` undoes what it left");
+        let _ = writeln!(
+            out,
+            "error: the run's task failed; `faultline recover` undoes what it left"
+        );
         return (EXIT_REVERT_FAILED, None);
     };
     let log = log_handle.kept();
@@ -195,8 +198,14 @@ pub(super) async fn execute(
         print_verdict(&record, out);
     }
     for (path, text) in [
-        (&args.junit, args.junit.as_ref().map(|_| report::junit(&record))),
-        (&args.html, args.html.as_ref().map(|_| report::html(&record, &log))),
+        (
+            &args.junit,
+            args.junit.as_ref().map(|_| report::junit(&record)),
+        ),
+        (
+            &args.html,
+            args.html.as_ref().map(|_| report::html(&record, &log)),
+        ),
     ] {
         if let (Some(path), Some(text)) = (path, text) {
             let p = path.clone();
@@ -217,11 +226,11 @@ pub(super) async fn execute(
 
 /// The exit code of a finished run.
 pub(super) fn exit_code(record: &Record) -> u8 {
-    let dirty = record
-        .faults
-        .iter()
-        .flat_map(|f| &f.targets)
-        .any(|t| t.error.as_ref().is_some_and(|e| e.starts_with("revert failed")));
+    let dirty = record.faults.iter().flat_map(|f| &f.targets).any(|t| {
+        t.error
+            .as_ref()
+            .is_some_and(|e| e.starts_with("revert failed"))
+    });
     if dirty {
         return EXIT_REVERT_FAILED;
     }
@@ -315,7 +324,11 @@ fn progress(planned: Duration, quiet: bool) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::with_draw_target(
-        Some(u64::try_from(planned.as_millis()).unwrap_or(u64::MAX).max(1)),
+        Some(
+            u64::try_from(planned.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        ),
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -331,10 +344,9 @@ fn show(e: &LogEntry, bar: &Option<indicatif::ProgressBar>, quiet: bool, out: &m
     if quiet {
         return;
     }
-    let time = humantime::format_rfc3339_millis(
-        std::time::UNIX_EPOCH + Duration::from_millis(e.at_ms),
-    )
-    .to_string();
+    let time =
+        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(e.at_ms))
+            .to_string();
     let time = time.get(11..23).unwrap_or(&time).to_string();
     let source = match e.source {
         Source::Engine => "run",
@@ -342,7 +354,11 @@ fn show(e: &LogEntry, bar: &Option<indicatif::ProgressBar>, quiet: bool, out: &m
         Source::Guest => "guest",
         Source::Probe => "probe",
     };
-    let step = e.step.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default();
+    let step = e
+        .step
+        .as_ref()
+        .map(|s| format!(" [{s}]"))
+        .unwrap_or_default();
     let line = format!("{time} {source:5} {:5}{step} {}", e.level, e.message);
     match bar {
         Some(bar) => bar.suspend(|| {
@@ -371,7 +387,13 @@ fn print_plan(plan: &engine::Plan, out: &mut dyn Write) {
                 }
                 engine::PlannedStep::Probe(i) => {
                     let p = &plan.probes[*i];
-                    let _ = writeln!(out, "  {}: probe {} ({})", p.name, p.plugin.label(), p.params);
+                    let _ = writeln!(
+                        out,
+                        "  {}: probe {} ({})",
+                        p.name,
+                        p.plugin.label(),
+                        p.params
+                    );
                 }
                 engine::PlannedStep::Fault(i) => {
                     let f = &plan.faults[*i];
@@ -406,7 +428,11 @@ fn print_plan(plan: &engine::Plan, out: &mut dyn Write) {
             p.name,
             p.plugin.label(),
             p.mode,
-            if p.faults.is_empty() { "no fault".to_string() } else { p.faults.join(", ") }
+            if p.faults.is_empty() {
+                "no fault".to_string()
+            } else {
+                p.faults.join(", ")
+            }
         );
     }
 }
@@ -421,20 +447,30 @@ fn print_verdict(r: &Record, out: &mut dyn Write) {
             f.name,
             f.status.as_str(),
             f.weight,
-            f.probe_success.map_or_else(|| "-".into(), |p| format!("{p:.1} %")),
-            f.message.as_ref().map(|m| format!("  ({m})")).unwrap_or_default()
+            f.probe_success
+                .map_or_else(|| "-".into(), |p| format!("{p:.1} %")),
+            f.message
+                .as_ref()
+                .map(|m| format!("  ({m})"))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(out, "probes:");
     for p in &r.probes {
-        let passed = p.checks.iter().filter(|c| c.verdict == crate::host::Verdict::Passed).count();
+        let passed = p
+            .checks
+            .iter()
+            .filter(|c| c.verdict == crate::host::Verdict::Passed)
+            .count();
         let _ = writeln!(
             out,
             "  {:24} {:15} {passed}/{} checks passed{}",
             p.name,
             p.verdict.map_or("not run", |v| v.as_str()),
             p.checks.len(),
-            p.success_rate.map(|s| format!(" ({s:.1} %)")).unwrap_or_default()
+            p.success_rate
+                .map(|s| format!(" ({s:.1} %)"))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(
@@ -444,7 +480,10 @@ fn print_verdict(r: &Record, out: &mut dyn Write) {
         r.end_state.map_or("-", EndState::as_str),
         r.status.as_str(),
         r.score.map_or_else(|| "-".into(), |s| format!("{s:.1}")),
-        r.reason.as_ref().map(|x| format!("\n  reason: {x}")).unwrap_or_default()
+        r.reason
+            .as_ref()
+            .map(|x| format!("\n  reason: {x}"))
+            .unwrap_or_default()
     );
     let _ = writeln!(out, "history: faultline executions show {}", r.id);
 }

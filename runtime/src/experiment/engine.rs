@@ -534,12 +534,7 @@ async fn fetch(
             ));
         }
     }
-    warnings.extend(
-        fetched
-            .warnings
-            .iter()
-            .map(|w| format!("{reference}: {w}")),
-    );
+    warnings.extend(fetched.warnings.iter().map(|w| format!("{reference}: {w}")));
     Ok(fetched)
 }
 
@@ -623,11 +618,10 @@ async fn plan_fault(
                 .unwrap_or(serde_json::Value::Null);
             let accepts = Accepts::of_schema(&schema);
             let targets_owned = targets.clone();
-            let found = tokio::task::spawn_blocking(move || {
-                target::resolve(&targets_owned, accepts)
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("resolving targets panicked: {e}")));
+            let found =
+                tokio::task::spawn_blocking(move || target::resolve(&targets_owned, accepts))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("resolving targets panicked: {e}")));
             match found {
                 Err(e) => {
                     problems.push(format!("step {name}: {e}"));
@@ -649,33 +643,36 @@ async fn plan_fault(
         }
     };
     let grants = plugin.grants.clone();
-    let runs: Vec<(String, serde_json::Map<String, serde_json::Value>, Option<String>)> =
-        if resolved.is_empty() {
-            vec![("as its parameters say".to_string(), base.clone(), None)]
-        } else {
-            let mut runs = Vec::new();
-            for r in resolved {
-                let mut params = base.clone();
-                for (k, v) in &r.params {
-                    if params.contains_key(k) {
-                        problems.push(format!(
-                            "step {name}: parameter `{k}` is set by both `params` and `targets`"
-                        ));
-                    }
-                    params.insert(k.clone(), v.clone());
+    let runs: Vec<(
+        String,
+        serde_json::Map<String, serde_json::Value>,
+        Option<String>,
+    )> = if resolved.is_empty() {
+        vec![("as its parameters say".to_string(), base.clone(), None)]
+    } else {
+        let mut runs = Vec::new();
+        for r in resolved {
+            let mut params = base.clone();
+            for (k, v) in &r.params {
+                if params.contains_key(k) {
+                    problems.push(format!(
+                        "step {name}: parameter `{k}` is set by both `params` and `targets`"
+                    ));
                 }
-                let (grants, target) = (grants.clone(), r.clone());
-                let covered =
-                    tokio::task::spawn_blocking(move || target::covering_grant(&grants, &target))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("checking the grant panicked: {e}")));
-                match covered {
-                    Ok(rule) => runs.push((r.label, params, Some(rule))),
-                    Err(e) => problems.push(format!("step {name}: {e}")),
-                }
+                params.insert(k.clone(), v.clone());
             }
-            runs
-        };
+            let (grants, target) = (grants.clone(), r.clone());
+            let covered =
+                tokio::task::spawn_blocking(move || target::covering_grant(&grants, &target))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("checking the grant panicked: {e}")));
+            match covered {
+                Ok(rule) => runs.push((r.label, params, Some(rule))),
+                Err(e) => problems.push(format!("step {name}: {e}")),
+            }
+        }
+        runs
+    };
     for (label, params, grant) in runs {
         let value = serde_json::Value::Object(params);
         if let Err(e) = plugin.validate(host, &value.to_string()).await {
@@ -962,7 +959,9 @@ pub async fn run(plan: Plan, id: String, store: Option<Store>, stopper: Stopper)
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 if let Some(reason) = crate::estop::active(&dir).await {
-                    shared.log.engine("error", None, format!("emergency stop: {reason}"));
+                    shared
+                        .log
+                        .engine("error", None, format!("emergency stop: {reason}"));
                     Stopper(shared.stop.clone()).stop(Stop::Execution(StopReason::EmergencyStop));
                     return;
                 }
@@ -995,7 +994,9 @@ pub async fn run(plan: Plan, id: String, store: Option<Store>, stopper: Stopper)
         let mut lanes = Vec::new();
         for lane in 0..plan.lanes.len() {
             let (plan, shared) = (plan.clone(), shared.clone());
-            lanes.push(tokio::spawn(async move { run_lane(&plan, &shared, lane).await }));
+            lanes.push(tokio::spawn(
+                async move { run_lane(&plan, &shared, lane).await },
+            ));
         }
         for l in lanes {
             if let Err(e) = l.await {
@@ -1048,7 +1049,9 @@ pub async fn run(plan: Plan, id: String, store: Option<Store>, stopper: Stopper)
             record.name,
             record.status.as_str(),
             record.end_state.map_or("-", EndState::as_str),
-            record.score.map_or_else(|| "-".into(), |s| format!("{s:.1}")),
+            record
+                .score
+                .map_or_else(|| "-".into(), |s| format!("{s:.1}")),
             record
                 .reason
                 .as_ref()
@@ -1080,11 +1083,9 @@ impl LogHandle {
 fn conclude(r: &mut Record, plan: &Plan, stop: Option<&Stop>) {
     for p in &mut r.probes {
         let spec = plan.probes.iter().find(|s| s.name == p.name);
-        let repeated = matches!(
-            p.mode,
-            Some(ProbeMode::Continuous | ProbeMode::OnChaos)
-        );
-        let (verdict, rate) = probe_verdict(&p.checks, repeated, spec.map_or(100.0, |s| s.success_rate));
+        let repeated = matches!(p.mode, Some(ProbeMode::Continuous | ProbeMode::OnChaos));
+        let (verdict, rate) =
+            probe_verdict(&p.checks, repeated, spec.map_or(100.0, |s| s.success_rate));
         p.verdict = verdict;
         p.success_rate = rate;
     }
@@ -1149,7 +1150,10 @@ fn conclude(r: &mut Record, plan: &Plan, stop: Option<&Stop>) {
 fn explain(r: &Record) -> String {
     let mut why = Vec::new();
     for f in &r.faults {
-        if matches!(f.status, FaultStatus::Error | FaultStatus::CompletedWithError) {
+        if matches!(
+            f.status,
+            FaultStatus::Error | FaultStatus::CompletedWithError
+        ) {
             why.push(format!(
                 "fault {} {}{}",
                 f.name,
@@ -1176,11 +1180,18 @@ fn explain(r: &Record) -> String {
 /// A probe's verdict over its checks: not applicable when any check could not run; for
 /// repeated probes passed when the share of passed checks reaches `threshold`; for the others
 /// failed when any check failed. `None` when it never checked.
-fn probe_verdict(checks: &[Check], repeated: bool, threshold: f64) -> (Option<Verdict>, Option<f64>) {
+fn probe_verdict(
+    checks: &[Check],
+    repeated: bool,
+    threshold: f64,
+) -> (Option<Verdict>, Option<f64>) {
     if checks.is_empty() {
         return (None, None);
     }
-    let passed = checks.iter().filter(|c| c.verdict == Verdict::Passed).count();
+    let passed = checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Passed)
+        .count();
     let rate = passed as f64 * 100.0 / checks.len() as f64;
     let verdict = if checks.iter().any(|c| c.verdict == Verdict::NotApplicable) {
         Verdict::NotApplicable
@@ -1384,7 +1395,9 @@ async fn run_lane(plan: &Arc<Plan>, shared: &Arc<Shared>, lane: usize) {
 async fn run_fault(plan: &Arc<Plan>, shared: &Arc<Shared>, i: usize) -> (String, String) {
     let f = &plan.faults[i];
     if let Some(why) = &f.skip {
-        shared.log.engine("warn", Some(&f.name), format!("skipped: {why}"));
+        shared
+            .log
+            .engine("warn", Some(&f.name), format!("skipped: {why}"));
         shared.with(|r| {
             r.faults[i].status = FaultStatus::Skipped;
             r.faults[i].message = Some(why.clone());
@@ -1446,9 +1459,10 @@ async fn run_fault(plan: &Arc<Plan>, shared: &Arc<Shared>, i: usize) -> (String,
         })
         .collect();
     // Cut short during inject or while held: either way it did not run its course.
-    let stopped_early = outcomes
-        .iter()
-        .any(|o| o.as_ref().is_ok_and(|o| o.reason != StopReason::DurationOver));
+    let stopped_early = outcomes.iter().any(|o| {
+        o.as_ref()
+            .is_ok_and(|o| o.reason != StopReason::DurationOver)
+    });
     let status = if !problems.is_empty() {
         FaultStatus::Error
     } else if stop.is_some() && stopped_early {
@@ -1563,9 +1577,7 @@ async fn follow(
         t.error = problem_of(&outcome);
         t.reverted_ms = Some(outcome.ended_ms);
         if t.injected_ms.is_none() && outcome.injected {
-            t.injected_ms = outcome
-                .inject_ms
-                .map(|ms| outcome.started_ms + ms as u64);
+            t.injected_ms = outcome.inject_ms.map(|ms| outcome.started_ms + ms as u64);
         }
     });
     Ok(outcome)
@@ -1590,16 +1602,54 @@ mod tests {
     #[test]
     fn a_probe_verdict_follows_its_checks_and_threshold() {
         use Verdict::*;
-        let cases: &[(&[Verdict], bool, f64, Option<Verdict>, Option<f64>)] = &[
+        // (checks, repeated, threshold) → (verdict, success rate)
+        type Case<'a> = (&'a [Verdict], bool, f64, Option<Verdict>, Option<f64>);
+        let cases: &[Case] = &[
             (&[], false, 100.0, None, None),
             (&[Passed], false, 100.0, Some(Passed), None),
             (&[Passed, Failed], false, 100.0, Some(Failed), None),
-            (&[Passed, NotApplicable], false, 100.0, Some(NotApplicable), None),
-            (&[Failed, NotApplicable], false, 100.0, Some(NotApplicable), None),
-            (&[Passed, Passed, Passed, Failed], true, 75.0, Some(Passed), Some(75.0)),
-            (&[Passed, Passed, Failed, Failed], true, 75.0, Some(Failed), Some(50.0)),
-            (&[Passed, Passed, Passed], true, 100.0, Some(Passed), Some(100.0)),
-            (&[Passed, Passed, NotApplicable], true, 10.0, Some(NotApplicable), Some(200.0 / 3.0)),
+            (
+                &[Passed, NotApplicable],
+                false,
+                100.0,
+                Some(NotApplicable),
+                None,
+            ),
+            (
+                &[Failed, NotApplicable],
+                false,
+                100.0,
+                Some(NotApplicable),
+                None,
+            ),
+            (
+                &[Passed, Passed, Passed, Failed],
+                true,
+                75.0,
+                Some(Passed),
+                Some(75.0),
+            ),
+            (
+                &[Passed, Passed, Failed, Failed],
+                true,
+                75.0,
+                Some(Failed),
+                Some(50.0),
+            ),
+            (
+                &[Passed, Passed, Passed],
+                true,
+                100.0,
+                Some(Passed),
+                Some(100.0),
+            ),
+            (
+                &[Passed, Passed, NotApplicable],
+                true,
+                10.0,
+                Some(NotApplicable),
+                Some(200.0 / 3.0),
+            ),
         ];
         for (checks, repeated, threshold, verdict, rate) in cases {
             let checks: Vec<Check> = checks.iter().map(|v| check(*v)).collect();
