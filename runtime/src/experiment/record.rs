@@ -114,7 +114,8 @@ impl Status {
     /// The status of a run that was not stopped and did not time out, from its faults' and
     /// probes' outcomes: error beats completed-with-error beats completed.
     pub fn of(faults: &[FaultStatus], probes: &[Verdict]) -> Status {
-        let error = faults.contains(&FaultStatus::Error) || probes.contains(&Verdict::NotApplicable);
+        let error =
+            faults.contains(&FaultStatus::Error) || probes.contains(&Verdict::NotApplicable);
         if error || (faults.is_empty() && probes.is_empty()) {
             Status::Error
         } else if faults.contains(&FaultStatus::CompletedWithError)
@@ -457,7 +458,11 @@ mod tests {
             (Status::Queued, false, None),
         ];
         for (status, by_probe, want) in ends {
-            assert_eq!(EndState::of(status, by_probe), want, "{status:?} {by_probe}");
+            assert_eq!(
+                EndState::of(status, by_probe),
+                want,
+                "{status:?} {by_probe}"
+            );
         }
         for s in [Status::Queued, Status::CompletedWithError, Status::Timeout] {
             assert_eq!(Status::parse(s.as_str()), Some(s));
@@ -488,7 +493,11 @@ mod tests {
         let score = Record::score_of(&faults).unwrap();
         assert!((score - 1250.0 / 15.0).abs() < 1e-9, "{score}");
         // Weight 0 counts for nothing; an unjudged fault is left out; 1/3 stays a third.
-        let faults = [fault(0, Some(0.0)), fault(3, Some(100.0 / 3.0)), fault(10, None)];
+        let faults = [
+            fault(0, Some(0.0)),
+            fault(3, Some(100.0 / 3.0)),
+            fault(10, None),
+        ];
         let score = Record::score_of(&faults).unwrap();
         assert!((score - 100.0 / 3.0).abs() < 1e-9, "{score}");
         assert_eq!(Record::score_of(&[fault(0, Some(100.0))]), None);
