@@ -66,16 +66,18 @@ impl Drop for Service {
 fn policy(dir: &Path, pids: &[u32], ports: &[u16]) -> PathBuf {
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     let ports: Vec<String> = ports.iter().map(|p| format!("\"{p}\"")).collect();
-    let path = dir.join("policy.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{}], signals = [\"stop\"] }}\n\n[[grant]]\ncomponent = \"*-probe@^0.1\"\ncapabilities = [\"outbound\"]\noutbound = {{ destinations = [\"127.0.0.1\"], ports = [{}] }}\n",
-            pids.join(", "),
+    let mut text = format!(
+        "[[grant]]\ncomponent = \"process-pause@^0.1\"\ncapabilities = [\"process\"]\nprocess = {{ pids = [{}], signals = [\"stop\"] }}\n",
+        pids.join(", ")
+    );
+    for probe in ["http-probe", "tcp-probe"] {
+        text.push_str(&format!(
+            "\n[[grant]]\ncomponent = \"{probe}@^0.1\"\ncapabilities = [\"outbound\"]\noutbound = {{ destinations = [\"127.0.0.1\"], ports = [{}] }}\n",
             ports.join(", ")
-        ),
-    )
-    .unwrap();
+        ));
+    }
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -314,7 +316,7 @@ lanes:
         real = target.pid()
     );
     let file = write(dir.path(), "unresolved.yaml", &body);
-    let policy = policy(dir.path(), &[target.pid(), gone_pid], &[]);
+    let policy = policy(dir.path(), &[target.pid(), gone_pid], &[9]);
     let out = faultline(dir.path(), &["run", "--policy"])
         .arg(&policy)
         .arg(&file)
@@ -387,7 +389,7 @@ lanes:
             service.port
         ),
     );
-    let policy = policy(dir.path(), &[], &[service.port]);
+    let policy = policy(dir.path(), &[1], &[service.port]);
     let runs: Vec<Child> = (0..2)
         .map(|_| {
             faultline(dir.path(), &["run", "--json", "--policy"])
