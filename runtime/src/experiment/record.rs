@@ -114,7 +114,8 @@ impl Status {
     /// The status of a run that was not stopped and did not time out, from its faults' and
     /// probes' outcomes: error beats completed-with-error beats completed.
     pub fn of(faults: &[FaultStatus], probes: &[Verdict]) -> Status {
-        let error = faults.contains(&FaultStatus::Error) || probes.contains(&Verdict::NotApplicable);
+        let error =
+            faults.contains(&FaultStatus::Error) || probes.contains(&Verdict::NotApplicable);
         if error || (faults.is_empty() && probes.is_empty()) {
             Status::Error
         } else if faults.contains(&FaultStatus::CompletedWithError)
