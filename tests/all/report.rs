@@ -126,12 +126,13 @@ fn sample() -> (Record, Vec<LogEntry>) {
     for i in 0..30u64 {
         let at = 500 + i * 1000;
         let failed = (10_000..18_000).contains(&at);
-        let moment = if at < 2200 || at > 21_900 {
+        let moment = if at < 2200 {
             Moment::Before
+        } else if at > 21_900 {
+            Moment::After
         } else {
             Moment::During
         };
-        let moment = if at > 21_900 { Moment::After } else { moment };
         health.push(if failed {
             check(
                 at,
@@ -574,11 +575,13 @@ fn html_references_no_url() {
     assert!(page.contains("content=\"default-src 'none'; style-src 'unsafe-inline'\""));
 }
 
-/// Headless Chromium on one page, in its own process group with a private profile: killed
-/// with its group when done or late, and no process of it outlives the test.
+/// Headless Chromium on one page, in its own process group, with a private profile and a
+/// private home (its crash handler, dconf and caches would write to the real one): killed with
+/// its group when done or late, and no process of it outlives the test.
 struct Chromium {
     binary: PathBuf,
-    profile: PathBuf,
+    /// The test's temporary directory: the profile and the home are in it.
+    dir: PathBuf,
 }
 
 impl Chromium {
@@ -597,8 +600,16 @@ impl Chromium {
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
+                "--disable-breakpad",
+                "--disable-crash-reporter",
             ])
-            .arg(format!("--user-data-dir={}", self.profile.display()))
+            .arg(format!(
+                "--user-data-dir={}",
+                self.dir.join("profile").display()
+            ))
+            .env("HOME", self.dir.join("home"))
+            .env("XDG_CONFIG_HOME", self.dir.join("home/config"))
+            .env("XDG_CACHE_HOME", self.dir.join("home/cache"))
             .args(args)
             .arg(format!("file://{}", page.display()))
             .stdin(Stdio::null())
@@ -651,9 +662,11 @@ impl Chromium {
         out
     }
 
-    /// Waits (up to 10 s) until no process mentions the private profile in its command line.
+    /// Waits (up to 10 s) until no process mentions the test's directory in its command line
+    /// (the crash handler runs in a session of its own, out of the group, but names its
+    /// database there), killing any that do.
     fn assert_gone(&self) {
-        let profile = self.profile.to_string_lossy().into_owned();
+        let profile = self.dir.to_string_lossy().into_owned();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left: Vec<i32> = std::fs::read_dir("/proc")
@@ -736,7 +749,7 @@ fn html_timeline_is_drawn_in_chromium() {
     std::fs::write(&page, report::html(&record, &log)).unwrap();
     let chromium = Chromium {
         binary,
-        profile: dir.path().join("profile"),
+        dir: dir.path().to_path_buf(),
     };
 
     // The DOM Chromium built from the page: every bar and mark, no script.
@@ -798,4 +811,106 @@ fn html_timeline_is_drawn_in_chromium() {
     eprintln!("failed marks: {total} pixels, {runs} marks on row {y}");
     assert_eq!(runs, 8, "one run per failed check on row {y}");
     assert!(total >= 8 * 50, "eight marks of radius 5: {total} pixels");
+}
+
+/// `record` and `log` with every free-text string (names, lanes, references, messages,
+/// outputs, targets, log lines) replaced through `new`, the same string always by the same
+/// replacement, so lanes and judged faults still match up.
+fn renamed(
+    record: &Record,
+    log: &[LogEntry],
+    new: &mut dyn FnMut(usize) -> String,
+) -> (Record, Vec<LogEntry>) {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut map = |s: &mut String| {
+        let to = match seen.iter().find(|(from, _)| from == s) {
+            Some((_, to)) => to.clone(),
+            None => {
+                // The index first: distinct strings stay distinct whatever `new` gives.
+                let to = format!("{}:{}", seen.len(), new(seen.len()));
+                seen.push((s.clone(), to.clone()));
+                to
+            }
+        };
+        *s = to;
+    };
+    let mut r = record.clone();
+    for s in [&mut r.name, &mut r.description, &mut r.file, &mut r.id] {
+        map(s);
+    }
+    r.tags.iter_mut().for_each(&mut map);
+    if let Some(s) = r.reason.as_mut() {
+        map(s);
+    }
+    for f in &mut r.faults {
+        for s in [&mut f.name, &mut f.lane, &mut f.reference] {
+            map(s);
+        }
+        if let Some(s) = f.message.as_mut() {
+            map(s);
+        }
+        for t in &mut f.targets {
+            map(&mut t.target);
+            for s in [&mut t.reason, &mut t.error].into_iter().flatten() {
+                map(s);
+            }
+        }
+    }
+    for p in &mut r.probes {
+        map(&mut p.name);
+        map(&mut p.reference);
+        p.faults.iter_mut().for_each(&mut map);
+        p.checks.iter_mut().for_each(|c| map(&mut c.message));
+    }
+    for a in &mut r.activities {
+        for s in [&mut a.name, &mut a.lane, &mut a.output] {
+            map(s);
+        }
+    }
+    let mut log = log.to_vec();
+    for e in &mut log {
+        map(&mut e.message);
+        if let Some(s) = e.step.as_mut() {
+            map(s);
+        }
+    }
+    (r, log)
+}
+
+/// The names of a document's elements, in order (`/x` for a closing tag).
+fn elements(markup: &str) -> Vec<String> {
+    markup
+        .split('<')
+        .skip(1)
+        .map(|t| {
+            t.split(|c: char| c.is_whitespace() || c == '>')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Text never becomes markup: with any strings at all in the record, JUnit and HTML have
+    /// exactly the elements they have with plain words.
+    #[test]
+    fn any_text_leaves_the_markup_as_it_was(
+        texts in proptest::collection::vec("(?s).{0,24}|[<>&\"'\\x00-\\x1f\\u{85}\\u{FFFE}\\u{FFFF}]{1,8}", 64)
+    ) {
+        let (record, log) = sample();
+        let (plain, plain_log) = renamed(&record, &log, &mut |_| "x".to_string());
+        let (wild, wild_log) = renamed(&record, &log, &mut |i| texts[i % texts.len()].clone());
+        let page = report::html(&wild, &wild_log);
+        proptest::prop_assert_eq!(elements(&page), elements(&report::html(&plain, &plain_log)));
+        proptest::prop_assert_eq!(elements(&report::junit(&wild)), elements(&report::junit(&plain)));
+        for c in page.chars() {
+            proptest::prop_assert!(
+                matches!(c, '\n' | '\t') || !(c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}')),
+                "{:?} in the page", c
+            );
+        }
+    }
 }
