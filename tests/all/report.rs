@@ -23,7 +23,7 @@ const HOSTILE: &str = "<script>alert(\"pwned\")</script> & 'quotes'";
 /// Characters XML 1.0 forbids: NUL, ESC, a C1 control, U+FFFF.
 const FORBIDDEN: &str = "\u{0}\u{1b}\u{85}\u{FFFF}";
 
-/// The fills `report.rs` (its timeline) gives a completed fault's bar, a completed-with-error
+/// The fills `experiment/report/timeline.rs` gives a completed fault's bar, a completed-with-error
 /// fault's bar, and a failed check's mark.
 const COMPLETED_BAR: [u8; 3] = [0x43, 0xa0, 0x47];
 const WITH_ERROR_BAR: [u8; 3] = [0xfb, 0x8c, 0x00];
