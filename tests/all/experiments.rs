@@ -143,6 +143,21 @@ fn the_demo_sees_the_paused_service_fail_and_recover_with_a_score() {
     assert!(said.contains("FAILED"), "{said}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("pause-service"), "{page}");
+    // The report of this real run, drawn by a real browser: the fault's bar, failed marks
+    // while it was paused, passed ones around it.
+    let test = "experiments::the_demo_sees_the_paused_service_fail_and_recover_with_a_score";
+    let Some(binary) = crate::report::tool(test, "chromium", "chromium") else {
+        return;
+    };
+    let chromium = crate::report::Chromium {
+        binary,
+        dir: dir.path().to_path_buf(),
+    };
+    let dom = String::from_utf8(chromium.run(&html, &["--dump-dom".into()])).unwrap();
+    let count = |class: &str| dom.matches(&format!("class=\"{class}\"")).count();
+    assert_eq!(count("bar fault completed-with-error"), 1, "{dom}");
+    assert!(count("mark failed") >= 1, "{dom}");
+    assert!(count("mark passed") >= 4, "{dom}");
 }
 
 const PAUSE_THEN_MORE: &str = r#"

@@ -330,7 +330,7 @@ fn json_journal_groups_steady_states_and_reads_back() {
 
 /// `program`'s path, or `None` after recording the skip; with FAULTLINE_REQUIRE_PRIVILEGED=1
 /// (CI) a missing program fails the test.
-fn tool(test: &str, program: &str, package: &str) -> Option<PathBuf> {
+pub(crate) fn tool(test: &str, program: &str, package: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))
@@ -578,14 +578,15 @@ fn html_references_no_url() {
 /// Headless Chromium on one page, in its own process group, with a private profile and a
 /// private home (its crash handler, dconf and caches would write to the real one): killed with
 /// its group when done or late, and no process of it outlives the test.
-struct Chromium {
-    binary: PathBuf,
+pub(crate) struct Chromium {
+    /// The browser.
+    pub(crate) binary: PathBuf,
     /// The test's temporary directory: the profile and the home are in it.
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Chromium {
-    fn run(&self, page: &Path, args: &[String]) -> Vec<u8> {
+    pub(crate) fn run(&self, page: &Path, args: &[String]) -> Vec<u8> {
         let mut child = Command::new(&self.binary)
             .args([
                 "--headless",
