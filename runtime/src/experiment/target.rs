@@ -629,7 +629,11 @@ fn network_target(
 }
 
 /// Fails unless each of `interfaces` exists in `namespace` now.
-fn interfaces_exist(namespace: &Namespace, interfaces: &[String], what: &str) -> Result<(), String> {
+fn interfaces_exist(
+    namespace: &Namespace,
+    interfaces: &[String],
+    what: &str,
+) -> Result<(), String> {
     if interfaces.is_empty() {
         return Ok(());
     }
@@ -674,8 +678,8 @@ pub fn covering_grant(grants: &Grants, target: &Resolved) -> Result<String, Stri
         }
         Kind::NetworkOf(interfaces) => {
             let p = live(target)?;
-            let by_process = process_rule(grants, &p)
-                .ok_or_else(|| uncovered("no process scope matches it"))?;
+            let by_process =
+                process_rule(grants, &p).ok_or_else(|| uncovered("no process scope matches it"))?;
             let by_network = network_rule(grants, |s| s.pid, interfaces).ok_or_else(|| {
                 uncovered("no network scope grants `pid` namespaces and these interfaces")
             })?;
@@ -756,7 +760,13 @@ fn network_rule(
             if s.scope.pid {
                 namespaces.push("pid".to_string());
             }
-            namespaces.extend(s.scope.named.patterns().iter().map(|p| format!("named:{p}")));
+            namespaces.extend(
+                s.scope
+                    .named
+                    .patterns()
+                    .iter()
+                    .map(|p| format!("named:{p}")),
+            );
             format!(
                 "{}: network.namespaces = {namespaces:?}, network.interfaces = {:?}",
                 s.rule,
@@ -844,7 +854,10 @@ mod tests {
             }
         );
         assert_eq!(accepts("disk-fill"), Accepts::default());
-        assert_eq!(accepts("network-delay").keys(), "`pid`, `netns`, `interfaces`");
+        assert_eq!(
+            accepts("network-delay").keys(),
+            "`pid`, `netns`, `interfaces`"
+        );
         assert!(Accepts::default().keys().starts_with("none of"));
         // A `path` that is not a cgroup's is no cgroup key.
         let file = serde_json::json!({"properties": {"path": {"description": "a file"}}});
@@ -866,7 +879,10 @@ mod tests {
         let e = Criteria::compile(&t).err().unwrap();
         assert_eq!(e, "targets.pids: 65 entries, more than the 64 allowed");
         let e = interface_list(&["eth 0".to_string()]).unwrap_err();
-        assert!(e.starts_with("targets.interfaces[0]: \"eth 0\" is not"), "{e}");
+        assert!(
+            e.starts_with("targets.interfaces[0]: \"eth 0\" is not"),
+            "{e}"
+        );
         assert!(interface_list(&["a-very-long-interface".to_string()]).is_err());
         assert_eq!(netns_name("host").unwrap(), None);
         assert!(netns_name(&"n".repeat(65)).is_err());
