@@ -37,9 +37,11 @@ fn start(program: &str, args: &[&str]) -> Sleeper {
     let sleeper = Sleeper(child);
     let want = args.last().copied().unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !proc::info(sleeper.pid())
-        .is_some_and(|p| p.cmdline.last().map(String::as_str) == Some(want))
-    {
+    let execd = || {
+        proc::info(sleeper.pid())
+            .is_some_and(|p| p.cmdline.last().map(String::as_str) == Some(want))
+    };
+    while !execd() {
         assert!(
             Instant::now() < deadline,
             "{program} {args:?} did not start"
@@ -113,11 +115,13 @@ fn grants(policy: &str, component: &str) -> Grants {
 fn processes_resolve_by_pid_name_and_cmdline() {
     let token = token();
     let group = sleepers(&token, 2);
-    // A copy of `sleep` under a name of its own: `/proc/<pid>/comm` is the executable's name.
+    // `sleep` under a name of its own: `/proc/<pid>/comm` is the name exec was given, here a
+    // symlink's (a copy would be written by us, and exec'ing a file another thread's fork may
+    // still hold open for writing fails with ETXTBSY).
     let dir = tempfile::tempdir().unwrap();
     let name = format!("tg{}", &token[token.len().saturating_sub(10)..]);
     let exe = dir.path().join(&name);
-    std::fs::copy("/bin/sleep", &exe).unwrap();
+    std::os::unix::fs::symlink("/bin/sleep", &exe).unwrap();
     let named = start(exe.to_str().unwrap(), &["3000"]);
 
     let by_pid = resolve(
@@ -303,7 +307,13 @@ fn the_blast_radius_counts_and_rounds_percent_up_lowest_pids_first() {
 fn more_targets_than_a_step_may_have_is_an_error_unless_select_limits_them() {
     let token = token();
     let _group = sleepers(&token, 257);
+    let started = Instant::now();
     let e = resolve(&cmdline(&token), PROCESS).unwrap_err();
+    eprintln!(
+        "a cmdline regex over all {} processes resolved in {:?}",
+        proc::list().len(),
+        started.elapsed()
+    );
     assert!(
         e.starts_with("257 processes are selected, more than the 256 targets one step may have")
             && e.contains("select"),

@@ -274,6 +274,21 @@ impl Criteria {
     }
 }
 
+/// `text` with control characters escaped (`\u{1b}`): process and interface names are chosen
+/// by whoever runs them, and labels end up on terminals.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// At most 64 characters of `text`, for quoting hostile input in a message.
 fn clip(text: &str) -> String {
     let mut out: String = text.chars().take(64).collect();
@@ -454,8 +469,12 @@ fn interface_list(interfaces: &[String]) -> Result<Vec<String>, String> {
             ));
         }
     }
-    let mut list = interfaces.to_vec();
-    list.dedup();
+    let mut list: Vec<String> = Vec::with_capacity(interfaces.len());
+    for name in interfaces {
+        if !list.contains(name) {
+            list.push(name.clone());
+        }
+    }
     Ok(list)
 }
 
@@ -488,7 +507,7 @@ fn process_targets(
         if p.cmdline.is_empty() && p.state != 'Z' && p.state != 'X' {
             return Err(format!(
                 "targets.pids: {pid} ({}) is a kernel thread, never a target",
-                p.name
+                printable(&p.name)
             ));
         }
         explicit.push(p);
@@ -525,7 +544,7 @@ fn process_targets(
         .map(|p| {
             let mut params = Map::new();
             params.insert("pid".to_string(), Value::from(p.pid));
-            let mut label = format!("pid {} ({})", p.pid, p.name);
+            let mut label = format!("pid {} ({})", p.pid, printable(&p.name));
             let kind = if accepts.network() {
                 if !interfaces.is_empty() {
                     interfaces_exist(&Namespace::Pid(p.pid), interfaces, &label)?;
@@ -643,7 +662,7 @@ fn interfaces_exist(
         None => Ok(()),
         Some(missing) => Err(format!(
             "targets.interfaces: {what} has no interface {missing:?} (it has {})",
-            present.join(", ")
+            printable(&present.join(", "))
         )),
     }
 }
@@ -888,5 +907,10 @@ mod tests {
         assert!(netns_name(&"n".repeat(65)).is_err());
         assert!(netns_name("..").is_err());
         assert_eq!(clip(&"x".repeat(100)).chars().count(), 65);
+        assert_eq!(printable("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(
+            interface_list(&["v0".to_string(), "lo".to_string(), "v0".to_string()]).unwrap(),
+            ["v0", "lo"]
+        );
     }
 }
