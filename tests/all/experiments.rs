@@ -94,13 +94,27 @@ fn run_json(state: &Path, file: &Path, policy: &Path) -> (Option<i32>, Value, St
         .arg(file)
         .output()
         .unwrap();
-    let said = text(&out);
-    let json = String::from_utf8_lossy(&out.stdout)
+    (out.status.code(), journal_of(&out), text(&out))
+}
+
+/// `faultline run --json` started, its output piped.
+fn spawn_json(state: &Path, file: &Path, policy: &Path) -> Child {
+    faultline(state, &["run", "--json", "--policy"])
+        .arg(policy)
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The JSON journal a finished `faultline run --json` printed last.
+fn journal_of(out: &Output) -> Value {
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
-    (out.status.code(), json, said)
+        .unwrap_or_else(|| panic!("no journal: {}", text(out)))
 }
 
 fn record(journal: &Value) -> &Value {
@@ -197,13 +211,7 @@ fn sigterm_mid_run_reverts_everything_and_skips_later_steps() {
         .replace("PORT", &service.port.to_string());
     let file = write(dir.path(), "stop.yaml", &body);
     let policy = policy(dir.path(), &[target.pid()], &[service.port]);
-    let child = faultline(dir.path(), &["run", "--json", "--policy"])
-        .arg(&policy)
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_json(dir.path(), &file, &policy);
     assert!(wait_until(Duration::from_secs(30), || target.state() == 'T'));
     // Past inject: the run holds the fault now.
     std::thread::sleep(Duration::from_millis(500));
@@ -218,11 +226,7 @@ fn sigterm_mid_run_reverts_everything_and_skips_later_steps() {
     assert_eq!(out.status.code(), Some(143), "{said}");
     assert!(sent.elapsed() < Duration::from_secs(10), "{said}");
     assert_eq!(target.state(), 'S', "{said}");
-    let journal: Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no journal: {said}"));
+    let journal = journal_of(&out);
     let r = record(&journal);
     assert_eq!(r["status"], "stopped", "{said}");
     assert_eq!(r["end_state"], "CANCELED", "{said}");
@@ -406,24 +410,14 @@ lanes:
     );
     let policy = policy(dir.path(), &[1], &[service.port]);
     let runs: Vec<Child> = (0..2)
-        .map(|_| {
-            faultline(dir.path(), &["run", "--json", "--policy"])
-                .arg(&policy)
-                .arg(&file)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| spawn_json(dir.path(), &file, &policy))
         .collect();
     let mut ids = Vec::new();
     for r in runs {
         let out = r.wait_with_output().unwrap();
         let said = text(&out);
         assert_eq!(out.status.code(), Some(0), "{said}");
-        let journal: Value =
-            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
-                .unwrap();
+        let journal = journal_of(&out);
         assert_eq!(record(&journal)["status"], "completed", "{said}");
         ids.push(record(&journal)["id"].as_str().unwrap().to_string());
     }
@@ -540,13 +534,7 @@ fn an_emergency_stop_refuses_new_runs_and_stops_a_running_one() {
         .output()
         .unwrap();
     assert_eq!(clear.status.code(), Some(0), "{}", text(&clear));
-    let child = faultline(dir.path(), &["run", "--json", "--policy"])
-        .arg(&policy)
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_json(dir.path(), &file, &policy);
     assert!(wait_until(Duration::from_secs(30), || target.state() == 'T'));
     let set = faultline(dir.path(), &["emergency-stop"]).output().unwrap();
     assert_eq!(set.status.code(), Some(0), "{}", text(&set));
@@ -554,13 +542,7 @@ fn an_emergency_stop_refuses_new_runs_and_stops_a_running_one() {
     let said = text(&out);
     assert_eq!(out.status.code(), Some(8), "{said}");
     assert_eq!(target.state(), 'S', "{said}");
-    let journal: Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}: {said}"));
+    let journal = journal_of(&out);
     assert_eq!(record(&journal)["end_state"], "CANCELED", "{said}");
     assert_eq!(
         fault(&journal, "second-pause")["status"],

@@ -30,7 +30,7 @@ use super::target::{self, Accepts, Resolved};
 use crate::capability::LogLine;
 use crate::component::Source as ComponentSource;
 use crate::execution::{EventKind, Execution, Handle, Outcome, Spec, StopReason};
-use crate::host::{FaultPlugin, Host, HostConfig, LoadError, ProbePlugin, Verdict};
+use crate::host::{FaultPlugin, Host, HostConfig, LoadError, Plugin, ProbePlugin, Verdict};
 use crate::hub::{Hub, HubConfig};
 use crate::policy::{Identity, Policy};
 use std::collections::HashMap;
@@ -306,13 +306,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Loaded components by reference, so a reference used twice is fetched and loaded once.
-#[derive(Default)]
-struct Loaded {
-    faults: HashMap<String, Arc<FaultPlugin>>,
-    probes: HashMap<String, Arc<ProbePlugin>>,
-}
-
 /// Runs the pre-run checks: resolves, loads and validates every component, resolves every
 /// target and the grant that covers it, and checks the emergency stop. Returns the plan, or
 /// every problem found.
@@ -345,14 +338,21 @@ pub async fn plan(
             });
         }
     };
-    let (hub, mut warnings) = match crate::hub::open_hub(options.hub.clone()).await {
+    let (hub, warnings) = match crate::hub::open_hub(options.hub.clone()).await {
         Ok(h) => (Some(h.0), h.1),
         Err(e) => {
             problems.push(format!("no hub could be loaded: {e}"));
             (None, Vec::new())
         }
     };
-    let mut loaded = Loaded::default();
+    let mut loader = Loader {
+        host: &host,
+        hub: hub.as_ref(),
+        experiment: &experiment,
+        policy: &options.policy,
+        loaded: HashMap::new(),
+        warnings,
+    };
     let mut faults = Vec::new();
     let mut probes = Vec::new();
     let mut lanes = Vec::new();
@@ -364,18 +364,13 @@ pub async fn plan(
             if let Some(wait) = step.wait {
                 steps.push(PlannedStep::Wait(name, wait.get()));
             } else if let Some(reference) = &step.fault {
-                let Some(plugin) = load_fault(
-                    &host,
-                    hub.as_ref(),
-                    &experiment,
-                    reference,
-                    &options.policy,
-                    &mut loaded,
-                    &mut warnings,
-                )
-                .await
-                .map_err(|e| problems.push(format!("step {name}: {e}")))
-                .ok() else {
+                let Some(plugin) = loader
+                    .load(reference)
+                    .await
+                    .and_then(Component::fault)
+                    .map_err(|e| problems.push(format!("step {name}: {e}")))
+                    .ok()
+                else {
                     continue;
                 };
                 let planned = plan_fault(
@@ -392,18 +387,13 @@ pub async fn plan(
                 faults.push(planned);
             } else if let Some(reference) = &step.probe {
                 let params = object_text(step.params.as_ref());
-                let Some(plugin) = load_probe(
-                    &host,
-                    hub.as_ref(),
-                    &experiment,
-                    reference,
-                    &options.policy,
-                    &mut loaded,
-                    &mut warnings,
-                )
-                .await
-                .map_err(|e| problems.push(format!("step {name}: {e}")))
-                .ok() else {
+                let Some(plugin) = loader
+                    .load(reference)
+                    .await
+                    .and_then(Component::probe)
+                    .map_err(|e| problems.push(format!("step {name}: {e}")))
+                    .ok()
+                else {
                     continue;
                 };
                 if let Err(e) = plugin.validate(&host, &params).await {
@@ -435,17 +425,7 @@ pub async fn plan(
     }
     for spec in &experiment.probes {
         let params = object_text(spec.params.as_ref());
-        let plugin = match load_probe(
-            &host,
-            hub.as_ref(),
-            &experiment,
-            &spec.probe,
-            &options.policy,
-            &mut loaded,
-            &mut warnings,
-        )
-        .await
-        {
+        let plugin = match loader.load(&spec.probe).await.and_then(Component::probe) {
             Ok(p) => p,
             Err(e) => {
                 problems.push(format!("probe {}: {e}", spec.name));
@@ -470,6 +450,8 @@ pub async fn plan(
             faults: spec.faults.clone().unwrap_or_else(|| fault_names.clone()),
         });
     }
+    let warnings = std::mem::take(&mut loader.warnings);
+    drop(loader);
     if !problems.is_empty() {
         return Err(Refused {
             problems,
@@ -538,48 +520,57 @@ async fn fetch(
     Ok(fetched)
 }
 
-async fn load_fault(
-    host: &Host,
-    hub: Option<&Hub>,
-    experiment: &Experiment,
-    reference: &str,
-    policy: &Policy,
-    loaded: &mut Loaded,
-    warnings: &mut Vec<String>,
-) -> Result<Arc<FaultPlugin>, String> {
-    if let Some(p) = loaded.faults.get(reference) {
-        return Ok(p.clone());
-    }
-    let fetched = fetch(hub, experiment, reference, warnings).await?;
-    let plugin = host
-        .load_fault(&fetched.bytes, &fetched.identity, policy)
-        .await
-        .map_err(|e| refusal(&fetched.identity, e))?;
-    let plugin = Arc::new(plugin);
-    loaded.faults.insert(reference.to_string(), plugin.clone());
-    Ok(plugin)
+/// A loaded component, shared by every step that names the same reference.
+#[derive(Clone)]
+enum Component {
+    Fault(Arc<FaultPlugin>),
+    Probe(Arc<ProbePlugin>),
 }
 
-async fn load_probe(
-    host: &Host,
-    hub: Option<&Hub>,
-    experiment: &Experiment,
-    reference: &str,
-    policy: &Policy,
-    loaded: &mut Loaded,
-    warnings: &mut Vec<String>,
-) -> Result<Arc<ProbePlugin>, String> {
-    if let Some(p) = loaded.probes.get(reference) {
-        return Ok(p.clone());
+impl Component {
+    fn fault(self) -> Result<Arc<FaultPlugin>, String> {
+        match self {
+            Component::Fault(f) => Ok(f),
+            Component::Probe(p) => Err(format!("{} is a probe, not a fault", p.label())),
+        }
     }
-    let fetched = fetch(hub, experiment, reference, warnings).await?;
-    let plugin = host
-        .load_probe(&fetched.bytes, &fetched.identity, policy)
-        .await
-        .map_err(|e| refusal(&fetched.identity, e))?;
-    let plugin = Arc::new(plugin);
-    loaded.probes.insert(reference.to_string(), plugin.clone());
-    Ok(plugin)
+
+    fn probe(self) -> Result<Arc<ProbePlugin>, String> {
+        match self {
+            Component::Probe(p) => Ok(p),
+            Component::Fault(f) => Err(format!("{} is a fault, not a probe", f.label())),
+        }
+    }
+}
+
+/// Resolves and loads references, each once.
+struct Loader<'a> {
+    host: &'a Host,
+    hub: Option<&'a Hub>,
+    experiment: &'a Experiment,
+    policy: &'a Policy,
+    loaded: HashMap<String, Component>,
+    warnings: Vec<String>,
+}
+
+impl Loader<'_> {
+    async fn load(&mut self, reference: &str) -> Result<Component, String> {
+        if let Some(c) = self.loaded.get(reference) {
+            return Ok(c.clone());
+        }
+        let fetched = fetch(self.hub, self.experiment, reference, &mut self.warnings).await?;
+        let plugin = self
+            .host
+            .load(&fetched.bytes, &fetched.identity, self.policy)
+            .await
+            .map_err(|e| refusal(&fetched.identity, e))?;
+        let component = match plugin {
+            Plugin::Fault(f) => Component::Fault(Arc::new(f)),
+            Plugin::Probe(p) => Component::Probe(Arc::new(p)),
+        };
+        self.loaded.insert(reference.to_string(), component.clone());
+        Ok(component)
+    }
 }
 
 fn refusal(identity: &Identity, e: LoadError) -> String {
