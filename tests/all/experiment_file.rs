@@ -656,7 +656,7 @@ fn alias_bomb(padding: usize) -> String {
     text.push_str("          a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
     for level in 1..9 {
         let prev = format!("*a{}", level - 1);
-        let items = vec![prev.as_str(); 9].join(", ");
+        let items = [prev.as_str(); 9].join(", ");
         text.push_str(&format!("          a{level}: &a{level} [{items}]\n"));
     }
     text
@@ -812,4 +812,47 @@ fn experiment_values_round_trip_through_serde() {
         yaml_like["lanes"][0]["steps"][1]["targets"]["select"]["percent"],
         50.0
     );
+}
+
+#[test]
+fn a_large_file_with_many_problems_is_read_in_bounded_time() {
+    // The most steps a file may have, every one with a problem: 8192 problems, 64 listed, and
+    // as many located as LOCATE_BYTES allows.
+    let mut text = String::from("apiVersion: faultline/v1\nkind: Experiment\nname: big\nlanes:\n");
+    for _ in 0..limits::LANES {
+        text.push_str("  - steps:\n");
+        for _ in 0..limits::STEPS {
+            text.push_str(
+                "      - fault: process-pause\n        duration: 1s\n        weight: 11\n",
+            );
+        }
+    }
+    let start = Instant::now();
+    let errors = errors(&text);
+    let took = start.elapsed();
+    assert_eq!(errors.len(), MAX_ERRORS + 1);
+    let located = errors.iter().filter(|e| e.line.is_some()).count();
+    let budget = faultline::experiment::parse::LOCATE_BYTES / text.len();
+    assert_eq!(located, budget.min(MAX_ERRORS), "{} bytes", text.len());
+    assert!(
+        errors[..MAX_ERRORS]
+            .iter()
+            .all(|e| e.path.ends_with(".weight"))
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    eprintln!(
+        "{} bytes, {} problems: {located} located in {took:?}",
+        text.len(),
+        limits::LANES * limits::STEPS
+    );
+    // The same file without problems.
+    let clean = text.replace("weight: 11", "weight: 10");
+    let start = Instant::now();
+    let e = parse(&clean, "big.yaml").unwrap();
+    eprintln!(
+        "{} bytes parsed and checked in {:?}",
+        clean.len(),
+        start.elapsed()
+    );
+    assert_eq!(e.lanes.len(), limits::LANES);
 }
