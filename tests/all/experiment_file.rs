@@ -196,7 +196,7 @@ fn malformed_files_are_refused_with_line_column_and_path() {
             "YAML syntax error",
             valid_with("tags: [demo, process]", "tags: [demo, process"),
             ": [bundled]",
-            "",
+            "tags",
             "did not find expected ',' or ']'",
         ),
         case(
@@ -675,6 +675,7 @@ fn a_yaml_alias_bomb_is_refused_quickly() {
         let took = start.elapsed();
         let e = &errors[0];
         assert!(e.message.contains(fragment), "{e}");
+        assert!(e.path.starts_with("lanes[0].steps[0].params.a"), "{e}");
         assert!(took < Duration::from_secs(5), "took {took:?}");
         eprintln!("alias bomb with {padding} padding values refused in {took:?}: {e}");
     }

@@ -18,6 +18,10 @@
 //!   YAML alias counted each time it is used, so an alias bomb is refused before anything is
 //!   built from it.
 //!
+//! - Columns count characters from 1 in both formats (serde_json counts bytes and reports the
+//!   end of a token; its positions are moved to the token's start).
+//! - A file of only comments, or of several YAML documents, is refused with its own message.
+//!
 //! Everything here is pure computation on a string: no file or network I/O.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -42,7 +46,7 @@ pub struct SpecError {
     pub file: String,
     /// 1-based line, when known.
     pub line: Option<usize>,
-    /// 1-based column, when known.
+    /// 1-based column, in characters, when known.
     pub column: Option<usize>,
     /// The field path (`lanes[0].steps[2].weight`); empty for the whole file.
     pub path: String,
@@ -250,18 +254,24 @@ impl Format {
     /// Counts the document's values, aliases expanded, and refuses past [`limits::VALUES`].
     fn census(self, text: &str) -> Result<(), Located> {
         let mut left = limits::VALUES;
+        // The path is tracked too: the YAML library's repetition limit has no position.
+        let mut track = serde_path_to_error::Track::new();
         match self {
             Format::Json => {
                 let mut de = serde_json::Deserializer::from_str(text);
-                Census(&mut left)
-                    .deserialize(&mut de)
-                    .and_then(|()| de.end())
-                    .map_err(|e| json_error(text, "", &e))
+                let counted = Census(&mut left)
+                    .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+                counted
+                    .map_err(|e| json_error(text, &path_text(&track.path()), &e))
+                    .and_then(|()| de.end().map_err(|e| json_error(text, "", &e)))
             }
             Format::Yaml => Census(&mut left)
-                .deserialize(serde_yaml_ng::Deserializer::from_str(text))
+                .deserialize(serde_path_to_error::Deserializer::new(
+                    serde_yaml_ng::Deserializer::from_str(text),
+                    &mut track,
+                ))
                 .map_err(|e| {
-                    let mut located = yaml_error("", &e);
+                    let mut located = yaml_error(&path_text(&track.path()), &e);
                     if located.message == MORE_THAN_ONE_DOCUMENT {
                         located.message = "the file holds a second YAML document here; an \
                                            experiment is one document"
