@@ -1257,6 +1257,14 @@ mod tests {
     }
 
     #[test]
+    fn an_experiment_written_as_yaml_reads_back_the_same() {
+        let text = "apiVersion: faultline/v1\nkind: Experiment\nname: n\nlanes:\n  - steps:\n      - fault: a\n        duration: 1s\n        targets: { pids: [1], select: { count: 2 } }\n      - fault: b\n        duration: 1m 30s\n        targets: { pids: [1], select: { percent: 12.5 } }\n      - fault: c\n        duration: 1s\n        targets: { pids: [1], select: all }\n";
+        let experiment = parse(text, "e.yaml").unwrap();
+        let written = serde_yaml_ng::to_string(&experiment).unwrap();
+        assert_eq!(parse(&written, "w.yaml").unwrap(), experiment, "{written}");
+    }
+
+    #[test]
     fn hub_names() {
         assert!(is_hub_name("bundled"));
         assert!(is_hub_name("lab-hub.2"));

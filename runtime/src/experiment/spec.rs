@@ -254,7 +254,7 @@ pub struct Targets {
 }
 
 /// The blast radius of a process target: `all`, `{ count: N }` or `{ percent: P }`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Select {
     /// Every matching process.
@@ -266,8 +266,24 @@ pub enum Select {
     Percent(f64),
 }
 
-// Written by hand: the YAML library reads an enum with data only from a YAML tag
+// Written by hand: the YAML library reads and writes an enum with data only as a YAML tag
 // (`!count 3`), but the file writes it as a one-key map, in YAML as in JSON.
+impl Serialize for Select {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = match self {
+            Select::All => return s.serialize_str("all"),
+            _ => s.serialize_map(Some(1))?,
+        };
+        match self {
+            Select::Count(n) => map.serialize_entry("count", n)?,
+            Select::Percent(p) => map.serialize_entry("percent", p)?,
+            Select::All => {}
+        }
+        map.end()
+    }
+}
+
 impl<'de> Deserialize<'de> for Select {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Select, D::Error> {
         struct Visit;
