@@ -34,6 +34,9 @@ pub const API_VERSION: &str = "faultline/v1";
 pub mod limits {
     /// Bytes of one experiment file.
     pub const FILE_BYTES: usize = 1 << 20;
+    /// Values (scalars, lists, maps) in one file, each use of a YAML alias counted in full: an
+    /// alias bomb is refused before anything is built from it.
+    pub const VALUES: usize = 1 << 18;
     /// Lanes in one experiment.
     pub const LANES: usize = 32;
     /// Steps in one lane.
@@ -84,20 +87,32 @@ impl Serialize for Span {
     }
 }
 
+// Checked inside the visitor, so the parser places an error at the duration itself.
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
-        let text = String::deserialize(d)?;
-        let parsed = humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration ({e}); write e.g. 500ms, 5s, 2m"
-            ))
-        })?;
-        if parsed > limits::DURATION {
-            return Err(serde::de::Error::custom(format!(
-                "{text:?} is longer than the 7 days any duration may be"
-            )));
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Span;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as 500ms, 5s, 2m")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Span, E> {
+                let parsed = humantime::parse_duration(text).map_err(|e| {
+                    E::custom(format!(
+                        "{text:?} is not a duration ({e}); write e.g. 500ms, 5s, 2m"
+                    ))
+                })?;
+                if parsed > limits::DURATION {
+                    return Err(E::custom(format!(
+                        "{text:?} is longer than the 7 days any duration may be"
+                    )));
+                }
+                Ok(Span(parsed))
+            }
         }
-        Ok(Span(parsed))
+        d.deserialize_str(Visit)
     }
 }
 
@@ -125,6 +140,7 @@ pub struct Experiment {
     /// Always `Experiment`.
     pub kind: ExperimentKind,
     /// What the experiment is called (1 to 128 bytes).
+    #[schemars(length(min = 1, max = limits::NAME))]
     pub name: String,
     /// What it shows, for people.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -140,10 +156,12 @@ pub struct Experiment {
     /// with status `timeout`. Default: the longest lane plus a minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Span>,
-    /// Lanes run in parallel; each runs its steps in order.
+    /// Lanes run in parallel; each runs its steps in order (1 to 32 lanes).
+    #[schemars(length(min = 1, max = limits::LANES))]
     pub lanes: Vec<Lane>,
-    /// Probes: checks of the system at points of the run or continuously.
+    /// Probes: checks of the system at points of the run or continuously (at most 64).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::PROBES))]
     pub probes: Vec<ProbeSpec>,
 }
 
@@ -153,8 +171,10 @@ pub struct Experiment {
 pub struct Lane {
     /// A name for the lane (default `lane-N`, from 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::NAME))]
     pub name: Option<String>,
-    /// Its steps, in order.
+    /// Its steps, in order (1 to 256).
+    #[schemars(length(min = 1, max = limits::STEPS))]
     pub steps: Vec<Step>,
 }
 
@@ -164,6 +184,7 @@ pub struct Lane {
 pub struct Step {
     /// A name, unique in the experiment (default `<lane>-<N>`); probes name fault steps by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::NAME))]
     pub name: Option<String>,
     /// A fault to inject: a hub reference (`process-pause`, `process-pause@^0.1`,
     /// `sha256:<hex>`).
@@ -183,6 +204,7 @@ pub struct Step {
     pub duration: Option<Span>,
     /// How much this fault counts in the resilience score, 0 to 10 (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
     pub weight: Option<u8>,
     /// What the fault acts on; each resolved target gets its own run of the fault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,8 +212,9 @@ pub struct Step {
     /// A probe action's deadline per attempt (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Span>,
-    /// A probe action's attempts (default 1); see [`ProbeSpec::attempts`].
+    /// A probe action's attempts (default 1, at most 100); see [`ProbeSpec::attempts`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = limits::ATTEMPTS))]
     pub attempts: Option<u32>,
     /// A probe action that fails ends the run (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,8 +253,8 @@ pub struct Targets {
     pub on_empty: Option<OnEmpty>,
 }
 
-/// The blast radius of a process target.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// The blast radius of a process target: `all`, `{ count: N }` or `{ percent: P }`.
+#[derive(Debug, Clone, Copy, PartialEq, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Select {
     /// Every matching process.
@@ -241,6 +264,66 @@ pub enum Select {
     /// P percent of them, 0 < P ≤ 100, rounded up (so 10 % of 3 processes is 1), the lowest
     /// pids first.
     Percent(f64),
+}
+
+// Written by hand: the YAML library reads and writes an enum with data only as a YAML tag
+// (`!count 3`), but the file writes it as a one-key map, in YAML as in JSON.
+impl Serialize for Select {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = match self {
+            Select::All => return s.serialize_str("all"),
+            _ => s.serialize_map(Some(1))?,
+        };
+        match self {
+            Select::Count(n) => map.serialize_entry("count", n)?,
+            Select::Percent(p) => map.serialize_entry("percent", p)?,
+            Select::All => {}
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Select {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Select, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Select;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`all`, `{ count: N }` or `{ percent: P }`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Select, E> {
+                match v {
+                    "all" => Ok(Select::All),
+                    other => Err(E::unknown_variant(other, &["all", "count", "percent"])),
+                }
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Select, A::Error> {
+                use serde::de::Error as _;
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let select = match key.as_str() {
+                    "count" => Select::Count(map.next_value()?),
+                    "percent" => Select::Percent(map.next_value()?),
+                    other => return Err(A::Error::unknown_variant(other, &["count", "percent"])),
+                };
+                if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::custom(
+                        "`select` has one key: `count` or `percent`",
+                    ));
+                }
+                Ok(select)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// What an empty target selection does.
@@ -273,7 +356,8 @@ pub enum ProbeMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSpec {
-    /// A name, unique among the probes.
+    /// A name, unique among the probes and distinct from every step's.
+    #[schemars(length(min = 1, max = limits::NAME))]
     pub name: String,
     /// The probe component: a hub reference (`http-probe@^0.1`, `sha256:<hex>`).
     pub probe: String,
@@ -293,6 +377,7 @@ pub struct ProbeSpec {
     /// `check`; a check passes as soon as one attempt passes, fails when every attempt failed,
     /// and is not applicable when the last attempt could not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = limits::ATTEMPTS))]
     pub attempts: Option<u32>,
     /// Wait this long after the probe's first moment before the first check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -301,8 +386,9 @@ pub struct ProbeSpec {
     #[serde(default)]
     pub stop_on_failure: bool,
     /// Continuous and on-chaos: the percentage of checks that must pass for the probe to pass
-    /// (default 100).
+    /// (default 100); more than 0, at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100), extend("exclusiveMinimum" = 0))]
     pub success_rate: Option<f64>,
     /// The fault steps this probe judges in the resilience score (default: every fault step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
