@@ -76,6 +76,8 @@ pub enum Command {
     Probe(inject::ProbeArgs),
     /// Run an experiment: faults and probes on a timeline, a verdict, a record.
     Run(run::RunArgs),
+    /// Print the experiment file's JSON Schema (what `docs/experiment.schema.json` holds).
+    Schema,
     /// Set or clear the emergency stop every faultline process on this host obeys.
     EmergencyStop(EmergencyStopArgs),
     /// Undo whatever earlier runs that crashed left in the journal.
@@ -152,6 +154,19 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
                 Err(e) => config_error(e, out),
             },
             Command::EmergencyStop(a) => emergency_stop(a, &state_dir, out).await,
+            Command::Schema => {
+                let schema = crate::experiment::parse::schema();
+                match serde_json::to_string_pretty(&schema) {
+                    Ok(text) => {
+                        let _ = writeln!(out, "{text}");
+                        EXIT_OK
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "error: {e}");
+                        EXIT_USAGE
+                    }
+                }
+            }
             Command::Recover => recover::run(&state_dir, out).await,
             Command::Agent(a) => match hub_config(config.as_deref(), &state_dir) {
                 Ok(hub) => agent::run(a, &hub, &state_dir, out).await,

@@ -148,8 +148,8 @@ pub struct Experiment {
     /// Labels for finding it in the history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
-    /// Names of configured hubs its faults and probes may come from (`bundled` is the hub
-    /// built into the binary); empty: every configured hub.
+    /// Ids of configured hubs its faults and probes may come from (the `hub.id` of their index;
+    /// the hub built into the binary is `faultline`); empty: every configured hub.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hubs: Vec<String>,
     /// The longest the whole run may take; past it every fault is reverted and the run ends
