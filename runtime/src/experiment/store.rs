@@ -169,11 +169,20 @@ impl Owner {
     /// live process matches, so such a run is closed as orphaned by the next open.
     pub fn this_process() -> Owner {
         let pid = std::process::id();
-        Owner {
+        Owner::of(pid).unwrap_or(Owner {
             pid,
-            start: start_time(pid).unwrap_or(0),
+            start: 0,
             boot_id: crate::journal::boot_id(),
-        }
+        })
+    }
+
+    /// Live process `pid` as an owner; `None` when there is none (reads `/proc`: sync).
+    pub fn of(pid: u32) -> Option<Owner> {
+        Some(Owner {
+            pid,
+            start: start_time(pid)?,
+            boot_id: crate::journal::boot_id(),
+        })
     }
 
     /// Whether this owner still runs: same boot, and a live process (not a zombie) with its
@@ -472,8 +481,9 @@ impl Store {
             .with_context(|| format!("cannot open the history at {}", self.path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .with_context(|| self.failed("set the busy timeout"))?;
+        // The first statement reads the file's header: a file that is not SQLite fails here.
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .with_context(|| self.failed("set synchronous=NORMAL"))?;
+            .map_err(|e| self.not_a_history(e))?;
         Ok(conn)
     }
 
@@ -624,13 +634,21 @@ impl Store {
         format!("failed to {what} in the history at {}", self.path.display())
     }
 
-    /// A SQLite error reading the file's header: not SQLite, or damaged.
+    /// A SQLite error reading the file's header: [`StoreError::NotAHistory`] when the file is
+    /// not SQLite or is damaged, else the error naming the file.
     fn not_a_history(&self, e: rusqlite::Error) -> anyhow::Error {
-        StoreError::NotAHistory {
-            path: self.path.clone(),
-            why: e.to_string(),
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match e.sqlite_error_code() {
+            Some(NotADatabase | DatabaseCorrupt) => StoreError::NotAHistory {
+                path: self.path.clone(),
+                why: e.to_string(),
+            }
+            .into(),
+            _ => anyhow::Error::new(e).context(format!(
+                "cannot read the history at {}",
+                self.path.display()
+            )),
         }
-        .into()
     }
 
     fn damaged(&self, why: String) -> anyhow::Error {
