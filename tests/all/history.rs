@@ -316,10 +316,11 @@ fn concurrent_writers_lose_nothing_and_another_process_reads_and_writes_meanwhil
         }
     }
     eprintln!(
-        "history: {THREADS} threads wrote {} records and {} log lines in {elapsed:.2?} \
-         ({:.0} writes/s) while {listings} `executions list` processes read and closed \
-         {closed_by_others}+ orphans",
+        "history: {THREADS} threads saved {} records of {} runs and {} log lines in \
+         {elapsed:.2?} ({:.0} write transactions/s) while {listings} `executions list` \
+         processes read and closed {closed_by_others}+ orphans",
         THREADS * RUNS * 3,
+        THREADS * RUNS * 2,
         THREADS * RUNS * BATCHES * PER_BATCH,
         (THREADS * RUNS * (3 + BATCHES)) as f64 / elapsed.as_secs_f64()
     );
@@ -731,4 +732,49 @@ fn executions_list_show_and_log_print_the_history() {
     );
     let out = faultline(&empty, &["executions", "list", "--json"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}
+
+#[test]
+fn processes_creating_the_history_at_once_all_open_it() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let path = history_path(&state);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(5));
+        // Four threads and two processes create, set WAL and migrate the same new file.
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let store = Store::open(&path).unwrap();
+                    let id = format!("open-{t}");
+                    store
+                        .save(&record(&id, Status::Completed, &Owner::this_process(), T0))
+                        .unwrap();
+                })
+            })
+            .collect();
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                Command::new(BIN)
+                    .arg("--state-dir")
+                    .arg(&state)
+                    .args(["executions", "list", "--json"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        barrier.wait();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "round {round}: {}", text(&out));
+        }
+        assert_eq!(Store::open(&path).unwrap().list(10).unwrap().len(), 4);
+    }
 }

@@ -43,7 +43,7 @@ pub enum ExecutionsCommand {
 /// What the history said, read on the blocking pool.
 enum Answer {
     List(Vec<Summary>),
-    Show(Record),
+    Show(Box<Record>),
     Log(Vec<LogEntry>),
     Unknown(String),
 }
@@ -99,7 +99,7 @@ fn read(command: ExecutionsCommand, path: &Path) -> anyhow::Result<Answer> {
     Ok(match command {
         ExecutionsCommand::List { limit, .. } => Answer::List(store.list(limit)?),
         ExecutionsCommand::Show { id, .. } => match store.get(&id)? {
-            Some(record) => Answer::Show(record),
+            Some(record) => Answer::Show(Box::new(record)),
             None => Answer::Unknown(id),
         },
         ExecutionsCommand::Log { id } => {
@@ -272,7 +272,7 @@ fn print_log(lines: &[LogEntry], out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(
             out,
             "{} {source} {} {step}{}",
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(l.at_ms)),
+            time(l.at_ms, true),
             plain(&l.level),
             plain(&l.message)
         )?;
@@ -287,7 +287,22 @@ fn score(score: Option<f64>) -> String {
 
 /// RFC 3339 UTC, to the second.
 fn time_seconds(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    time(ms, false)
+}
+
+/// RFC 3339 UTC, to the second or the millisecond; past the year 9999 (which RFC 3339 cannot
+/// write, and humantime refuses), the number itself.
+fn time(ms: u64, millis: bool) -> String {
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+    if ms >= YEAR_10000_MS {
+        return format!("{ms}ms after the epoch");
+    }
+    let at = UNIX_EPOCH + Duration::from_millis(ms);
+    if millis {
+        humantime::format_rfc3339_millis(at).to_string()
+    } else {
+        humantime::format_rfc3339_seconds(at).to_string()
+    }
 }
 
 /// `850ms`, `4.2s`, then whole seconds: `2m 5s`.
@@ -334,5 +349,15 @@ mod tests {
         assert_eq!(duration(125_400), "2m 5s");
         assert_eq!(score(Some(87.46)), "87.5");
         assert_eq!(score(None), "-");
+    }
+
+    #[test]
+    fn times_past_the_year_9999_do_not_fail() {
+        assert_eq!(time(0, true), "1970-01-01T00:00:00.000Z");
+        assert_eq!(time_seconds(253_402_300_799_999), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            time(u64::MAX, false),
+            format!("{}ms after the epoch", u64::MAX)
+        );
     }
 }

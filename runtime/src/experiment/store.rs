@@ -54,11 +54,11 @@ const APPLICATION_ID: i64 = 0x464c_5448;
 const MAX_STEP: usize = 256;
 const MAX_LEVEL: usize = 16;
 
-/// The schema, one migration per version; never edit one that shipped, add the next.
+/// The schema, one migration per version; never edit one that shipped, add the next. Two
+/// processes migrating at once take turns on the write lock; the second's migration fails (the
+/// tables are there) and [`Store::open`] then finds the file at this version and goes on.
 const MIGRATIONS: &[M<'static>] = &[M::up(
-    // `IF NOT EXISTS`: two processes migrating a new file at once both run this; the second
-    // waits for the first's write lock, then finds the tables there.
-    "CREATE TABLE IF NOT EXISTS executions (
+    "CREATE TABLE executions (
         id TEXT PRIMARY KEY NOT NULL,
         name TEXT NOT NULL,
         status TEXT NOT NULL,
@@ -71,11 +71,11 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         boot_id TEXT NOT NULL,
         record TEXT NOT NULL
     ) STRICT;
-    CREATE INDEX IF NOT EXISTS executions_started ON executions (started_ms DESC, id DESC);
-    CREATE INDEX IF NOT EXISTS executions_status ON executions (status);
-    CREATE INDEX IF NOT EXISTS executions_name ON executions (name, started_ms);
+    CREATE INDEX executions_started ON executions (started_ms DESC, id DESC);
+    CREATE INDEX executions_status ON executions (status);
+    CREATE INDEX executions_name ON executions (name, started_ms);
     -- The primary key is the index: one run's lines, in order.
-    CREATE TABLE IF NOT EXISTS log (
+    CREATE TABLE log (
         execution TEXT NOT NULL,
         seq INTEGER NOT NULL,
         at_ms INTEGER NOT NULL,
@@ -86,7 +86,7 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         PRIMARY KEY (execution, seq)
     ) STRICT, WITHOUT ROWID;
     -- Lines past MAX_LOG_LINES: how many, and the time of the last.
-    CREATE TABLE IF NOT EXISTS log_overflow (
+    CREATE TABLE log_overflow (
         execution TEXT PRIMARY KEY NOT NULL,
         dropped INTEGER NOT NULL,
         last_ms INTEGER NOT NULL
@@ -235,9 +235,10 @@ impl Store {
         };
         let mut conn = store.connect(OpenFlags::SQLITE_OPEN_CREATE)?;
         store.check_file(&conn)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(|e| store.not_a_history(e))?;
+        let mode: String = retry_busy(|| {
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        })
+        .map_err(|e| store.not_a_history(e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             anyhow::bail!(
                 "the history at {} cannot use WAL mode (SQLite kept {mode:?}): is it on a network file system?",
@@ -489,11 +490,14 @@ impl Store {
 
     /// Refuses a file that is not SQLite, is another program's, or is from a newer faultline.
     fn check_file(&self, conn: &Connection) -> Result<()> {
-        let app: i64 = conn
-            .pragma_query_value(None, "application_id", |row| row.get(0))
-            .map_err(|e| self.not_a_history(e))?;
-        let version: usize = conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
+        // One statement, one snapshot: another process may be migrating the file right now.
+        let (app, version): (i64, usize) = conn
+            .query_row(
+                "SELECT (SELECT application_id FROM pragma_application_id),
+                        (SELECT user_version FROM pragma_user_version)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .map_err(|e| self.not_a_history(e))?;
         if app != APPLICATION_ID && (app != 0 || version != 0) {
             return Err(StoreError::NotAHistory {
@@ -657,6 +661,24 @@ impl Store {
             why: format!("damaged: {why}"),
         }
         .into()
+    }
+}
+
+/// Runs `step` again while SQLite says busy, up to [`BUSY_TIMEOUT`]. For the switch to WAL
+/// mode: it needs an exclusive lock, and SQLite answers busy at once, without the busy
+/// handler, when waiting could deadlock with another connection doing the same.
+fn retry_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
