@@ -792,7 +792,7 @@ pub fn new_id() -> String {
 
 /// The record a plan starts as: every fault pending, every probe unchecked.
 fn initial_record(plan: &Plan, id: &str) -> Record {
-    let (owner_pid, owner_start) = own_process();
+    let owner = super::store::Owner::this_process();
     let faults = plan
         .faults
         .iter()
@@ -873,9 +873,9 @@ fn initial_record(plan: &Plan, id: &str) -> Record {
         score: None,
         started_ms: now_ms(),
         ended_ms: None,
-        owner_pid,
-        owner_start,
-        boot_id: boot_id(),
+        owner_pid: owner.pid,
+        owner_start: owner.start,
+        boot_id: owner.boot_id,
         faults,
         probes,
         activities,
@@ -884,19 +884,6 @@ fn initial_record(plan: &Plan, id: &str) -> Record {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// This process's pid and start time (clock ticks since boot).
-fn own_process() -> (u32, u64) {
-    let pid = std::process::id();
-    let start = crate::capability::process::linux::info(pid).map_or(0, |p| p.start_time);
-    (pid, start)
-}
-
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// Runs a plan to its end and returns its record. `stopper` receives the handle that stops

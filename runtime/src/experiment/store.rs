@@ -133,11 +133,6 @@ pub fn history_path(state_dir: &Path) -> PathBuf {
     state_dir.join(HISTORY_FILE)
 }
 
-/// Where the history lives in a state directory.
-pub fn history_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("history.sqlite")
-}
-
 /// One line of `faultline executions list`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Summary {
