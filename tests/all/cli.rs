@@ -199,16 +199,55 @@ fn bad_input_gets_exit_code_2_and_a_message() {
 }
 
 #[test]
-fn demo_pauses_and_resumes_its_own_target() {
+fn demo_json_shows_the_probe_failing_only_while_the_service_is_paused() {
     let dir = tempfile::tempdir().unwrap();
-    let out = faultline(dir.path(), &["demo", "--duration", "1s"])
-        .output()
-        .unwrap();
+    let out = faultline(dir.path(), &["demo", "--json"]).output().unwrap();
     let said = text(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(said.contains("while injected: pid"), "{said}");
-    assert!(said.contains("state T"), "{said}");
-    assert!(said.contains("demo passed"), "{said}");
+    let journal: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no journal: {said}"));
+    let target = &journal["faults"][0]["targets"][0];
+    let (from, to) = (
+        target["injected_ms"].as_u64().unwrap(),
+        target["reverted_ms"].as_u64().unwrap(),
+    );
+    assert!(to - from >= 3000, "held 3 s: {target}");
+    let checks = journal["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "service-answers")
+        .unwrap()["checks"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let at = |c: &serde_json::Value| c["at_ms"].as_u64().unwrap();
+    let failed: Vec<u64> = checks
+        .iter()
+        .filter(|c| c["verdict"] == "failed")
+        .map(at)
+        .collect();
+    assert!(!failed.is_empty(), "{checks:?}");
+    // A check that began up to its 1 s timeout before the pause may still have met it.
+    for t in &failed {
+        assert!(
+            *t + 1000 >= from && *t <= to,
+            "failed outside the pause: {t} not in {from}..{to}"
+        );
+    }
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["verdict"] == "passed" && at(c) > to),
+        "recovered: {checks:?}"
+    );
+    assert_eq!(journal["end_state"], "FAILED", "{said}");
+    assert!(
+        (journal["score"].as_f64().unwrap() - 50.0).abs() < 1e-9,
+        "{said}"
+    );
 }
 
 #[test]

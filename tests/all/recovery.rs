@@ -604,8 +604,12 @@ fn agent_emergency_stop_reverts_and_refuses_until_cleared_and_api_stop_reverts()
         "{v}"
     );
     assert_eq!(targets[0].state(), 'S');
+    // Host-wide: the marker every `faultline run` obeys is set while the agent's stop holds.
+    let marker = dir.path().join("state/emergency-stop");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "test");
     let (code, v) = agent.call("DELETE", "/v1/emergency-stop", "");
     assert_eq!((code, v["cleared"].as_bool()), (200, Some(true)), "{v}");
+    assert!(!marker.exists(), "cleared with the agent's stop");
     // Accepting again; an API stop reverts and answers once reverted.
     let c = agent.start_pause(pids[0], "");
     assert!(wait_all(&pids[..1], 'T', Duration::from_secs(10)));

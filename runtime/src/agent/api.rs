@@ -121,7 +121,7 @@ async fn route(agent: &Arc<Agent>, request: &Request) -> Result<Response, Respon
             Ok(Response::json(200, serde_json::json!(done)))
         }
         ("DELETE", ["v1", "emergency-stop"]) => {
-            let was = agent.clear_emergency_stop();
+            let was = agent.clear_emergency_stop().await;
             Ok(Response::json(200, serde_json::json!({ "cleared": was })))
         }
         ("GET", ["v1", "status"]) => Ok(Response::json(

@@ -173,6 +173,10 @@ impl Agent {
         if let Some(why) = self.refusing() {
             return Err(StartError::Refused(why));
         }
+        // The host-wide emergency stop (`faultline emergency-stop`) holds for the agent too.
+        if let Some(why) = crate::estop::active(&self.host.config().state_dir).await {
+            return Err(StartError::Refused(format!("emergency stop: {why}")));
+        }
         if let Some(lease) = req.lease
             && lease < MIN_LEASE
         {
@@ -239,6 +243,13 @@ impl Agent {
     /// Emergency stop: refuses new runs with `reason`, reverts every run at once and waits
     /// until all are reverted. New runs stay refused until [`Agent::clear_emergency_stop`].
     pub async fn emergency_stop(&self, reason: &str) -> StopAll {
+        // The marker too: every `faultline run` on this host stops and new ones are refused.
+        let (dir, why) = (self.host.config().state_dir.clone(), reason.to_string());
+        match tokio::task::spawn_blocking(move || crate::estop::set(&dir, &why)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cannot set the emergency-stop marker: {e:#}"),
+            Err(e) => tracing::warn!("setting the emergency-stop marker panicked: {e}"),
+        }
         self.stop_all(
             format!("emergency stop: {reason}"),
             StopReason::EmergencyStop,
@@ -246,12 +257,25 @@ impl Agent {
         .await
     }
 
-    /// Clears an emergency stop; returns whether one was active.
-    pub fn clear_emergency_stop(&self) -> bool {
+    /// Clears an emergency stop (the agent's and the host-wide marker); returns whether one
+    /// was active.
+    pub async fn clear_emergency_stop(&self) -> bool {
+        let dir = self.host.config().state_dir.clone();
+        let marker = match tokio::task::spawn_blocking(move || crate::estop::clear(&dir)).await {
+            Ok(Ok(was)) => was,
+            Ok(Err(e)) => {
+                tracing::warn!("cannot clear the emergency-stop marker: {e:#}");
+                false
+            }
+            Err(e) => {
+                tracing::warn!("clearing the emergency-stop marker panicked: {e}");
+                false
+            }
+        };
         let mut state = lock(&self.state);
         let was = state.refusing.is_some();
         state.refusing = None;
-        was
+        was || marker
     }
 
     /// Shutdown: like an emergency stop, for good.
