@@ -692,6 +692,21 @@ fn a_yaml_alias_bomb_is_refused_quickly() {
 }
 
 #[test]
+fn an_alias_of_a_long_string_repeated_is_charged_for_its_copies() {
+    // 200 KB of text, aliased 20,000 times: 4 GB once the typed parse copies it.
+    let long = "x".repeat(200_000);
+    let aliases = vec!["*s"; 20_000].join(", ");
+    let text = format!(
+        "apiVersion: faultline/v1\nkind: Experiment\nname: strings\ntags: [&s {long}, {aliases}]\nlanes:\n  - steps:\n      - wait: 1s\n"
+    );
+    assert!(text.len() < limits::FILE_BYTES);
+    let start = Instant::now();
+    let e = &errors(&text)[0];
+    assert!(e.message.contains("more than 262144 values"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
 fn deep_nesting_and_huge_numbers_are_refused_cleanly() {
     let head = "apiVersion: faultline/v1\nkind: Experiment\nname: deep\nlanes:\n  - steps:\n      - fault: x\n        duration: 1s\n        params: { x: ";
     let deep = format!("{head}{}{} }}\n", "[".repeat(200), "]".repeat(200));

@@ -530,6 +530,19 @@ fn an_emergency_stop_refuses_new_runs_and_stops_a_running_one() {
         text(&refused)
     );
     assert_eq!(target.state(), 'S');
+    // `faultline inject` obeys it too.
+    let inject = faultline(dir.path(), &["inject", "process-pause", "--policy"])
+        .arg(&policy)
+        .args([
+            "--param",
+            &format!("pid={}", target.pid()),
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(inject.status.code(), Some(3), "{}", text(&inject));
+    assert!(text(&inject).contains("game day over"), "{}", text(&inject));
     let clear = faultline(dir.path(), &["emergency-stop", "--clear"])
         .output()
         .unwrap();
@@ -591,4 +604,61 @@ fn the_network_example_runs_here_and_completes() {
     assert!(said.contains("narrow-link"), "{said}");
     let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(!text(&netns).contains("fl-example"), "{said}");
+}
+
+#[test]
+fn a_target_gone_since_the_pre_run_check_is_not_touched() {
+    if !privileged("a_target_gone_since_the_pre_run_check_is_not_touched") {
+        return;
+    }
+    let (dir, mut target, service) = (
+        tempfile::tempdir().unwrap(),
+        Sleeper::start(),
+        Service::start(),
+    );
+    let pid = target.pid();
+    let body = format!(
+        r#"
+apiVersion: faultline/v1
+kind: Experiment
+name: gone
+lanes:
+  - steps:
+      - wait: 2s
+      - name: pause-gone
+        fault: process-pause@^0.1
+        duration: 5s
+        targets: {{ pids: [{pid}] }}
+probes:
+  - name: answers
+    probe: tcp-probe@^0.1
+    params: {{ host: "127.0.0.1", port: {port} }}
+    mode: end-of-test
+"#,
+        port = service.port
+    );
+    let file = write(dir.path(), "gone.yaml", &body);
+    let policy = policy(dir.path(), &[pid], &[service.port]);
+    let child = spawn_json(dir.path(), &file, &policy);
+    // The checks passed (the run is waiting); now the target goes away.
+    std::thread::sleep(Duration::from_millis(1200));
+    target.0.kill().unwrap();
+    target.0.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = text(&out);
+    let journal = journal_of(&out);
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    let f = fault(&journal, "pause-gone");
+    assert_eq!(f["status"], "error", "{said}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer the process"),
+        "{said}"
+    );
+    assert!(
+        f["targets"][0]["execution"].is_null(),
+        "never injected: {said}"
+    );
 }

@@ -81,6 +81,7 @@ fn record(id: &str, status: Status, owner: &Owner, started_ms: u64) -> Record {
             resolved: Some("http-probe@0.1.0".into()),
             mode: Some(ProbeMode::Continuous),
             faults: vec!["pause-cache".into()],
+            tally: Default::default(),
             checks: vec![
                 check(1, Verdict::Passed),
                 check(2, Verdict::Failed),

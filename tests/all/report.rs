@@ -156,6 +156,7 @@ fn sample() -> (Record, Vec<LogEntry>) {
             resolved: Some("http-probe@0.1.4".into()),
             mode: Some(ProbeMode::Continuous),
             faults: vec![latency(), CPU.into()],
+            tally: Default::default(),
             checks: health,
             success_rate: Some(22.0 / 30.0 * 100.0),
             verdict: Some(Verdict::Failed),
@@ -166,6 +167,7 @@ fn sample() -> (Record, Vec<LogEntry>) {
             resolved: None,
             mode: Some(ProbeMode::Edge),
             faults: vec![],
+            tally: Default::default(),
             checks: vec![
                 check(100, Moment::Before, Verdict::Passed, "connected"),
                 check(29_800, Moment::After, Verdict::Passed, "connected"),
@@ -179,6 +181,7 @@ fn sample() -> (Record, Vec<LogEntry>) {
             resolved: Some("command-probe@0.1.0".into()),
             mode: None,
             faults: vec![],
+            tally: Default::default(),
             checks: vec![check(
                 22_000,
                 Moment::During,

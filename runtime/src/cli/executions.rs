@@ -317,7 +317,7 @@ fn duration(ms: u64) -> String {
 }
 
 /// `text` with control characters escaped, so a name or log line cannot drive the terminal.
-fn plain(text: &str) -> String {
+pub(super) fn plain(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }

@@ -307,6 +307,13 @@ pub async fn inject(
     // Handlers first: a signal during load or inject must still lead to a revert.
     let stop = interrupted();
     tokio::pin!(stop);
+    if let Some(reason) = crate::estop::active(state_dir).await {
+        let _ = writeln!(
+            out,
+            "error: an emergency stop is active ({reason}): clear it with `faultline emergency-stop --clear`"
+        );
+        return EXIT_REFUSED;
+    }
     let loaded = match load(&args.load, hub, state_dir, None, Vec::new(), out).await {
         Ok(l) => l,
         Err(code) => return code,

@@ -80,12 +80,16 @@ pub async fn run(
         Ok(t) => t,
         Err(e) => return fail(out, EXIT_USAGE, e),
     };
-    let experiment = match parse::parse(&text, &file) {
-        Ok(e) => e,
-        Err(errors) => {
+    // Parsing a large file takes a while: on the blocking pool.
+    let (text_owned, file_owned) = (text.clone(), file.clone());
+    let parsed = tokio::task::spawn_blocking(move || parse::parse(&text_owned, &file_owned)).await;
+    let experiment = match parsed {
+        Ok(Ok(e)) => e,
+        Ok(Err(errors)) => {
             let _ = writeln!(out, "{errors}");
             return EXIT_USAGE;
         }
+        Err(e) => return fail(out, EXIT_USAGE, format!("parsing panicked: {e}")),
     };
     let policy = match &args.policy {
         Some(path) => match Policy::load(path) {
@@ -124,6 +128,7 @@ pub(super) async fn execute(
     signals: impl std::future::Future<Output = StopReason>,
     out: &mut dyn Write,
 ) -> (u8, Option<Record>) {
+    tokio::pin!(signals);
     // What crashed runs left: their journals are undone before anything new is injected, and
     // the history closes their records as errored (`Store::open`).
     if !args.dry_run {
@@ -147,7 +152,15 @@ pub(super) async fn execute(
             }
         }
     }
-    let plan = match engine::plan(experiment, file, digest, options).await {
+    // A signal during the checks ends the command at once: nothing is injected yet.
+    let planned = tokio::select! {
+        p = engine::plan(experiment, file, digest, options) => p,
+        reason = &mut signals => {
+            let _ = writeln!(out, "{reason} during the pre-run checks: nothing was injected");
+            return (signal_code(reason), None);
+        }
+    };
+    let plan = match planned {
         Ok(p) => p,
         Err(refused) => {
             let _ = writeln!(out, "{refused}");
@@ -183,7 +196,16 @@ pub(super) async fn execute(
     let planned = plan.planned();
     let log_handle = engine::LogHandle::of(&plan);
     let running = tokio::spawn(engine::run(plan, id.clone(), store, stopper.clone()));
-    let record = follow(running, live, signals, &stopper, planned, args.json, out).await;
+    let record = follow(
+        running,
+        live,
+        signals.as_mut(),
+        &stopper,
+        planned,
+        args.json,
+        out,
+    )
+    .await;
     let Some(record) = record else {
         let _ = writeln!(
             out,
@@ -222,6 +244,15 @@ pub(super) async fn execute(
         }
     }
     (exit_code(&record), Some(record))
+}
+
+/// 130 for SIGINT, 143 for SIGTERM (and for any other reason a signal handler gives).
+fn signal_code(reason: StopReason) -> u8 {
+    if reason == StopReason::Sigint {
+        130
+    } else {
+        143
+    }
 }
 
 /// The exit code of a finished run.
@@ -354,12 +385,17 @@ fn show(e: &LogEntry, bar: &Option<indicatif::ProgressBar>, quiet: bool, out: &m
         Source::Guest => "guest",
         Source::Probe => "probe",
     };
+    // Guest and host text, escaped: a component must not drive the terminal.
     let step = e
         .step
         .as_ref()
-        .map(|s| format!(" [{s}]"))
+        .map(|s| format!(" [{}]", super::executions::plain(s)))
         .unwrap_or_default();
-    let line = format!("{time} {source:5} {:5}{step} {}", e.level, e.message);
+    let line = format!(
+        "{time} {source:5} {:5}{step} {}",
+        super::executions::plain(&e.level),
+        super::executions::plain(&e.message)
+    );
     match bar {
         Some(bar) => bar.suspend(|| {
             let _ = writeln!(out, "{line}");

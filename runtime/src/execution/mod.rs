@@ -242,6 +242,8 @@ struct Shared {
     outcome: watch::Sender<Option<Arc<Outcome>>>,
     events: broadcast::Sender<Event>,
     history: Mutex<VecDeque<Event>>,
+    /// The host-wide emergency-stop marker ([`crate::estop`]): while it exists the run stops.
+    estop: std::path::PathBuf,
 }
 
 impl Shared {
@@ -280,9 +282,11 @@ impl Shared {
         outcome
     }
 
-    /// Resolves when the run must be cut short: a stop was asked for or the lease lapsed.
+    /// Resolves when the run must be cut short: a stop was asked for, the lease lapsed, or
+    /// the host-wide emergency stop was set (looked for every 250 ms).
     async fn cut_short(&self) -> StopReason {
         let mut rx = self.stop.subscribe();
+        let mut estop = tokio::time::interval(Duration::from_millis(250));
         loop {
             // A lease too long to add to an instant never lapses (no overflow panic).
             let deadline = self
@@ -294,7 +298,8 @@ impl Shared {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let look = tokio::select! {
+                _ = estop.tick() => true,
                 r = rx.wait_for(Option::is_some) => {
                     return match r {
                         Ok(reason) => (*reason).unwrap_or(StopReason::Shutdown),
@@ -308,7 +313,12 @@ impl Shared {
                     {
                         return StopReason::LeaseLapsed;
                     }
+                    false
                 }
+            };
+            // On the blocking pool: a stat in the state directory.
+            if look && tokio::fs::try_exists(&self.estop).await.unwrap_or(false) {
+                return StopReason::EmergencyStop;
             }
         }
     }
@@ -427,6 +437,7 @@ impl Execution {
             outcome: watch::Sender::new(None),
             events: broadcast::channel(256).0,
             history: Mutex::new(VecDeque::new()),
+            estop: crate::estop::marker(&host.config().state_dir),
         });
         Execution {
             host,

@@ -22,7 +22,7 @@
 
 use super::record::{
     Activity, Check, EndState, FaultRecord, FaultStatus, LogEntry, Moment, ProbeRecord, Record,
-    Source, Status, TargetRun,
+    Source, Status, Tally, TargetRun,
 };
 use super::spec::{Experiment, OnEmpty, ProbeMode};
 use super::store::Store;
@@ -89,6 +89,9 @@ pub struct PlannedTarget {
     pub params: serde_json::Value,
     /// The grant that covers it, when the target names something a grant can cover.
     pub grant: Option<String>,
+    /// A process target's pid and start time: checked again just before inject, so a pid
+    /// reused since the pre-run check is never touched.
+    pub process: Option<(u32, u64)>,
 }
 
 /// A fault step, checked.
@@ -634,12 +637,19 @@ async fn plan_fault(
         }
     };
     let grants = plugin.grants.clone();
-    let runs: Vec<(
+    type Run = (
         String,
         serde_json::Map<String, serde_json::Value>,
         Option<String>,
-    )> = if resolved.is_empty() {
-        vec![("as its parameters say".to_string(), base.clone(), None)]
+        Option<(u32, u64)>,
+    );
+    let runs: Vec<Run> = if resolved.is_empty() {
+        vec![(
+            "as its parameters say".to_string(),
+            base.clone(),
+            None,
+            None,
+        )]
     } else {
         let mut runs = Vec::new();
         for r in resolved {
@@ -658,13 +668,13 @@ async fn plan_fault(
                     .await
                     .unwrap_or_else(|e| Err(format!("checking the grant panicked: {e}")));
             match covered {
-                Ok(rule) => runs.push((r.label, params, Some(rule))),
+                Ok(rule) => runs.push((r.label, params, Some(rule), r.process)),
                 Err(e) => problems.push(format!("step {name}: {e}")),
             }
         }
         runs
     };
-    for (label, params, grant) in runs {
+    for (label, params, grant, process) in runs {
         let value = serde_json::Value::Object(params);
         if let Err(e) = plugin.validate(host, &value.to_string()).await {
             problems.push(format!(
@@ -675,6 +685,7 @@ async fn plan_fault(
             label,
             params: value,
             grant,
+            process,
         });
     }
     planned
@@ -833,6 +844,7 @@ fn initial_record(plan: &Plan, id: &str) -> Record {
             resolved: Some(p.plugin.label()),
             mode: p.mode,
             faults: p.faults.clone(),
+            tally: Default::default(),
             checks: Vec::new(),
             success_rate: None,
             verdict: None,
@@ -914,13 +926,17 @@ pub async fn run(plan: Plan, id: String, store: Option<Store>, stopper: Stopper)
         ),
     );
     shared.persist().await;
-    // Flushes the log to the history every second while the run goes on.
+    // Flushes the log to the history every second while the run goes on. Told to stop and
+    // awaited, never aborted: a save in flight must not land after the final one.
+    let (flushing, mut flush_done) = watch::channel(false);
     let flusher = {
         let shared = shared.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                shared.persist().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => shared.persist().await,
+                    _ = flush_done.changed() => return,
+                }
             }
         })
     };
@@ -1008,7 +1024,8 @@ pub async fn run(plan: Plan, id: String, store: Option<Store>, stopper: Stopper)
     }
     timeout.abort();
     estop.abort();
-    flusher.abort();
+    let _ = flushing.send(true);
+    let _ = flusher.await;
     let stop = shared.stopped();
     let record = shared.with(|r| {
         conclude(r, &plan, stop.as_ref());
@@ -1063,7 +1080,7 @@ fn conclude(r: &mut Record, plan: &Plan, stop: Option<&Stop>) {
         let spec = plan.probes.iter().find(|s| s.name == p.name);
         let repeated = matches!(p.mode, Some(ProbeMode::Continuous | ProbeMode::OnChaos));
         let (verdict, rate) =
-            probe_verdict(&p.checks, repeated, spec.map_or(100.0, |s| s.success_rate));
+            probe_verdict(&p.tally, repeated, spec.map_or(100.0, |s| s.success_rate));
         p.verdict = verdict;
         p.success_rate = rate;
     }
@@ -1083,7 +1100,10 @@ fn conclude(r: &mut Record, plan: &Plan, stop: Option<&Stop>) {
             .filter(|p| p.faults.contains(&f.name))
             .filter_map(|p| p.verdict)
             .collect();
-        if !judged.is_empty() && !matches!(f.status, FaultStatus::Skipped) {
+        // A fault that never took effect (skipped, or no target injected) says nothing of
+        // the system: it is left out of the score.
+        let took_effect = f.targets.iter().any(|t| t.injected_ms.is_some());
+        if !judged.is_empty() && took_effect {
             let passed = judged.iter().filter(|v| **v == Verdict::Passed).count();
             f.probe_success = Some(passed as f64 * 100.0 / judged.len() as f64);
         }
@@ -1158,20 +1178,13 @@ fn explain(r: &Record) -> String {
 /// A probe's verdict over its checks: not applicable when any check could not run; for
 /// repeated probes passed when the share of passed checks reaches `threshold`; for the others
 /// failed when any check failed. `None` when it never checked.
-fn probe_verdict(
-    checks: &[Check],
-    repeated: bool,
-    threshold: f64,
-) -> (Option<Verdict>, Option<f64>) {
-    if checks.is_empty() {
+fn probe_verdict(tally: &Tally, repeated: bool, threshold: f64) -> (Option<Verdict>, Option<f64>) {
+    let total = tally.total();
+    if total == 0 {
         return (None, None);
     }
-    let passed = checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Passed)
-        .count();
-    let rate = passed as f64 * 100.0 / checks.len() as f64;
-    let verdict = if checks.iter().any(|c| c.verdict == Verdict::NotApplicable) {
+    let rate = tally.passed as f64 * 100.0 / total as f64;
+    let verdict = if tally.not_applicable > 0 {
         Verdict::NotApplicable
     } else if repeated {
         if rate + 1e-9 >= threshold {
@@ -1179,7 +1192,7 @@ fn probe_verdict(
         } else {
             Verdict::Failed
         }
-    } else if passed == checks.len() {
+    } else if tally.passed == total {
         Verdict::Passed
     } else {
         Verdict::Failed
@@ -1277,7 +1290,11 @@ async fn check_once(plan: &Plan, shared: &Shared, i: usize, moment: Moment) -> V
         if checked.verdict == Verdict::Passed || attempt >= p.attempts {
             break checked;
         }
-        tokio::time::sleep(p.interval).await;
+        // A stop ends a check between attempts: it keeps the last attempt's result.
+        tokio::select! {
+            _ = tokio::time::sleep(p.interval) => {}
+            _ = shared.until_stopped() => break checked,
+        }
     };
     let check = Check {
         at_ms,
@@ -1307,10 +1324,12 @@ async fn check_once(plan: &Plan, shared: &Shared, i: usize, moment: Moment) -> V
     );
     shared.with(|r| {
         if let Some(rec) = r.probes.get_mut(i) {
-            rec.checks.push(check);
+            rec.record(check);
         }
     });
-    if p.stop_on_failure && checked.verdict != Verdict::Passed {
+    // Only a failure of the system stops the run; a probe that could not run is an error of
+    // the experiment, judged at the end (not applicable), not a verdict on the system.
+    if p.stop_on_failure && checked.verdict == Verdict::Failed {
         Stopper(shared.stop.clone()).stop(Stop::ProbeFailed(p.name.clone()));
     }
     checked.verdict
@@ -1398,7 +1417,25 @@ async fn run_fault(plan: &Arc<Plan>, shared: &Arc<Shared>, i: usize) -> (String,
         ),
     );
     let mut runs = Vec::new();
+    let mut gone = Vec::new();
     for (k, t) in f.targets.iter().enumerate() {
+        if let Some((pid, start)) = t.process {
+            let now = tokio::task::spawn_blocking(move || {
+                crate::capability::process::linux::info(pid).map(|p| p.start_time)
+            })
+            .await
+            .ok()
+            .flatten();
+            if now != Some(start) {
+                let why = format!(
+                    "pid {pid} is no longer the process the pre-run check resolved (it exited or its pid was reused): not injected"
+                );
+                shared.log.engine("error", Some(&f.name), why.clone());
+                shared.with(|r| r.faults[i].targets[k].error = Some(why.clone()));
+                gone.push(why);
+                continue;
+            }
+        }
         let spec = Spec {
             id: format!("{id}.{i}.{k}"),
             params: t.params.to_string(),
@@ -1429,12 +1466,12 @@ async fn run_fault(plan: &Arc<Plan>, shared: &Arc<Shared>, i: usize) -> (String,
         }
     }
     let stop = shared.stopped();
-    let problems: Vec<String> = outcomes
-        .iter()
-        .filter_map(|o| match o {
+    let problems: Vec<String> = gone
+        .into_iter()
+        .chain(outcomes.iter().filter_map(|o| match o {
             Ok(o) => problem_of(o),
             Err(e) => Some(e.clone()),
-        })
+        }))
         .collect();
     // Cut short during inject or while held: either way it did not run its course.
     let stopped_early = outcomes.iter().any(|o| {
@@ -1565,18 +1602,6 @@ async fn follow(
 mod tests {
     use super::*;
 
-    fn check(v: Verdict) -> Check {
-        Check {
-            at_ms: 0,
-            moment: Moment::During,
-            verdict: v,
-            message: String::new(),
-            value: None,
-            elapsed_ms: 0.0,
-            attempts: 1,
-        }
-    }
-
     #[test]
     fn a_probe_verdict_follows_its_checks_and_threshold() {
         use Verdict::*;
@@ -1630,9 +1655,10 @@ mod tests {
             ),
         ];
         for (checks, repeated, threshold, verdict, rate) in cases {
-            let checks: Vec<Check> = checks.iter().map(|v| check(*v)).collect();
+            let mut tally = Tally::default();
+            checks.iter().for_each(|v| tally.add(*v));
             assert_eq!(
-                probe_verdict(&checks, *repeated, *threshold),
+                probe_verdict(&tally, *repeated, *threshold),
                 (*verdict, *rate),
                 "{checks:?} repeated={repeated} threshold={threshold}"
             );

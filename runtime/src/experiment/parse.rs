@@ -491,7 +491,17 @@ struct Census<'a>(&'a mut usize);
 
 impl Census<'_> {
     fn take<E: de::Error>(&mut self) -> Result<(), E> {
-        match self.0.checked_sub(1) {
+        self.take_n(1)
+    }
+
+    /// A string costs one value per 64 bytes besides its own: an alias of a long string
+    /// repeated many times is charged for the copies the typed parse would make.
+    fn take_text<E: de::Error>(&mut self, len: usize) -> Result<(), E> {
+        self.take_n(1 + len / 64)
+    }
+
+    fn take_n<E: de::Error>(&mut self, n: usize) -> Result<(), E> {
+        match self.0.checked_sub(n) {
             Some(left) => {
                 *self.0 = left;
                 Ok(())
@@ -525,7 +535,15 @@ impl<'de> Visitor<'de> for Census<'_> {
     }
 
     census_scalars!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_i128: i128,
-        visit_u128: u128, visit_f64: f64, visit_str: &str, visit_bytes: &[u8]);
+        visit_u128: u128, visit_f64: f64);
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        self.take_text(v.len())
+    }
+
+    fn visit_bytes<E: de::Error>(mut self, v: &[u8]) -> Result<(), E> {
+        self.take_text(v.len())
+    }
 
     fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
         self.take()
@@ -1043,12 +1061,13 @@ fn check_targets(p: &mut Problems, path: &FieldPath, t: &Targets) {
         ("interfaces", t.interfaces.len()),
     ];
     for (field, len) in lists {
-        if len > limits::TARGETS {
+        // The same bound the resolver applies: one constant, so the file and the run agree.
+        if len > super::target::MAX_CRITERIA {
             p.add(
                 path.key(field),
                 format!(
-                    "{len} entries, more than the {} a step may target",
-                    limits::TARGETS
+                    "{len} entries, more than the {} a target list may hold",
+                    super::target::MAX_CRITERIA
                 ),
             );
         }
@@ -1099,7 +1118,7 @@ fn check_targets(p: &mut Problems, path: &FieldPath, t: &Targets) {
         }
     }
     if let Some(netns) = &t.netns
-        && !is_plain_name(netns, 255)
+        && !is_plain_name(netns, 64)
     {
         p.add(
             path.key("netns"),

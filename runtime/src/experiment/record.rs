@@ -205,6 +205,49 @@ pub struct Check {
     pub attempts: u32,
 }
 
+/// Checks a probe record keeps in full; past them only checks that did not pass are kept (as
+/// many again), so a probe every 50 ms for days cannot grow the record without bound.
+pub const KEPT_CHECKS: usize = 2000;
+
+/// A probe's checks counted by verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Checks that passed.
+    pub passed: u64,
+    /// Checks the system failed.
+    pub failed: u64,
+    /// Checks that could not run.
+    pub not_applicable: u64,
+}
+
+impl Tally {
+    /// Counts one check.
+    pub fn add(&mut self, v: Verdict) {
+        match v {
+            Verdict::Passed => self.passed += 1,
+            Verdict::Failed => self.failed += 1,
+            Verdict::NotApplicable => self.not_applicable += 1,
+        }
+    }
+
+    /// Every check counted.
+    pub fn total(&self) -> u64 {
+        self.passed + self.failed + self.not_applicable
+    }
+}
+
+impl ProbeRecord {
+    /// Records a check: counted always, kept while within [`KEPT_CHECKS`] (or, past them, when
+    /// it did not pass, up to as many again).
+    pub fn record(&mut self, check: Check) {
+        self.tally.add(check.verdict);
+        let kept = self.checks.len();
+        if kept < KEPT_CHECKS || (check.verdict != Verdict::Passed && kept < 2 * KEPT_CHECKS) {
+            self.checks.push(check);
+        }
+    }
+}
+
 /// One probe of the run and its checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRecord {
@@ -220,8 +263,12 @@ pub struct ProbeRecord {
     pub mode: Option<ProbeMode>,
     /// The fault steps it judges.
     pub faults: Vec<String>,
-    /// Every check, in order.
+    /// Its checks, in order: the first [`KEPT_CHECKS`], then only those that did not pass
+    /// (up to as many again); `tally` counts them all.
     pub checks: Vec<Check>,
+    /// Every check counted by verdict, also those not kept in `checks`.
+    #[serde(default)]
+    pub tally: Tally,
     /// Continuous and on-chaos: the percentage of checks that passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_rate: Option<f64>,

@@ -153,7 +153,8 @@ pub struct Experiment {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hubs: Vec<String>,
     /// The longest the whole run may take; past it every fault is reverted and the run ends
-    /// with status `timeout`. Default: the longest lane plus a minute.
+    /// with status `timeout`. Default: the longest lane, plus the worst case of the probes
+    /// before and after, plus a minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Span>,
     /// Lanes run in parallel; each runs its steps in order (1 to 32 lanes).
@@ -236,7 +237,7 @@ pub struct Targets {
     /// Regular expressions over the command line (arguments joined by spaces).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cmdlines: Vec<String>,
-    /// A cgroup path (`/faultline-demo`), relative to the cgroup root.
+    /// A cgroup path from the cgroup root, starting with `/` (`/faultline-demo`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
     /// A network namespace under `/run/netns`.

@@ -145,6 +145,7 @@ mod tests {
                 resolved: None,
                 mode: None,
                 faults: vec!["f".into()],
+                tally: Default::default(),
                 checks: vec![check(0, Verdict::Failed), check(u64::MAX, Verdict::Passed)],
                 success_rate: Some(f64::NEG_INFINITY),
                 verdict: None,
