@@ -430,11 +430,24 @@ fn io_workers_left_by_a_killed_agent_die_and_recover_removes_their_directory() {
         fs.path.display()
     );
     let mut child = start_inject(&state, c::IO_STRESS, &params, &policy, "60s");
+    // Children of every thread: a worker is the child of whichever thread spawned it (the
+    // blocking pool's, not always the main one).
     let workers = |parent: u32| -> Vec<u32> {
-        let text = read(format!("/proc/{parent}/task/{parent}/children"));
-        text.split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            return Vec::new();
+        };
+        let mut found: Vec<u32> = tasks
+            .filter_map(|t| t.ok())
+            .flat_map(|t| {
+                std::fs::read_to_string(t.path().join("children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect();
+        found.sort_unstable();
+        found
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = Vec::new();
