@@ -460,10 +460,10 @@ fn print_plan(plan: &engine::Plan, out: &mut dyn Write) {
     for p in plan.probes.iter().filter(|p| p.mode.is_some()) {
         let _ = writeln!(
             out,
-            "probe {}: {} {:?}, judges {}",
+            "probe {}: {} {}, judges {}",
             p.name,
             p.plugin.label(),
-            p.mode,
+            p.mode.map_or("probe action", |m| m.as_str()),
             if p.faults.is_empty() {
                 "no fault".to_string()
             } else {

@@ -1187,7 +1187,7 @@ fn check_probe(p: &mut Problems, path: &FieldPath, probe: &ProbeSpec, faults: &H
                 format!(
                     "`interval` has no effect on a {} probe with one attempt: it is the time \
                      between checks of continuous and on-chaos probes, and between attempts",
-                    mode_name(probe.mode)
+                    probe.mode.as_str()
                 ),
             );
         }
@@ -1198,7 +1198,7 @@ fn check_probe(p: &mut Problems, path: &FieldPath, probe: &ProbeSpec, faults: &H
                 path.key("success_rate"),
                 format!(
                     "`success_rate` is for continuous and on-chaos probes, not {}",
-                    mode_name(probe.mode)
+                    probe.mode.as_str()
                 ),
             );
         } else if !(rate > 0.0 && rate <= 100.0) {
@@ -1221,16 +1221,6 @@ fn check_probe(p: &mut Problems, path: &FieldPath, probe: &ProbeSpec, faults: &H
                 p.add(item, format!("{step:?} is not the name of a fault step"));
             }
         }
-    }
-}
-
-fn mode_name(mode: ProbeMode) -> &'static str {
-    match mode {
-        ProbeMode::StartOfTest => "start-of-test",
-        ProbeMode::EndOfTest => "end-of-test",
-        ProbeMode::Edge => "edge",
-        ProbeMode::Continuous => "continuous",
-        ProbeMode::OnChaos => "on-chaos",
     }
 }
 

@@ -185,6 +185,17 @@ pub enum Moment {
     After,
 }
 
+impl Moment {
+    /// The journal's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Moment::Before => "before",
+            Moment::During => "during",
+            Moment::After => "after",
+        }
+    }
+}
+
 /// One check of a probe (one or more attempts).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {

@@ -353,6 +353,19 @@ pub enum ProbeMode {
     OnChaos,
 }
 
+impl ProbeMode {
+    /// The file's word for it (`start-of-test`, `on-chaos`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeMode::StartOfTest => "start-of-test",
+            ProbeMode::EndOfTest => "end-of-test",
+            ProbeMode::Edge => "edge",
+            ProbeMode::Continuous => "continuous",
+            ProbeMode::OnChaos => "on-chaos",
+        }
+    }
+}
+
 /// A probe of the experiment: a check of the system, at points of the run or continuously.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,7 +1,8 @@
 //! The HTML report of a run: one self-contained page, server-rendered, without script.
 
 use super::super::record::{Check, FaultRecord, LogEntry, ProbeRecord, Record, Source};
-use super::{MAX_LISTED, MAX_MESSAGE, MAX_NAME, escape, mode_word, moment_word, time, timeline};
+use super::super::spec::ProbeMode;
+use super::{MAX_LISTED, MAX_MESSAGE, MAX_NAME, escape, time, timeline};
 use crate::host::Verdict;
 use std::fmt::Write as _;
 
@@ -233,7 +234,7 @@ fn probes(page: &mut String, r: &Record) {
             r#"<tr id="probe-row-{i}"><td class="text">{}</td><td class="text">{}</td><td>{}</td><td class="text">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
             cell(&p.name, MAX_NAME),
             component(&p.reference, p.resolved.as_deref()),
-            p.mode.map_or("probe action", mode_word),
+            p.mode.map_or("probe action", ProbeMode::as_str),
             judges.join(", "),
             p.checks.len(),
             count(Verdict::Passed),
@@ -288,7 +289,7 @@ fn check_row(page: &mut String, t0: u64, c: &Check) {
         page,
         r#"<tr><td class="num">{}</td><td>{}</td><td>{}</td><td class="text">{}</td><td class="num">{value}</td><td class="num">{}</td><td class="num">{took}</td></tr>"#,
         time::offset(t0, Some(c.at_ms)),
-        moment_word(c.moment),
+        c.moment.as_str(),
         badge(c.verdict.as_str()),
         cell(&c.message, MAX_MESSAGE),
         c.attempts,

@@ -1,7 +1,8 @@
 //! JUnit XML of a run, for CI gates: one test suite, a test case per fault step and per probe.
 
 use super::super::record::{Check, FaultRecord, FaultStatus, ProbeRecord, Record};
-use super::{MAX_LISTED, MAX_MESSAGE, MAX_NAME, escape, mode_word, moment_word, time};
+use super::super::spec::ProbeMode;
+use super::{MAX_LISTED, MAX_MESSAGE, MAX_NAME, escape, time};
 use crate::host::Verdict;
 use std::fmt::Write as _;
 
@@ -304,7 +305,7 @@ fn probe_case(record: &Record, suite: &str, probe: &ProbeRecord) -> Case {
         "{} ({}), {}",
         escape::clip(&probe.reference, MAX_NAME),
         probe.resolved.as_deref().unwrap_or("unresolved"),
-        probe.mode.map_or("probe action", mode_word)
+        probe.mode.map_or("probe action", ProbeMode::as_str)
     );
     if let Some(rate) = probe.success_rate.filter(|r| r.is_finite()) {
         let _ = write!(out, ", {rate:.1}% of checks passed");
@@ -331,7 +332,7 @@ fn check_line(t0: u64, c: &Check) -> String {
     format!(
         "{} ({}, {} attempts): {}",
         time::offset(t0, Some(c.at_ms)),
-        moment_word(c.moment),
+        c.moment.as_str(),
         c.attempts,
         escape::clip(&c.message, MAX_MESSAGE)
     )

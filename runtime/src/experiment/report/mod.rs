@@ -46,35 +46,12 @@ pub use html::html;
 pub use json::{JOURNAL_VERSION, json};
 pub use junit::junit;
 
-use super::record::Moment;
-use super::spec::ProbeMode;
-
 /// Characters of a name (of an experiment, step, lane, probe, target) the XML and HTML show.
 const MAX_NAME: usize = 256;
 /// Characters of a message or an output the XML and HTML show.
 const MAX_MESSAGE: usize = 4096;
 /// Items of a list (targets, checks, tags) the XML and HTML show per entry.
 const MAX_LISTED: usize = 500;
-
-/// The file's word for a probe mode.
-fn mode_word(mode: ProbeMode) -> &'static str {
-    match mode {
-        ProbeMode::StartOfTest => "start-of-test",
-        ProbeMode::EndOfTest => "end-of-test",
-        ProbeMode::Edge => "edge",
-        ProbeMode::Continuous => "continuous",
-        ProbeMode::OnChaos => "on-chaos",
-    }
-}
-
-/// The journal's word for a moment.
-fn moment_word(moment: Moment) -> &'static str {
-    match moment {
-        Moment::Before => "before",
-        Moment::During => "during",
-        Moment::After => "after",
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@
 //! looks the same with or without its style sheet.
 
 use super::super::record::{Activity, Check, FaultRecord, FaultStatus, Record};
-use super::{MAX_MESSAGE, MAX_NAME, escape, moment_word, time};
+use super::{MAX_MESSAGE, MAX_NAME, escape, time};
 use crate::host::Verdict;
 use std::fmt::Write as _;
 
@@ -367,7 +367,7 @@ fn mark(
         "{} {verdict} at {} ({}): {}",
         escape::clip(probe, MAX_NAME),
         time::offset(scale.t0, Some(check.at_ms)),
-        moment_word(check.moment),
+        check.moment.as_str(),
         escape::clip(&check.message, MAX_MESSAGE),
     );
     let _ = writeln!(
