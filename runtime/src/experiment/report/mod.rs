@@ -56,8 +56,8 @@ const MAX_LISTED: usize = 500;
 #[cfg(test)]
 mod tests {
     use super::super::record::{
-        Activity, Check, FaultRecord, FaultStatus, LogEntry, ProbeRecord, Record, Source, Status,
-        TargetRun,
+        Activity, Check, FaultRecord, FaultStatus, LogEntry, Moment, ProbeRecord, Record, Source,
+        Status, TargetRun,
     };
     use super::*;
     use crate::host::Verdict;
