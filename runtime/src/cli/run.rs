@@ -257,12 +257,7 @@ fn signal_code(reason: StopReason) -> u8 {
 
 /// The exit code of a finished run.
 pub(super) fn exit_code(record: &Record) -> u8 {
-    let dirty = record.faults.iter().flat_map(|f| &f.targets).any(|t| {
-        t.error
-            .as_ref()
-            .is_some_and(|e| e.starts_with("revert failed"))
-    });
-    if dirty {
+    if record.host_changed() {
         return EXIT_REVERT_FAILED;
     }
     match record.end_state {

@@ -1518,7 +1518,8 @@ async fn run_fault(plan: &Arc<Plan>, shared: &Arc<Shared>, i: usize) -> (String,
 fn problem_of(o: &Outcome) -> Option<String> {
     if !o.is_clean() {
         return Some(format!(
-            "revert failed, the journal keeps it for `faultline recover`: {}",
+            "{}, the journal keeps it for `faultline recover`: {}",
+            super::record::REVERT_FAILED,
             o.revert_failures.join("; ")
         ));
     }

@@ -419,7 +419,19 @@ pub struct Record {
     pub activities: Vec<Activity>,
 }
 
+/// How a target's `error` begins when its revert failed (the host may still be changed).
+pub const REVERT_FAILED: &str = "revert failed";
+
 impl Record {
+    /// Whether a revert failed: the host may still be changed, the journal keeps what is left.
+    pub fn host_changed(&self) -> bool {
+        self.faults.iter().flat_map(|f| &f.targets).any(|t| {
+            t.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(REVERT_FAILED))
+        })
+    }
+
     /// Σ(weight × probe success %) / Σ weight, in real numbers, over the faults that have a
     /// probe success percentage and a weight above zero; `None` when there is none.
     pub fn score_of(faults: &[FaultRecord]) -> Option<f64> {
