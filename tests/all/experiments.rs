@@ -1,7 +1,7 @@
 //! Experiments end to end through the real binary: `faultline run` and `faultline demo` on real
 //! processes, real HTTP services on loopback, the bundled hub, a real SQLite history.
 
-use faultline_tests::{Sleeper, privileged, proc_state};
+use faultline_tests::{DemoService, Sleeper, privileged, proc_state};
 use serde_json::Value;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -23,43 +23,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// The demo's HTTP service as a process of its own (so it can be paused), killed on drop.
-struct Service {
-    child: Child,
-    port: u16,
-}
-
-impl Service {
-    fn start() -> Service {
-        let mut child = Command::new(BIN)
-            .arg("demo-service")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Service { child, port }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A policy granting process-pause these pids and the probes these loopback ports.
@@ -196,21 +159,50 @@ probes:
     mode: edge
 "#;
 
+/// A sleeper to pause, a service the probe checks, and [`PAUSE_THEN_MORE`] with its policy
+/// written for them.
+struct PauseThenMore {
+    dir: tempfile::TempDir,
+    target: Sleeper,
+    service: DemoService,
+    file: PathBuf,
+    policy: PathBuf,
+}
+
+impl PauseThenMore {
+    fn new(name: &str) -> PauseThenMore {
+        let (dir, target, service) = (
+            tempfile::tempdir().unwrap(),
+            Sleeper::start(),
+            DemoService::start(BIN),
+        );
+        let body = PAUSE_THEN_MORE
+            .replace("PID", &target.pid().to_string())
+            .replace("PORT", &service.port.to_string());
+        let file = write(dir.path(), &format!("{name}.yaml"), &body);
+        let policy = policy(dir.path(), &[target.pid()], &[service.port]);
+        PauseThenMore {
+            dir,
+            target,
+            service,
+            file,
+            policy,
+        }
+    }
+}
+
 #[test]
 fn sigterm_mid_run_reverts_everything_and_skips_later_steps() {
     if !privileged("sigterm_mid_run_reverts_everything_and_skips_later_steps") {
         return;
     }
-    let (dir, target, service) = (
-        tempfile::tempdir().unwrap(),
-        Sleeper::start(),
-        Service::start(),
-    );
-    let body = PAUSE_THEN_MORE
-        .replace("PID", &target.pid().to_string())
-        .replace("PORT", &service.port.to_string());
-    let file = write(dir.path(), "stop.yaml", &body);
-    let policy = policy(dir.path(), &[target.pid()], &[service.port]);
+    let PauseThenMore {
+        dir,
+        target,
+        service: _service,
+        file,
+        policy,
+    } = PauseThenMore::new("stop");
     let child = spawn_json(dir.path(), &file, &policy);
     assert!(wait_until(Duration::from_secs(30), || target.state() == 'T'));
     // Past inject: the run holds the fault now.
@@ -252,7 +244,7 @@ fn a_stop_on_failure_probe_ends_the_run_and_reverts() {
     let (dir, target, service) = (
         tempfile::tempdir().unwrap(),
         Sleeper::start(),
-        Service::start(),
+        DemoService::start(BIN),
     );
     // The probe checks the paused process's own service: the pause makes it fail.
     let body = format!(
@@ -358,16 +350,13 @@ fn dry_run_prints_targets_and_grants_and_injects_nothing() {
     if !privileged("dry_run_prints_targets_and_grants_and_injects_nothing") {
         return;
     }
-    let (dir, target, service) = (
-        tempfile::tempdir().unwrap(),
-        Sleeper::start(),
-        Service::start(),
-    );
-    let body = PAUSE_THEN_MORE
-        .replace("PID", &target.pid().to_string())
-        .replace("PORT", &service.port.to_string());
-    let file = write(dir.path(), "dry.yaml", &body);
-    let policy = policy(dir.path(), &[target.pid()], &[service.port]);
+    let PauseThenMore {
+        dir,
+        target,
+        service: _service,
+        file,
+        policy,
+    } = PauseThenMore::new("dry");
     let out = faultline(dir.path(), &["run", "--dry-run", "--policy"])
         .arg(&policy)
         .arg(&file)
@@ -389,7 +378,7 @@ fn history_survives_a_restart_and_two_runs_at_once() {
     if !privileged("history_survives_a_restart_and_two_runs_at_once") {
         return;
     }
-    let (dir, service) = (tempfile::tempdir().unwrap(), Service::start());
+    let (dir, service) = (tempfile::tempdir().unwrap(), DemoService::start(BIN));
     let file = write(
         dir.path(),
         "probe-only.yaml",
@@ -452,16 +441,13 @@ fn a_run_killed_mid_run_is_closed_as_errored_and_its_fault_reverted() {
     if !privileged("a_run_killed_mid_run_is_closed_as_errored_and_its_fault_reverted") {
         return;
     }
-    let (dir, target, service) = (
-        tempfile::tempdir().unwrap(),
-        Sleeper::start(),
-        Service::start(),
-    );
-    let body = PAUSE_THEN_MORE
-        .replace("PID", &target.pid().to_string())
-        .replace("PORT", &service.port.to_string());
-    let file = write(dir.path(), "crash.yaml", &body);
-    let policy = policy(dir.path(), &[target.pid()], &[service.port]);
+    let PauseThenMore {
+        dir,
+        target,
+        service: _service,
+        file,
+        policy,
+    } = PauseThenMore::new("crash");
     let mut child = faultline(dir.path(), &["run", "--policy"])
         .arg(&policy)
         .arg(&file)
@@ -504,16 +490,13 @@ fn an_emergency_stop_refuses_new_runs_and_stops_a_running_one() {
     if !privileged("an_emergency_stop_refuses_new_runs_and_stops_a_running_one") {
         return;
     }
-    let (dir, target, service) = (
-        tempfile::tempdir().unwrap(),
-        Sleeper::start(),
-        Service::start(),
-    );
-    let body = PAUSE_THEN_MORE
-        .replace("PID", &target.pid().to_string())
-        .replace("PORT", &service.port.to_string());
-    let file = write(dir.path(), "estop.yaml", &body);
-    let policy = policy(dir.path(), &[target.pid()], &[service.port]);
+    let PauseThenMore {
+        dir,
+        target,
+        service: _service,
+        file,
+        policy,
+    } = PauseThenMore::new("estop");
     let set = faultline(dir.path(), &["emergency-stop", "--reason", "game day over"])
         .output()
         .unwrap();
@@ -614,7 +597,7 @@ fn a_target_gone_since_the_pre_run_check_is_not_touched() {
     let (dir, mut target, service) = (
         tempfile::tempdir().unwrap(),
         Sleeper::start(),
-        Service::start(),
+        DemoService::start(BIN),
     );
     let pid = target.pid();
     let body = format!(

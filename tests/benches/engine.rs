@@ -13,7 +13,6 @@
 use faultline::execution::{Execution, Spec};
 use faultline::experiment::{engine, parse, store};
 use faultline::policy::Policy;
-use std::io::BufRead as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,29 +38,6 @@ fn peak_kib() -> u64 {
 
 fn reset_peak() {
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
-}
-
-struct Service(std::process::Child, u16);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn service() -> Service {
-    let mut child = std::process::Command::new(BIN)
-        .arg("demo-service")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit_once(':').unwrap().1.parse().unwrap();
-    Service(child, port)
 }
 
 fn policy(pid: u32, port: u16) -> Policy {
@@ -93,10 +69,10 @@ fn demo_text(pid: u32, port: u16) -> String {
 
 /// The demo through the engine.
 async fn through_engine(state: &std::path::Path) -> String {
-    let svc = service();
-    let text = demo_text(svc.0.id(), svc.1);
+    let svc = faultline_tests::DemoService::start(BIN);
+    let text = demo_text(svc.pid(), svc.port);
     let experiment = parse::parse(&text, "demo.yaml").unwrap();
-    let options = options(state, svc.0.id(), svc.1);
+    let options = options(state, svc.pid(), svc.port);
     let plan = engine::plan(experiment, "demo.yaml", "sha256:bench", &options)
         .await
         .unwrap();
@@ -107,8 +83,8 @@ async fn through_engine(state: &std::path::Path) -> String {
 
 /// The same fault and probe checks, driven directly.
 async fn direct(state: &std::path::Path) -> String {
-    let svc = service();
-    let options = options(state, svc.0.id(), svc.1);
+    let svc = faultline_tests::DemoService::start(BIN);
+    let options = options(state, svc.pid(), svc.port);
     let host = Arc::new(
         faultline::host::Host::new(
             {
@@ -143,10 +119,10 @@ async fn direct(state: &std::path::Path) -> String {
         .load_probe(&probe.bytes, &probe.identity, &options.policy)
         .await
         .unwrap();
-    let url = format!("http://127.0.0.1:{}/", svc.1);
+    let url = format!("http://127.0.0.1:{}/", svc.port);
     let edge = format!(r#"{{"url": "{url}", "timeout": "1s"}}"#);
     let cont = format!(r#"{{"url": "{url}", "timeout": "400ms"}}"#);
-    let pid = svc.0.id();
+    let pid = svc.pid();
     let params = format!(r#"{{"pid": {pid}}}"#);
     fault.validate(&host, &params).await.unwrap();
     probe.validate(&host, &edge).await.unwrap();

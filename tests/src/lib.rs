@@ -311,3 +311,45 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
 }
+
+/// `faultline demo-service` (the demo's HTTP server on loopback) as a process of its own, so a
+/// fault can pause it; killed when dropped.
+pub struct DemoService {
+    child: std::process::Child,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl DemoService {
+    /// Starts it from `bin` (a `faultline` binary) and reads the port it chose.
+    pub fn start(bin: &str) -> DemoService {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(bin)
+            .arg("demo-service")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start demo-service");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read demo-service");
+        let port = line
+            .trim()
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        DemoService { child, port }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for DemoService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
