@@ -3,6 +3,10 @@
 // Test helpers fail by panicking, like the tests they serve.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod agent_api;
+mod agent_experiments;
+mod agent_transport;
+mod blast_radius;
 mod cgroup;
 mod cli;
 mod command;
@@ -12,10 +16,12 @@ mod experiment_file;
 mod experiments;
 mod faults;
 mod filesystem;
+mod fleet;
 mod history;
 mod host;
 mod hub;
 mod limits;
+mod live_view;
 mod network;
 mod policy;
 mod probes;

@@ -148,6 +148,7 @@ pub fn host_with(
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
+pub mod agent;
 pub mod cgroups;
 pub mod dns;
 /// A loopback HTTP server for hub tests.

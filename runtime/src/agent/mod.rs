@@ -8,8 +8,16 @@
 //! emergency stop also refuses new runs until it is cleared.
 
 pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod experiments;
 pub mod http;
+pub mod hubsync;
+pub mod metrics;
 pub mod run;
+pub mod server;
+pub mod view;
 
 use crate::component::Source;
 use crate::execution::{Execution, Spec, StopReason, new_id};

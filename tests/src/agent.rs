@@ -1,0 +1,1 @@
+//! Test support: a real `faultline agent` on loopback. Stub: to be written.
