@@ -755,11 +755,13 @@ async fn supervise(
         }
     };
     inner.metrics.experiment_ended(&record);
-    finished.send_replace(Some(record));
+    // Under the lock, so whoever is woken by the final record finds the run ended (a second
+    // stop is told "ended", not handed the record again).
     let mut state = lock(&inner.state);
     state.running.remove(&id);
     state.remember_ended(id, team);
     inner.metrics.set_experiments_running(state.running.len());
+    finished.send_replace(Some(record));
 }
 
 /// Stops the run unless a heartbeat comes within `lease` of the previous one (or the start).
