@@ -382,12 +382,16 @@
     logKeys: new Set(),
     span: 0,
     drawnFor: null,
+    // A replay: { from (ms after the start), since (performance.now() then), speed, playing }.
+    replay: null,
+    replaying: false,
   };
 
   function startPlayer(id, tokenValue) {
     state.id = id;
     $('player').hidden = false;
     $('execution-id').textContent = id;
+    startControls();
     follow(tokenValue);
     setInterval(tick, TICK_MS);
   }
@@ -580,7 +584,8 @@
   function drawLog() {
     const ol = $('log');
     const t0 = state.record ? state.record.started_ms : 0;
-    const shown = state.log.slice(-MAX_LOG_SHOWN);
+    const horizon = state.replaying && state.record ? state.record.started_ms + now().at : Infinity;
+    const shown = state.log.filter((e) => !(e.at_ms > horizon)).slice(-MAX_LOG_SHOWN);
     const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 24;
     ol.replaceChildren(
       ...shown.map((e) => {
@@ -590,7 +595,7 @@
       }),
     );
     const left = state.log.length - shown.length;
-    $('log-count').textContent = state.log.length + ' lines' + (left > 0 ? ', the last ' + shown.length + ' shown' : '');
+    $('log-count').textContent = state.log.length + ' lines' + (left > 0 ? ', ' + shown.length + ' shown' : '');
     if (atBottom) ol.scrollTop = ol.scrollHeight;
   }
 
@@ -663,9 +668,32 @@
 
   // ---- The timeline ----------------------------------------------------------------------
 
-  /** Where the run is now, in milliseconds since its start, and how long the axis spans. */
+  /**
+   * Where the marker is, in milliseconds since the run's start, how long the axis spans, and
+   * whether the page replays (then it shows the run as it was at the marker). Following, the
+   * marker is at the agent's current time (at the end, once the run ended).
+   */
   function now() {
     const r = state.record;
+    const { at, span } = following(r);
+    const replay = state.replay;
+    if (!replay) return { at, span, replaying: false };
+    let position = replay.from + (replay.playing ? (performance.now() - replay.since) * replay.speed : 0);
+    if (position >= at) {
+      if (!isFinal(r)) {
+        // Caught up with a live run: follow it again.
+        state.replay = null;
+        return { at, span, replaying: false };
+      }
+      position = at;
+      replay.from = at;
+      replay.playing = false;
+    }
+    return { at: Math.max(0, position), span, replaying: true };
+  }
+
+  /** How long `r` has run (all of it, once it ended) and the axis' span. */
+  function following(r) {
     if (isFinal(r)) {
       const end = isTime(r.ended_ms) && r.ended_ms >= r.started_ms ? r.ended_ms : latest(r);
       const span = Math.max(end - r.started_ms, 1);
@@ -673,6 +701,49 @@
     }
     const at = Math.max(0, clock.now() - r.started_ms, latest(r) - r.started_ms);
     return { at, span: Math.max(liveSpan(at), 1) };
+  }
+
+  /** Replays from `from` ms after the start (null: where the marker is), playing or not. */
+  function replayFrom(from, playing) {
+    const at = from === null ? now().at : from;
+    const speed = Number($('speed').value) || 1;
+    state.replay = { from: Math.max(0, at), since: performance.now(), speed, playing };
+    state.replaying = true;
+    drawLog();
+    draw();
+  }
+
+  function startControls() {
+    $('play').onclick = () => {
+      const replay = state.replay;
+      if (!state.record) return;
+      if (!replay) replayFrom(0, true);
+      else if (replay.playing) replayFrom(null, false);
+      else replayFrom(replay.from >= now().span && isFinal(state.record) ? 0 : null, true);
+    };
+    $('speed').onchange = () => {
+      if (state.replay) replayFrom(null, state.replay.playing);
+    };
+    $('seek').oninput = () => {
+      if (state.record) replayFrom(Number($('seek').value), state.replay ? state.replay.playing : false);
+    };
+    $('follow').onclick = () => {
+      state.replay = null;
+      state.replaying = false;
+      drawLog();
+      draw();
+    };
+  }
+
+  function drawControls(at, span, replaying) {
+    const controls = $('controls');
+    controls.setAttribute('data-mode', replaying ? 'replay' : 'follow');
+    const playing = replaying && state.replay && state.replay.playing;
+    $('play').textContent = playing ? 'Pause' : replaying ? 'Play' : 'Replay';
+    $('follow').disabled = !replaying;
+    const seek = $('seek');
+    seek.max = String(Math.round(span));
+    if (document.activeElement !== seek) seek.value = String(Math.round(at));
   }
 
   /** The latest time the record holds. */
@@ -723,11 +794,17 @@
   function draw() {
     const r = state.record;
     if (!r || !isTime(r.started_ms)) return;
-    const { span } = now();
+    const { at, span, replaying } = now();
     state.span = span;
+    state.replaying = replaying;
     const t0 = r.started_ms;
     const x = (t) => X0 + Math.round((Math.min(Math.max(t - t0, 0), span) / span) * (X1 - X0));
-    const nowAt = () => t0 + now().at;
+    // What is drawn is the run up to the marker: everything, unless the page replays.
+    const horizon = t0 + at;
+    const nowAt = () => horizon;
+    const until = (end) => Math.min(end, horizon);
+    // While following, what is still open grows every tick; a replay is drawn anew instead.
+    const openFrom = (open, from) => (open && !replaying ? from : '');
     const bar = (a, b) => {
       const xa = x(a);
       return [Math.min(xa, X1 - 2), Math.max(x(Math.max(a, b)) - xa, 2)];
@@ -748,9 +825,9 @@
     // The time each fault was injected, as a band across every row.
     for (const f of list(r.faults)) {
       const w = injectedWindow(f);
-      if (!w) continue;
-      const [bx, bw] = bar(w[0], w[1] === null ? nowAt() : w[1]);
-      parts.push(svgEl('rect', { class: 'window', x: bx, y: AXIS, width: bw, height: rows * ROW, 'data-open': w[1] === null ? w[0] : '' }));
+      if (!w || w[0] > horizon) continue;
+      const [bx, bw] = bar(w[0], w[1] === null ? nowAt() : until(w[1]));
+      parts.push(svgEl('rect', { class: 'window', x: bx, y: AXIS, width: bw, height: rows * ROW, 'data-open': openFrom(w[1] === null, w[0]) }));
     }
     const axis = svgEl('g', { class: 'axis' });
     const step = tickStep(span);
@@ -768,9 +845,9 @@
       const g = svgEl('g', { class: 'row lane', id: 'lane-' + i, 'data-lane': clip(lane, MAX_NAME) });
       g.append(label(top, lane, 'lane'));
       for (const a of list(r.activities)) {
-        if (String(a.lane) !== lane || a.kind === 'fault' || !isTime(a.started_ms)) continue;
+        if (String(a.lane) !== lane || a.kind === 'fault' || !isTime(a.started_ms) || a.started_ms > horizon) continue;
         const open = !isTime(a.ended_ms);
-        const [bx, bw] = bar(a.started_ms, open ? nowAt() : a.ended_ms);
+        const [bx, bw] = bar(a.started_ms, open ? nowAt() : until(a.ended_ms));
         const kind = a.kind === 'wait' ? 'wait' : a.kind === 'probe' ? 'probe' : 'other';
         const status = token(a.status);
         const rect = svgEl('rect', {
@@ -781,13 +858,13 @@
           height: THIN,
           'data-step': clip(a.name, MAX_NAME),
           'data-status': status,
-          'data-open': open ? a.started_ms : '',
+          'data-open': openFrom(open, a.started_ms),
         });
         rect.append(svgEl('title', {}, kind + ' ' + clip(a.name, MAX_NAME) + ': ' + clip(a.status, MAX_NAME) + ', ' + offset(t0, a.started_ms) + ' to ' + offset(t0, a.ended_ms) + (a.output ? '\n' + clip(a.output, MAX_MESSAGE) : '')));
         g.append(rect);
       }
       list(r.faults).forEach((f, fi) => {
-        if (String(f.lane) === lane) g.append(faultBar(f, fi, top, t0, x, bar, nowAt));
+        if (String(f.lane) === lane) g.append(faultBar(f, fi, top, t0, bar, horizon, replaying));
       });
       parts.push(g);
     });
@@ -796,7 +873,7 @@
       const top = AXIS + (lanes.length + pi) * ROW;
       const g = svgEl('g', { class: 'row probe', id: 'probe-' + pi, 'data-probe': clip(p.name, MAX_NAME) });
       g.append(label(top, p.name, 'probe'));
-      for (const [ci, c] of drawnChecks(list(p.checks))) {
+      for (const [ci, c] of drawnChecks(list(p.checks).filter((c) => c && c.at_ms <= horizon))) {
         const verdict = token(c.verdict);
         const mark = svgEl('circle', {
           class: 'mark ' + verdict,
@@ -814,7 +891,7 @@
       parts.push(g);
     });
 
-    if (isFinal(r) && isTime(r.ended_ms)) {
+    if (isFinal(r) && isTime(r.ended_ms) && r.ended_ms <= horizon) {
       const ex = x(r.ended_ms);
       const end = svgEl('line', { class: 'end', x1: ex, y1: AXIS, x2: ex, y2: bottom });
       end.append(svgEl('title', {}, 'end of the run'));
@@ -828,7 +905,7 @@
     parts.push(marker);
     svg.replaceChildren(...parts);
     state.drawnFor = { x, bottom };
-    tick();
+    moveMarker(at, span, replaying);
   }
 
   /** When a fault was injected: its first target's inject to its last revert (null: not yet). */
@@ -843,21 +920,30 @@
     return null;
   }
 
-  function faultBar(f, index, top, t0, x, bar, nowAt) {
-    const status = token(f.status);
+  /** The status of fault `f` at `horizon`, from its times, when the page replays. */
+  function statusAt(f, horizon) {
+    if (!isTime(f.started_ms) || f.started_ms > horizon) return 'pending';
+    if (isTime(f.ended_ms) && f.ended_ms <= horizon) return f.status;
+    return 'running';
+  }
+
+  function faultBar(f, index, top, t0, bar, horizon, replaying) {
+    const word = replaying ? statusAt(f, horizon) : f.status;
+    const status = token(word);
     const g = svgEl('g', { class: 'fault ' + status, id: 'fault-' + index, 'data-fault': clip(f.name, MAX_NAME), 'data-status': status });
-    const w = injectedWindow(f);
+    let w = injectedWindow(f);
+    if (w && w[0] > horizon) w = null;
     let labelX = X0 + 4;
-    if (isTime(f.started_ms)) {
-      const open = !isTime(f.ended_ms);
-      const [sx, sw] = bar(f.started_ms, open ? nowAt() : f.ended_ms);
-      g.append(svgEl('rect', { class: 'span fault', x: sx, y: top + ROW / 2 - 2, width: sw, height: 4, 'data-open': open ? f.started_ms : '' }));
+    if (isTime(f.started_ms) && f.started_ms <= horizon) {
+      const open = !isTime(f.ended_ms) || f.ended_ms > horizon;
+      const [sx, sw] = bar(f.started_ms, open ? horizon : f.ended_ms);
+      g.append(svgEl('rect', { class: 'span fault', x: sx, y: top + ROW / 2 - 2, width: sw, height: 4, 'data-open': open && !replaying ? f.started_ms : '' }));
       labelX = sx + 4;
     }
     if (w) {
-      const open = w[1] === null;
-      const [bx, bw] = bar(w[0], open ? nowAt() : w[1]);
-      const rect = svgEl('rect', { class: 'bar fault ' + status, x: bx, y: top + (ROW - BAR) / 2, width: bw, height: BAR, 'data-open': open ? w[0] : '' });
+      const open = w[1] === null || w[1] > horizon;
+      const [bx, bw] = bar(w[0], open ? horizon : w[1]);
+      const rect = svgEl('rect', { class: 'bar fault ' + status, x: bx, y: top + (ROW - BAR) / 2, width: bw, height: BAR, 'data-open': open && !replaying ? w[0] : '' });
       let title = clip(f.name, MAX_NAME) + ': ' + clip(f.status, MAX_NAME) + ', injected ' + offset(t0, w[0]) + ' to ' + (open ? 'now' : offset(t0, w[1]));
       for (const t of list(f.targets).slice(0, 20)) {
         title += '\ntarget ' + clip(t.target, MAX_NAME) + (t.error ? ': ' + clip(t.error, MAX_MESSAGE) : '');
@@ -869,7 +955,7 @@
     }
     // The state, in words, on the bar (or where the fault will be, when it has not started).
     const short = String(f.name === undefined ? '' : f.name);
-    g.append(svgEl('text', { class: 'state', x: Math.min(labelX, X1 - 160), y: top + ROW / 2 + 4, 'data-status': status }, clip(short.length > LABEL ? short.slice(0, LABEL - 1) + '…' : short, LABEL + 1) + ': ' + clip(f.status, 32)));
+    g.append(svgEl('text', { class: 'state', x: Math.min(labelX, X1 - 160), y: top + ROW / 2 + 4, 'data-status': status }, clip(short.length > LABEL ? short.slice(0, LABEL - 1) + '…' : short, LABEL + 1) + ': ' + clip(word, 32)));
     return g;
   }
 
@@ -885,11 +971,23 @@
   function tick() {
     const r = state.record;
     if (!r || !state.drawnFor) return;
-    const { at, span } = now();
-    if (span !== state.span) {
+    const { at, span, replaying } = now();
+    if (span !== state.span || replaying || replaying !== state.replaying) {
+      // A replay shows the run as it was at the marker: drawn anew each tick.
+      if (replaying || state.replaying) {
+        state.replaying = replaying;
+        drawLog();
+      }
       draw();
       return;
     }
+    moveMarker(at, span, replaying);
+  }
+
+  /** Puts the marker at `at` and grows what is still open up to it. */
+  function moveMarker(at, span, replaying) {
+    const r = state.record;
+    drawControls(at, span, replaying);
     const { x } = state.drawnFor;
     const t = r.started_ms + at;
     const mx = x(t);
@@ -900,7 +998,7 @@
     const label = $('marker-label');
     label.setAttribute('x', Math.min(mx + 4, X1 - 60));
     label.textContent = offset(0, at);
-    $('elapsed').textContent = duration(at) + (isFinal(r) ? '' : ' so far');
+    $('elapsed').textContent = duration(following(r).at) + (isFinal(r) ? '' : ' so far');
     for (const open of $('timeline').querySelectorAll('[data-open]:not([data-open=""])')) {
       const from = Number(open.getAttribute('data-open'));
       const ox = Math.min(x(from), X1 - 2);
