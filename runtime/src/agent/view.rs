@@ -3,7 +3,9 @@
 //! `GET /ui/` lists the executions, `GET /ui/executions/{id}` plays one: its lanes and steps on
 //! a timeline (SVG) with a marker at the current time, its faults' states, its probes' checks
 //! as marks, the tail of its log, and its status, end state and score once it ends. It follows
-//! a running execution live over `GET /v1/experiments/{id}/events`.
+//! a running execution live over `GET /v1/experiments/{id}/events` (opening the stream again
+//! with backoff when it breaks, filling in the log from `GET /v1/experiments/{id}/log`), and
+//! replays any execution: play, pause, speed and seek show the run as it was at the marker.
 //!
 //! The routes serve a static shell and its two assets (`/ui/view.js`, `/ui/view.css`), the
 //! same bytes for every caller: the shell holds no data and needs no token. The script takes
@@ -38,8 +40,9 @@
 //! API's reason), `#name`, `#status[data-status]`, `#end-state[data-end-state]`,
 //! `#score[data-score]`, `#timeline` with `#marker[data-at-ms]` (milliseconds since the run's
 //! start), `g.row.lane[data-lane]`, `g.fault[data-fault][data-status]`,
-//! `g.row.probe[data-probe]` with `.mark[data-verdict][data-at-ms]`, `#faults
-//! tr[data-fault-row]`, `#log li[data-level]`, and on the list `#executions
+//! `g.row.probe[data-probe]` with `.mark[data-verdict][data-moment][data-at-ms]`, `#faults
+//! tr[data-fault-row]`, `#log li[data-level]`, the replay's `#controls[data-mode]` (`follow`,
+//! `replay`) with `#play`, `#speed`, `#seek`, `#follow`, and on the list `#executions
 //! tr[data-execution]`.
 
 use crate::experiment::report::style;

@@ -350,6 +350,7 @@
         cellOf(badge(x.end_state)),
         el('td', { class: 'num' }, score(x.score)),
         el('td', {}, rfc3339(x.started_ms)),
+        el('td', { class: 'text' }, x.team ? clip(x.team, MAX_NAME) : '—'),
         el('td', { class: 'id' }, clip(x.id, MAX_NAME)),
       );
       body.append(tr);
@@ -621,6 +622,8 @@
     s.textContent = score(r.score);
     $('started').textContent = rfc3339(r.started_ms);
     $('reason').textContent = r.reason ? clip(r.reason, MAX_MESSAGE) : '—';
+    $('team').textContent = r.team ? clip(r.team, MAX_NAME) : '—';
+    $('started-by').textContent = r.started_by ? clip(r.started_by, MAX_NAME) : '—';
   }
 
   function drawTables() {
