@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod experiments;
+pub mod guard;
 pub mod http;
 pub mod hubsync;
 pub mod metrics;
