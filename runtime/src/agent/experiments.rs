@@ -78,6 +78,16 @@ pub struct Live {
 pub struct Experiments {}
 
 impl Experiments {
+    /// A manager running with `options`, keeping the history in `store`, counting in
+    /// `metrics`. (Stub signature added by the api helper for `App::start`.)
+    pub fn new(
+        _options: crate::experiment::engine::Options,
+        _store: crate::experiment::store::Store,
+        _metrics: Arc<super::metrics::Metrics>,
+    ) -> Experiments {
+        Experiments {}
+    }
+
     /// Parses and runs the pre-run checks without running anything.
     pub async fn validate(
         &self,

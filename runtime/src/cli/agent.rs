@@ -9,12 +9,11 @@ use super::{EXIT_OK, EXIT_REVERT_FAILED, EXIT_USAGE};
 use crate::agent::auth::{self, Role, Tokens};
 use crate::agent::config::{AgentConfig, Listen};
 use crate::agent::server::{Listener, serve};
-use crate::agent::{Agent, api, http, load_policy};
+use crate::agent::{App, api, load_policy};
 use crate::host::{HostConfig, recover::recover};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -243,41 +242,37 @@ pub async fn run(
         );
     }
     let _ = out.flush();
-    let hub = match crate::hub::open_hub(config.hub.clone()).await {
-        Ok((h, problems)) => {
-            for p in problems {
-                let _ = writeln!(out, "warning: hub: {p}");
+    let app = match App::start(&config, host, policy, tokens).await {
+        Ok((app, warnings)) => {
+            for w in warnings {
+                let _ = writeln!(out, "warning: {w}");
             }
-            Some(h)
+            app
         }
         Err(e) => {
-            let _ = writeln!(out, "warning: no hub, runs cannot resolve components: {e}");
-            None
+            let _ = writeln!(out, "error: {e:#}");
+            return EXIT_USAGE;
         }
     };
     let _ = out.flush();
-    let agent = Arc::new(Agent::new(host, policy, hub));
-    let app = legacy_router(agent.clone(), Arc::new(tokens));
-    let (signalled, received) = tokio::sync::oneshot::channel::<u8>();
-    let shutdown = async move {
-        let _ = received.await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = serve(listener, &config, api::router(app.clone()), async move {
+        let _ = stop_rx.await;
+    });
+    // Everything is reverted before the listener closes: event streams end with their runs.
+    let control = async {
+        let code = tokio::select! {
+            _ = term.recv() => 143,
+            _ = int.recv() => 130,
+        };
+        let done = app.shutdown().await;
+        let _ = stop_tx.send(());
+        (code, done)
     };
-    let served = tokio::spawn(async move { serve(listener, &config, app, shutdown).await });
-    let code = tokio::select! {
-        _ = term.recv() => 143,
-        _ = int.recv() => 130,
-    };
-    let _ = signalled.send(code);
-    match served.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            let _ = writeln!(out, "warning: serving ended with an error: {e:#}");
-        }
-        Err(e) => {
-            let _ = writeln!(out, "warning: the server task failed: {e}");
-        }
+    let (served, (code, done)) = tokio::join!(serving, control);
+    if let Err(e) = served {
+        let _ = writeln!(out, "warning: serving ended with an error: {e:#}");
     }
-    let done = agent.shutdown().await;
     let _ = writeln!(
         out,
         "shutting down: {} run(s) stopped, reverted in {:.1} ms",
@@ -291,70 +286,4 @@ pub async fn run(
         return EXIT_REVERT_FAILED;
     }
     code
-}
-
-/// The run API of [`api::handle`] behind bearer-token authentication, with `/healthz` and
-/// `/readyz` open. Interim wiring until the API is an axum router of its own.
-fn legacy_router(agent: Arc<Agent>, tokens: Arc<Tokens>) -> axum::Router {
-    use axum::Json;
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse as _;
-    use axum::routing::get;
-    let api = axum::Router::new()
-        .fallback(move |request: axum::extract::Request| {
-            let agent = agent.clone();
-            async move {
-                let (parts, body) = request.into_parts();
-                let body = match axum::body::to_bytes(body, crate::agent::guard::MAX_BODY).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let chain = || {
-                            std::iter::successors(Some(&e as &dyn std::error::Error), |e| {
-                                e.source()
-                            })
-                        };
-                        if chain().any(|c| c.is::<http_body_util::LengthLimitError>()) {
-                            return crate::agent::guard::too_large().into_response();
-                        }
-                        let status = if chain().any(|c| c.is::<tower_http::timeout::TimeoutError>())
-                        {
-                            StatusCode::REQUEST_TIMEOUT
-                        } else {
-                            StatusCode::BAD_REQUEST
-                        };
-                        return crate::agent::error::ApiError::new(
-                            status,
-                            format!("cannot read the request body: {e}"),
-                        )
-                        .into_response();
-                    }
-                };
-                let response = api::handle(
-                    agent,
-                    http::Request {
-                        method: parts.method.to_string(),
-                        path: parts.uri.path().to_string(),
-                        body: body.to_vec(),
-                    },
-                )
-                .await;
-                let status = StatusCode::from_u16(response.status)
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                (status, Json(response.body)).into_response()
-            }
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            tokens,
-            auth::authenticate,
-        ));
-    axum::Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"ok": true})) }),
-        )
-        .route(
-            "/readyz",
-            get(|| async { Json(serde_json::json!({"ready": true})) }),
-        )
-        .fallback_service(api)
 }
