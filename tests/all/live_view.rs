@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 struct Browser {
     client: Option<Client>,
     driver: Child,
+    /// Whether the driver's group was killed and waited for.
+    killed: bool,
     chromium: crate::report::Chromium,
     _dir: tempfile::TempDir,
 }
@@ -54,6 +56,7 @@ impl Browser {
         let mut browser = Browser {
             client: None,
             driver,
+            killed: false,
             chromium: crate::report::Chromium {
                 binary: binary.clone(),
                 dir: dir.path().to_path_buf(),
@@ -155,6 +158,7 @@ impl Browser {
         let group = nix::unistd::Pid::from_raw(-(self.driver.id() as i32));
         let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.driver.wait();
+        self.killed = true;
         self.chromium.assert_gone();
         assert!(
             !PathBuf::from(format!("/proc/{}", self.driver.id())).exists(),
@@ -165,8 +169,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // A failed test still leaves no browser behind.
-        if self.client.take().is_some() {
+        // A failed test (or a failed start) still leaves no browser behind.
+        if !self.killed {
             let group = nix::unistd::Pid::from_raw(-(self.driver.id() as i32));
             let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
             let _ = self.driver.wait();
@@ -632,6 +636,133 @@ async fn the_player_follows_a_real_run_live_in_chromium() {
     let (status, reason) = api_error(&agent, &format!("/v1/experiments/{id}/events"), &blue).await;
     assert_eq!(status, 403, "{reason}");
     refused(&browser, &base, &id, &blue, 403, &reason).await;
+    browser.close().await;
+}
+
+/// Starts the experiment (its pause lasting `pause`) as team red's runner: its id.
+async fn start_run(agent: &TestAgent, service: &DemoService, pause: &str) -> String {
+    let text = EXPERIMENT
+        .replace("NAME", HOSTILE_NAME)
+        .replace("duration: 4s", &format!("duration: {pause}"))
+        .replace("PID", &service.pid().to_string())
+        .replace("PORT", &service.port.to_string());
+    let body = json!({"experiment": text, "file": "live-view.yaml"}).to_string();
+    let response = agent
+        .client()
+        .post(format!("{}/v1/experiments", agent.url()))
+        .bearer_auth(agent.token(Role::Runner))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let started: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(status, 201, "{started}\n{}", agent.output());
+    started["id"].as_str().unwrap().to_string()
+}
+
+/// The agent dies (SIGKILL) mid-run: the page keeps trying with backoff; an agent started
+/// again on the same port and state (recovery resumes the service) answers its old token
+/// with 401, and the page shows why and plays the run again with the new agent's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_player_retries_while_the_agent_is_gone_and_reconnects() {
+    let test = "live_view::the_player_retries_while_the_agent_is_gone_and_reconnects";
+    if !privileged(test) {
+        return;
+    }
+    let service = DemoService::start(faultline_tests::agent::bin().to_str().unwrap());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut first = TestAgent::start(Options {
+        listen: Some(listen.clone()),
+        ..Options::with_policy(policy(&service))
+    });
+    let Some(browser) = Browser::start(test).await else {
+        return;
+    };
+    let base = first.url().to_string();
+    let id = start_run(&first, &service, "60s").await;
+    let viewer = first.token(Role::Viewer).to_string();
+    browser
+        .client()
+        .goto(&format!("{base}/ui/executions/{id}#token={viewer}"))
+        .await
+        .unwrap();
+    browser
+        .until("the fault runs", Duration::from_secs(20), SNAPSHOT, |v| {
+            v["fault"] == "running"
+        })
+        .await;
+    assert_eq!(faultline_tests::proc_state(service.pid()), 'T', "paused");
+
+    first.kill9();
+    let gone = browser
+        .until("the page retries", Duration::from_secs(20), SNAPSHOT, |v| {
+            v["state"] == "retrying"
+        })
+        .await;
+    eprintln!("agent gone: {gone}");
+    // Backoff: the waits between attempts grow.
+    let mut waits = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while waits.len() < 3 && Instant::now() < deadline {
+        let text = browser
+            .js("return document.getElementById('connection').textContent")
+            .await;
+        let wait: Option<f64> = text
+            .as_str()
+            .and_then(|t| t.strip_prefix("retrying in "))
+            .and_then(|t| t.strip_suffix(" s"))
+            .and_then(|t| t.parse().ok());
+        if let Some(wait) = wait
+            && waits.last() != Some(&wait)
+        {
+            waits.push(wait);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("waits between attempts: {waits:?}");
+    assert!(waits.len() >= 3, "{waits:?}");
+    assert!(waits[2] > waits[0], "the waits grow: {waits:?}");
+
+    let second = TestAgent::start(Options {
+        listen: Some(listen.clone()),
+        state_dir: Some(first.state_dir().to_path_buf()),
+        ..Options::with_policy(policy(&service))
+    });
+    assert_ne!(
+        faultline_tests::proc_state(service.pid()),
+        'T',
+        "recovery resumed it"
+    );
+    let (status, reason) =
+        api_error(&second, &format!("/v1/experiments/{id}/events"), &viewer).await;
+    assert_eq!(status, 401, "{reason}");
+    let refused = browser
+        .until(
+            "the new agent's 401",
+            Duration::from_secs(30),
+            SNAPSHOT,
+            |v| v["problem_status"] == "401",
+        )
+        .await;
+    assert!(
+        refused["problem"].as_str().unwrap().contains(&reason),
+        "{refused}"
+    );
+    give_token(&browser, second.token(Role::Viewer)).await;
+    let back = browser
+        .until("the run again", Duration::from_secs(20), SNAPSHOT, |v| {
+            v["problem"].is_null() && (v["state"] == "live" || v["state"] == "ended")
+        })
+        .await;
+    eprintln!("back: {back}");
+    assert_eq!(back["name"], HOSTILE_NAME);
     browser.close().await;
 }
 
