@@ -672,7 +672,7 @@ impl Chromium {
     /// Waits (up to 10 s) until no process mentions the test's directory in its command line
     /// (the crash handler runs in a session of its own, out of the group, but names its
     /// database there), killing any that do.
-    fn assert_gone(&self) {
+    pub(crate) fn assert_gone(&self) {
         let profile = self.dir.to_string_lossy().into_owned();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

@@ -2,11 +2,10 @@
 
 use super::super::record::{Check, FaultRecord, LogEntry, ProbeRecord, Record, Source};
 use super::super::spec::ProbeMode;
+use super::style::{BADGES, PAGE};
 use super::{MAX_LISTED, MAX_MESSAGE, MAX_NAME, escape, time, timeline};
 use crate::host::Verdict;
 use std::fmt::Write as _;
-
-const STYLE: &str = include_str!("report.css");
 
 /// Log lines the page shows; the journal (`--json`) has them all.
 const MAX_LOG: usize = 5000;
@@ -32,7 +31,7 @@ pub fn html(record: &Record, log: &[LogEntry]) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{name} — Faultline report</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n"
+         <title>{name} — Faultline report</title>\n<style>\n{PAGE}{BADGES}</style>\n</head>\n<body>\n"
     );
     header(&mut page, record);
     page.push_str("<section id=\"timeline-section\">\n<h2>Timeline</h2>\n");

@@ -41,6 +41,7 @@ mod escape;
 mod html;
 mod json;
 mod junit;
+pub(crate) mod style;
 mod time;
 mod timeline;
 

@@ -6,10 +6,11 @@
 //! `rect.bar.fault.<status>` (`id="fault-<i>"`, i the fault's index in the record),
 //! `rect.bar.wait.<status>`, `rect.bar.probe.<status>`; `circle.mark.<verdict>`
 //! (`id="check-<probe>-<check>"`); `line.tick`; `rect.window` (while a fault is injected).
-//! Every element has the fill of [`fault_fill`] or [`mark_fill`] as an attribute, so the page
-//! looks the same with or without its style sheet.
+//! Every element has the fill of [`fault_fill`] or [`mark_fill`] (the colours it shares with the
+//! live view) as an attribute, so the page looks the same with or without its style sheet.
 
 use super::super::record::{Activity, Check, FaultRecord, FaultStatus, Record};
+use super::style::{GRID, PROBE_FILL, SPAN_FILL, WAIT_FILL, WINDOW_FILL, fault_fill, mark_fill};
 use super::{MAX_MESSAGE, MAX_NAME, escape, time};
 use crate::host::Verdict;
 use std::fmt::Write as _;
@@ -29,33 +30,6 @@ const LABEL: usize = 26;
 /// Marks drawn per probe: every check that did not pass (up to this many), then passed ones
 /// evenly spread over what is left.
 const MAX_MARKS: usize = 2000;
-
-/// The fill of a fault bar of `status`.
-pub(super) fn fault_fill(status: FaultStatus) -> &'static str {
-    match status {
-        FaultStatus::Completed => "#43a047",
-        FaultStatus::CompletedWithError => "#fb8c00",
-        FaultStatus::Error => "#e53935",
-        FaultStatus::Stopped => "#8e24aa",
-        FaultStatus::Running | FaultStatus::Pending => "#1e88e5",
-        FaultStatus::Skipped => "#bdbdbd",
-    }
-}
-
-/// The fill of a probe check's mark.
-pub(super) fn mark_fill(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Passed => "#2e7d32",
-        Verdict::Failed => "#c62828",
-        Verdict::NotApplicable => "#757575",
-    }
-}
-
-const WAIT_FILL: &str = "#b0bec5";
-const PROBE_FILL: &str = "#4db6ac";
-const SPAN_FILL: &str = "#cfd8dc";
-const WINDOW_FILL: &str = "#fff3e0";
-const GRID: &str = "#e0e0e0";
 
 /// Maps times to x: the run's start to [`X0`], its end to [`X1`]; times outside are clamped.
 struct Scale {
