@@ -84,6 +84,10 @@ pub async fn run(
     let _ = writeln!(out, "listening on {bound}");
     super::recover::print_report(&report, out);
     let _ = out.flush();
+    // Nor may a network fault on this host cut the agent off from its callers or its hubs.
+    for problem in host.spare_hub_sources(hub).await.1 {
+        let _ = writeln!(out, "warning: {problem}");
+    }
     let hub = match crate::hub::open_hub(hub.clone()).await {
         Ok((h, problems)) => {
             for p in problems {
