@@ -10,14 +10,13 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use faultline::capability::network::linux::{Effect, Namespace, NetworkBackend, Protocol, Traffic};
-use faultline_tests::netns::NetPair;
+use faultline_tests::netns::{NetPair, network_state};
 
 /// The loopback address the host-namespace test owns.
 const OWN_LOOPBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 77);
@@ -134,52 +133,6 @@ fn upload(addr: SocketAddr, bytes: usize, timeout: Duration) -> std::io::Result<
     Ok(start.elapsed())
 }
 
-/// Runs a tool and returns its standard output; `ns` runs it in a named namespace.
-fn run(ns: Option<&str>, args: &[&str]) -> String {
-    let mut cmd = match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).args(args);
-            c
-        }
-        None => {
-            let mut c = Command::new(args[0]);
-            c.args(&args[1..]);
-            c
-        }
-    };
-    let out = cmd.output().expect("run a tool");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Everything of a namespace a network fault may change: qdiscs, filters on `lo`, the nftables
-/// ruleset and the iptables-legacy mangle tables (counters removed).
-fn snapshot(ns: Option<&str>) -> String {
-    let mut text = String::new();
-    text.push_str(&run(ns, &["tc", "qdisc", "show"]));
-    text.push_str(&run(ns, &["tc", "filter", "show", "dev", "lo"]));
-    text.push_str(&run(ns, &["nft", "list", "ruleset"]));
-    for save in ["iptables-legacy-save", "ip6tables-legacy-save"] {
-        for line in run(ns, &[save, "-t", "mangle"]).lines() {
-            if line.starts_with('#') {
-                continue;
-            }
-            let line = match line.find(" [") {
-                Some(i) if line.starts_with(':') => &line[..i],
-                _ => line,
-            };
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    text
-}
-
 /// Applies a change through `backend`, runs `measure` while it holds, undoes it, and checks
 /// presence on the way and that the namespace ends exactly as it began. `enter` runs each
 /// backend call on the thread it must run on.
@@ -192,7 +145,7 @@ fn with_change<R>(
     effect: &Effect,
     measure: impl FnOnce() -> R,
 ) -> R {
-    let before = snapshot(ns);
+    let before = network_state(ns, "lo");
     let mut inverse = None;
     enter(&mut || {
         let i = backend.prepare(tag, traffic, effect).unwrap();
@@ -202,7 +155,7 @@ fn with_change<R>(
         inverse = Some(i);
     });
     let inverse = inverse.unwrap();
-    let during = snapshot(ns);
+    let during = network_state(ns, "lo");
     assert_ne!(during, before, "the change is not visible");
     let result = measure();
     enter(&mut || {
@@ -210,7 +163,11 @@ fn with_change<R>(
         assert!(!backend.is_present(&inverse).unwrap());
         backend.undo(&inverse).unwrap();
     });
-    assert_eq!(snapshot(ns), before, "undo left something behind");
+    assert_eq!(
+        network_state(ns, "lo"),
+        before,
+        "undo left something behind"
+    );
     result
 }
 
@@ -229,6 +186,17 @@ fn within(ns: &str, f: &mut (dyn FnMut() + Send)) {
 
 fn here(f: &mut (dyn FnMut() + Send)) {
     f()
+}
+
+/// Everything leaving `lo`, in the namespace of the thread that applies it: the agent's own.
+fn all_on_lo() -> Traffic {
+    Traffic {
+        namespace: Namespace::Host,
+        interfaces: vec!["lo".into()],
+        destinations: vec![],
+        ports: vec![],
+        protocol: Protocol::Any,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,14 +278,6 @@ fn a_bandwidth_cap_on_the_agents_namespace_spares_its_port() {
     let backend = NetworkBackend::new();
     // The agent listens on every address: the port alone is spared.
     backend.protect(SocketAddr::from((Ipv4Addr::UNSPECIFIED, agent.addr.port())));
-    // Everything leaving `lo`, as seen from a thread of the agent in that namespace.
-    let all = Traffic {
-        namespace: Namespace::Host,
-        interfaces: vec!["lo".into()],
-        destinations: vec![],
-        ports: vec![],
-        protocol: Protocol::Any,
-    };
     let rate_kbit: u32 = 400;
     let enter = |f: &mut (dyn FnMut() + Send)| within(&pair.a, f);
     let (spared, capped) = with_change(
@@ -325,7 +285,7 @@ fn a_bandwidth_cap_on_the_agents_namespace_spares_its_port() {
         Some(&pair.a),
         &enter,
         "brbw1",
-        &all,
+        &all_on_lo(),
         &Effect::Bandwidth {
             rate_kbit: u64::from(rate_kbit),
         },
@@ -376,20 +336,13 @@ fn a_delay_on_the_agents_namespace_spares_its_port() {
     let agent = Server::start(listeners.pop().unwrap(), Serve::Echo);
     let backend = NetworkBackend::new();
     backend.protect(agent.addr);
-    let all = Traffic {
-        namespace: Namespace::Host,
-        interfaces: vec!["lo".into()],
-        destinations: vec![],
-        ports: vec![],
-        protocol: Protocol::Any,
-    };
     let enter = |f: &mut (dyn FnMut() + Send)| within(&pair.a, f);
     let (spared, delayed) = with_change(
         &backend,
         Some(&pair.a),
         &enter,
         "brdl1",
-        &all,
+        &all_on_lo(),
         &Effect::Delay {
             delay_ms: 150,
             jitter_ms: 0,

@@ -170,8 +170,8 @@ pub(super) fn netem(
     add_filters(ns, interface, &h, filter, &band)
 }
 
-/// Filter priorities: the agent's endpoints (IPv4, IPv6) are classified before the fault's
-/// selection (IPv4, IPv6). One priority holds filters of one protocol only.
+/// Filter priorities, by family (IPv4, IPv6): the agent's endpoints are classified before the
+/// fault's selection. One priority holds filters of one protocol only.
 const SPARE_PRIO: [&str; 2] = ["1", "2"];
 const FAULT_PRIO: [&str; 2] = ["3", "4"];
 
@@ -184,19 +184,8 @@ fn spare(
     flowid: &str,
 ) -> CapResult<()> {
     for ipv6 in [false, true] {
-        let (protocol, prio) = if ipv6 {
-            ("ipv6", SPARE_PRIO[1])
-        } else {
-            ("ip", SPARE_PRIO[0])
-        };
         for args in protected.u32_matches(ipv6) {
-            let mut cmd = vec![
-                "filter", "add", "dev", interface, "parent", parent, "protocol", protocol, "prio",
-                prio, "u32",
-            ];
-            cmd.extend(args.iter().map(String::as_str));
-            cmd.extend(["flowid", flowid]);
-            ns.run("tc", &cmd, None)?;
+            add_u32(ns, interface, parent, (ipv6, SPARE_PRIO), &args, flowid)?;
         }
     }
     Ok(())
@@ -210,21 +199,33 @@ fn add_filters(
     filter: &Filter,
     flowid: &str,
 ) -> CapResult<()> {
-    for (args, family) in u32_matches(filter) {
-        let (protocol, prio) = if family {
-            ("ipv6", FAULT_PRIO[1])
-        } else {
-            ("ip", FAULT_PRIO[0])
-        };
-        let mut cmd = vec![
-            "filter", "add", "dev", interface, "parent", parent, "protocol", protocol, "prio",
-            prio, "u32",
-        ];
-        cmd.extend(args.iter().map(String::as_str));
-        cmd.extend(["flowid", flowid]);
-        ns.run("tc", &cmd, None)?;
+    for (args, ipv6) in u32_matches(filter) {
+        add_u32(ns, interface, parent, (ipv6, FAULT_PRIO), &args, flowid)?;
     }
     Ok(())
+}
+
+/// Adds one u32 filter of a family at that family's priority.
+fn add_u32(
+    ns: &NetNs,
+    interface: &str,
+    parent: &str,
+    (ipv6, prios): (bool, [&str; 2]),
+    matches: &[String],
+    flowid: &str,
+) -> CapResult<()> {
+    let (protocol, prio) = if ipv6 {
+        ("ipv6", prios[1])
+    } else {
+        ("ip", prios[0])
+    };
+    let mut cmd = vec![
+        "filter", "add", "dev", interface, "parent", parent, "protocol", protocol, "prio", prio,
+        "u32",
+    ];
+    cmd.extend(matches.iter().map(String::as_str));
+    cmd.extend(["flowid", flowid]);
+    ns.run("tc", &cmd, None).map(drop)
 }
 
 /// u32 match arguments and the family (`true` for IPv6) of each filter.
