@@ -212,14 +212,22 @@ async fn a_host_blackhole_spares_the_agents_api_and_hub() {
     host.protect_endpoint(api.addr);
     let hubs = faultline::hub::HubConfig::from_toml_str(
         &format!(
-            "[hub]\nsources = [\"bundled\", {{ url = \"http://{}/hub-index.json\", required_signatures = 0 }}]",
+            "[hub]\nsources = [\"bundled\", {{ url = \"http://{}/hub-index.json\", required_signatures = 0 }}, {{ url = \"https://hub.invalid/hub-index.json\", required_signatures = 0 }}]",
             hub.addr
         ),
         std::path::Path::new("/"),
     )
     .unwrap();
+    let started = Instant::now();
     let (spared, problems) = host.spare_hub_sources(&hubs).await;
-    assert!(problems.is_empty(), "{problems:?}");
+    // A name that does not resolve (in time) is reported, not waited on for long.
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("hub.invalid"), "{problems:?}");
     assert_eq!(spared, vec![hub.addr]);
     let backend = &host.backends().network;
     assert_eq!(backend.protected(), vec![api.addr, hub.addr]);
