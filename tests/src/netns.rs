@@ -92,26 +92,56 @@ impl NetPair {
         let mut text = String::new();
         for (ns, interface) in [(&self.a, A_IF), (&self.b, B_IF)] {
             text.push_str(&format!("== {ns}\n"));
-            text.push_str(&self.exec(ns, &["tc", "qdisc", "show"]));
-            text.push_str(&self.exec(ns, &["tc", "filter", "show", "dev", interface]));
-            text.push_str(&self.exec(ns, &["nft", "list", "ruleset"]));
-            // `-t mangle` instantiates the (empty) table in both snapshots alike.
-            for save in ["iptables-legacy-save", "ip6tables-legacy-save"] {
-                for line in self.exec(ns, &[save, "-t", "mangle"]).lines() {
-                    if line.starts_with('#') {
-                        continue;
-                    }
-                    let line = match line.find(" [") {
-                        Some(i) if line.starts_with(':') => &line[..i],
-                        _ => line,
-                    };
-                    text.push_str(line);
-                    text.push('\n');
-                }
-            }
+            text.push_str(&network_state(Some(ns), interface));
         }
         text
     }
+}
+
+/// The qdiscs, the filters on `interface`, the nftables ruleset and the iptables-legacy mangle
+/// tables (counters removed) of a named namespace, or of this process's with `None`: what a
+/// network fault may change, for before/after comparison.
+pub fn network_state(ns: Option<&str>, interface: &str) -> String {
+    let run = |args: &[&str]| {
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).args(args);
+                c
+            }
+            None => {
+                let mut c = Command::new(args[0]);
+                c.args(&args[1..]);
+                c
+            }
+        };
+        let out = cmd.output().expect("run a network tool");
+        assert!(
+            out.status.success(),
+            "{args:?} in {ns:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut text = String::new();
+    text.push_str(&run(&["tc", "qdisc", "show"]));
+    text.push_str(&run(&["tc", "filter", "show", "dev", interface]));
+    text.push_str(&run(&["nft", "list", "ruleset"]));
+    // `-t mangle` instantiates the (empty) table in both snapshots alike.
+    for save in ["iptables-legacy-save", "ip6tables-legacy-save"] {
+        for line in run(&[save, "-t", "mangle"]).lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let line = match line.find(" [") {
+                Some(i) if line.starts_with(':') => &line[..i],
+                _ => line,
+            };
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
 }
 
 impl Drop for NetPair {

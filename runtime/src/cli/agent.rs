@@ -242,6 +242,10 @@ pub async fn run(
         );
     }
     let _ = out.flush();
+    // Nor may a network fault on this host cut the agent off from its callers or its hubs.
+    for problem in host.spare_hub_sources(&config.hub).await.1 {
+        let _ = writeln!(out, "warning: {problem}");
+    }
     let app = match App::start(&config, host, policy, tokens).await {
         Ok((app, warnings)) => {
             for w in warnings {

@@ -97,6 +97,9 @@ impl HostConfig {
     }
 }
 
+/// How long [`Host::spare_hub_sources`] waits for one hub source's name to resolve.
+pub const HUB_RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where one execution's plug-in log lines go, besides the host's own sink.
 type Routes = Arc<Mutex<HashMap<String, LogSink>>>;
 
@@ -187,12 +190,71 @@ impl Host {
         &self.backends
     }
 
-    /// Makes `addr` unreachable for every probe, whatever the policy grants: the agent calls
-    /// it with each address its API listens on.
+    /// Makes `addr` unreachable for every probe, whatever the policy grants, and keeps its
+    /// traffic out of every network fault in the agent's own namespace
+    /// ([`Host::spare_endpoint`]): the agent calls it with each address its API listens on.
     pub fn protect_endpoint(&self, addr: std::net::SocketAddr) {
         if let Ok(outbound) = &self.backends.outbound {
             outbound.protect(addr);
         }
+        self.spare_endpoint(addr);
+    }
+
+    /// Keeps TCP traffic to and from `addr` out of every network fault applied from now on in
+    /// the agent's own network namespace (loss, blackhole, reject, DNS failure, bandwidth,
+    /// delay...), whatever the fault asks for; probes may still reach it. For the agent's own
+    /// connections: its hubs ([`Host::spare_hub_sources`]) and its API.
+    pub fn spare_endpoint(&self, addr: std::net::SocketAddr) {
+        self.backends.network.protect(addr);
+    }
+
+    /// Resolves the `http(s)` sources of `hub` once (each within [`HUB_RESOLVE_TIMEOUT`]) and
+    /// spares every address found ([`Host::spare_endpoint`]), so that a network fault cannot cut
+    /// the agent off from its hubs. Names are resolved on tokio's blocking pool. Returns the
+    /// addresses spared and, for each source that could not be resolved, why; an offline hub
+    /// has nothing to spare. An address a name moves to later is not followed.
+    pub async fn spare_hub_sources(
+        &self,
+        hub: &crate::hub::HubConfig,
+    ) -> (Vec<std::net::SocketAddr>, Vec<String>) {
+        let (mut spared, mut problems) = (Vec::new(), Vec::new());
+        if hub.offline {
+            return (spared, problems);
+        }
+        let sources = match hub.sources() {
+            Ok(s) => s,
+            Err(e) => return (spared, vec![format!("hub sources: {e}")]),
+        };
+        for configured in sources {
+            let crate::hub::Source::Http(url) = &configured.source else {
+                continue;
+            };
+            let (Some(name), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                problems.push(format!("hub source {url} names no host and port"));
+                continue;
+            };
+            let name = name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let lookup = tokio::net::lookup_host((name.clone(), port));
+            match tokio::time::timeout(HUB_RESOLVE_TIMEOUT, lookup).await {
+                Ok(Ok(addrs)) => {
+                    for addr in addrs {
+                        self.spare_endpoint(addr);
+                        spared.push(addr);
+                    }
+                }
+                Ok(Err(e)) => problems.push(format!(
+                    "hub source {url}: cannot resolve {name}: {e}; its traffic is not spared"
+                )),
+                Err(_) => problems.push(format!(
+                    "hub source {url}: resolving {name} took over {HUB_RESOLVE_TIMEOUT:?}; \
+                     its traffic is not spared"
+                )),
+            }
+        }
+        (spared, problems)
     }
 
     /// The wasm engine.

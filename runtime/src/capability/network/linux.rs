@@ -13,6 +13,10 @@
 //!   it), installed only where the root qdisc is the kernel's default, so undo restores the
 //!   interface exactly by deleting it.
 //!
+//! In the agent's own network namespace every change also spares the agent's endpoints
+//! ([`NetworkBackend::protect`]: its API, its hubs): an exception ahead of the fault's rules,
+//! inside the same kernel object, so undo removes it with the rest (`protect.rs`).
+//!
 //! ```no_run
 //! use faultline::capability::network::linux::{
 //!     Effect, Namespace, NetworkBackend, Protocol, Traffic,
@@ -39,10 +43,12 @@ mod filter;
 mod netns;
 mod nfqueue;
 mod nft;
+mod protect;
 mod tc;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +57,7 @@ use crate::capability::{CapError, CapResult};
 pub use dns::{DnsFailure, MAX_NAMES};
 use filter::Filter;
 use netns::{NetNs, NsId};
+use protect::Protected;
 
 /// Whose network namespace a change applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +244,7 @@ enum Step {
 pub struct NetworkBackend {
     netem: OnceLock<bool>,
     workers: Mutex<HashMap<String, nfqueue::Worker>>,
+    protected: RwLock<Vec<SocketAddr>>,
 }
 
 impl Default for NetworkBackend {
@@ -251,6 +259,37 @@ impl NetworkBackend {
         NetworkBackend {
             netem: OnceLock::new(),
             workers: Mutex::new(HashMap::new()),
+            protected: RwLock::default(),
+        }
+    }
+
+    /// Keeps TCP traffic to and from `addr` out of every change applied from now on in the
+    /// caller's own network namespace (where the agent's sockets are): the agent's API listen
+    /// address, a hub it syncs from. An unspecified address (`0.0.0.0:7787`) spares the port on
+    /// every address. Changes in other namespaces are not affected: the agent has no socket
+    /// there.
+    pub fn protect(&self, addr: SocketAddr) {
+        let mut p = self.protected.write().unwrap_or_else(|e| e.into_inner());
+        if !p.contains(&addr) {
+            p.push(addr);
+        }
+    }
+
+    /// The endpoints [`NetworkBackend::protect`] was given, in order.
+    pub fn protected(&self) -> Vec<SocketAddr> {
+        self.protected
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// What a change in `ns` spares: the protected endpoints in the caller's own namespace,
+    /// nothing elsewhere.
+    fn spared_in(&self, ns: &NetNs) -> Protected {
+        if ns.is_callers_own() {
+            Protected::new(&self.protected())
+        } else {
+            Protected::default()
         }
     }
 
@@ -318,7 +357,8 @@ impl NetworkBackend {
                 "the network namespace changed since the change was prepared".to_string(),
             ));
         }
-        let result = self.apply_in(&ns, tag, &filter, effect, inverse);
+        let spared = self.spared_in(&ns);
+        let result = self.apply_in(&ns, tag, &filter, effect, inverse, &spared);
         if result.is_err() {
             // Leave nothing half-done; the journal's undo would do the same, this is just sooner.
             let _ = self.undo(inverse);
@@ -333,6 +373,7 @@ impl NetworkBackend {
         filter: &Filter,
         effect: &Effect,
         inverse: &Inverse,
+        spared: &Protected,
     ) -> CapResult<()> {
         let handle = |interface: &str| {
             inverse.steps.iter().find_map(|s| match s {
@@ -346,14 +387,16 @@ impl NetworkBackend {
         };
         let netem = self.has_netem();
         match *effect {
-            Effect::Loss { percent } => nft::apply(ns, tag, filter, nft::Action::Drop(percent)),
-            Effect::Blackhole => nft::apply(ns, tag, filter, nft::Action::Drop(100.0)),
-            Effect::Reject => nft::apply(ns, tag, filter, nft::Action::Reject),
-            Effect::DnsFailure => nft::apply(ns, tag, &filter.dns(), nft::Action::Reject),
+            Effect::Loss { percent } => {
+                nft::apply(ns, tag, filter, nft::Action::Drop(percent), spared)
+            }
+            Effect::Blackhole => nft::apply(ns, tag, filter, nft::Action::Drop(100.0), spared),
+            Effect::Reject => nft::apply(ns, tag, filter, nft::Action::Reject, spared),
+            Effect::DnsFailure => nft::apply(ns, tag, &filter.dns(), nft::Action::Reject, spared),
             Effect::Bandwidth { rate_kbit } => {
                 for interface in &filter.interfaces {
                     let h = handle(interface).ok_or_else(missing_handle)?;
-                    tc::limit_bandwidth(ns, interface, h, filter, rate_kbit)?;
+                    tc::limit_bandwidth(ns, interface, h, filter, rate_kbit, spared)?;
                 }
                 Ok(())
             }
@@ -362,11 +405,11 @@ impl NetworkBackend {
             {
                 for interface in &filter.interfaces {
                     let h = handle(interface).ok_or_else(missing_handle)?;
-                    tc::netem(ns, interface, h, filter, &tc::netem_args(effect))?;
+                    tc::netem(ns, interface, h, filter, &tc::netem_args(effect), spared)?;
                 }
                 Ok(())
             }
-            Effect::Duplication { percent } => nft::duplicate(ns, tag, filter, percent),
+            Effect::Duplication { percent } => nft::duplicate(ns, tag, filter, percent, spared),
             Effect::Delay {
                 delay_ms,
                 jitter_ms,
@@ -379,16 +422,29 @@ impl NetworkBackend {
                     delay_ms,
                     jitter_ms,
                 },
+                spared,
             ),
-            Effect::Corruption { percent } => {
-                self.queue(ns, tag, filter, Some(percent), nfqueue::Mode::Corrupt)
-            }
+            Effect::Corruption { percent } => self.queue(
+                ns,
+                tag,
+                filter,
+                Some(percent),
+                nfqueue::Mode::Corrupt,
+                spared,
+            ),
             Effect::DnsNames { ref names, failure } => {
                 let rule = dns::Rule {
                     names: dns::Names::parse(names)?,
                     failure,
                 };
-                self.queue(ns, tag, &filter.dns_udp(), None, nfqueue::Mode::Dns(rule))
+                self.queue(
+                    ns,
+                    tag,
+                    &filter.dns_udp(),
+                    None,
+                    nfqueue::Mode::Dns(rule),
+                    spared,
+                )
             }
         }
     }
@@ -400,13 +456,14 @@ impl NetworkBackend {
         filter: &Filter,
         percent: Option<f32>,
         mode: nfqueue::Mode,
+        spared: &Protected,
     ) -> CapResult<()> {
         nfqueue::check_tools(ns, filter)?;
         let avoid = nfqueue::queues_in_use(ns)?;
         let worker = nfqueue::Worker::start(ns, tag, &avoid, mode)?;
         let queue_num = worker.queue_num();
         self.lock_workers().insert(tag.to_string(), worker);
-        nfqueue::add_rules(ns, tag, filter, percent, queue_num)
+        nfqueue::add_rules(ns, tag, filter, percent, queue_num, spared)
     }
 
     fn lock_workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, nfqueue::Worker>> {
@@ -498,6 +555,7 @@ impl NetworkBackend {
             "reject: nftables reject (tcp reset, icmp port unreachable), output hook".to_string(),
             "dns failure: nftables reject of udp and tcp port 53, output hook".to_string(),
             "dns failure by name: iptables-legacy mangle NFQUEUE of udp port 53 (queue-bypass); a userspace worker drops matching queries or answers them NXDOMAIN/SERVFAIL through a raw socket".to_string(),
+            "the agent's own endpoints (its API, its hubs), in its own namespace: spared by nftables accept, iptables RETURN or tc u32 filters to an unshaped class, ahead of the fault's rules in the fault's own table, chain or qdisc".to_string(),
         ]
     }
 

@@ -6,6 +6,10 @@
 //! AND every destination CIDR (inside a granted one; a grant without `destinations` allows any)
 //! AND every port range (likewise). A call without destinations or ports means all of them,
 //! so only a grant without that field covers it; DNS failure is checked as port 53.
+//!
+//! Whatever a grant allows, a change in the agent's own namespace spares the agent's own
+//! connections (its API, its hubs: [`crate::host::Host::protect_endpoint`],
+//! [`crate::host::Host::spare_hub_sources`]).
 
 #[cfg(target_os = "linux")]
 pub mod linux;

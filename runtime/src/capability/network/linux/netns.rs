@@ -103,6 +103,19 @@ impl NetNs {
         self.id == *id
     }
 
+    /// Whether this is the namespace of the calling thread, where the agent's own sockets are
+    /// (the agent's threads never leave it; only the short-lived threads of [`NetNs::within`]
+    /// do). When that cannot be told it answers yes: sparing the agent's endpoints where they
+    /// are not costs a few unused rules, not sparing them where they are cuts the agent off.
+    pub fn is_callers_own(&self) -> bool {
+        let (NsId::Pid { dev, ino, .. } | NsId::Named { dev, ino, .. }) = &self.id else {
+            return true;
+        };
+        std::fs::metadata("/proc/thread-self/ns/net")
+            .map(|own| own.dev() == *dev && own.ino() == *ino)
+            .unwrap_or(true)
+    }
+
     /// Runs `f` on a thread that joined this namespace.
     pub fn within<R: Send>(&self, f: impl FnOnce() -> CapResult<R> + Send) -> CapResult<R> {
         let Some(file) = &self.file else {

@@ -20,6 +20,7 @@ use rand::Rng;
 use super::dns::{Decision, Responder, Rule};
 use super::filter::Filter;
 use super::netns::NetNs;
+use super::protect::Protected;
 use crate::capability::{CapError, CapResult};
 
 /// What the worker does to each packet it receives.
@@ -326,13 +327,15 @@ pub(super) fn queues_in_use(ns: &NetNs) -> CapResult<Vec<u16>> {
 }
 
 /// Creates the tag's mangle chain with one NFQUEUE rule per interface × protocol × port
-/// range, then hooks it into `OUTPUT`. `percent` samples packets (corruption).
+/// range, then hooks it into `OUTPUT`. `percent` samples packets (corruption). The `protected`
+/// endpoints' traffic returns from the chain first.
 pub(super) fn add_rules(
     ns: &NetNs,
     tag: &str,
     filter: &Filter,
     percent: Option<f32>,
     queue_num: u16,
+    protected: &Protected,
 ) -> CapResult<()> {
     let chain = format!("faultline_{tag}");
     let queue = queue_num.to_string();
@@ -342,6 +345,12 @@ pub(super) fn add_rules(
     for ipv6 in filter.families() {
         let iptables = tool(ipv6);
         ns.run(iptables, &["-w", "-t", "mangle", "-N", &chain], None)?;
+        // The agent's own endpoints leave the chain before any rule can queue them.
+        for spared in protected.iptables_returns(ipv6) {
+            let mut args = vec!["-w", "-t", "mangle", "-A", &chain];
+            args.extend(spared.iter().map(String::as_str));
+            ns.run(iptables, &args, None)?;
+        }
         let destinations: Vec<String> = filter
             .destinations_of(ipv6)
             .iter()

@@ -4,6 +4,7 @@
 
 use super::filter::Filter;
 use super::netns::NetNs;
+use super::protect::Protected;
 use crate::capability::CapResult;
 
 /// What a matching packet meets.
@@ -14,9 +15,15 @@ pub(super) enum Action {
     Reject,
 }
 
-/// Loads the `inet` table of a change.
-pub(super) fn apply(ns: &NetNs, tag: &str, filter: &Filter, action: Action) -> CapResult<()> {
-    let mut rules = Vec::new();
+/// Loads the `inet` table of a change; the `protected` endpoints' traffic is accepted first.
+pub(super) fn apply(
+    ns: &NetNs,
+    tag: &str,
+    filter: &Filter,
+    action: Action,
+    protected: &Protected,
+) -> CapResult<()> {
+    let mut rules = protected.nft_accepts();
     for ipv6 in filter.families() {
         let m = matcher(filter, ipv6, true);
         match action {
@@ -48,14 +55,19 @@ pub(super) fn apply(ns: &NetNs, tag: &str, filter: &Filter, action: Action) -> C
 const DUP_MARK: u32 = 0x0010_0000;
 
 /// Loads the `netdev` table that duplicates `percent` of the matching packets leaving each
-/// interface (egress hook, Linux 5.16 or later).
-pub(super) fn duplicate(ns: &NetNs, tag: &str, filter: &Filter, percent: f32) -> CapResult<()> {
+/// interface (egress hook, Linux 5.16 or later); the `protected` endpoints' traffic is accepted
+/// first.
+pub(super) fn duplicate(
+    ns: &NetNs,
+    tag: &str,
+    filter: &Filter,
+    percent: f32,
+    protected: &Protected,
+) -> CapResult<()> {
     let mut chains = String::new();
     for (i, interface) in filter.interfaces.iter().enumerate() {
-        let rules: Vec<String> = filter
-            .families()
-            .into_iter()
-            .map(|ipv6| {
+        let mut rules = protected.nft_accepts();
+        rules.extend(filter.families().into_iter().map(|ipv6| {
                 // The copy goes through this hook again: the mark bit keeps it from being
                 // copied in turn, and is cleared again on the original right after.
                 format!(
@@ -64,8 +76,7 @@ pub(super) fn duplicate(ns: &NetNs, tag: &str, filter: &Filter, percent: f32) ->
                     chance(percent),
                     !DUP_MARK
                 )
-            })
-            .collect();
+        }));
         chains.push_str(&format!(
             "  chain egress{i} {{\n    type filter hook egress device \"{interface}\" priority filter; policy accept;\n{}  }}\n",
             indent(&rules)

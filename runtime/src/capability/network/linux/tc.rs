@@ -8,6 +8,7 @@ use nix::sched::{CloneFlags, unshare};
 use super::Effect;
 use super::filter::{Filter, port_masks};
 use super::netns::NetNs;
+use super::protect::Protected;
 use crate::capability::{CapError, CapResult};
 
 /// Root qdiscs the kernel attaches by itself (handle `0:`); anything else was put there by
@@ -84,18 +85,23 @@ pub(super) fn delete_root(ns: &NetNs, interface: &str, handle: u16) -> CapResult
 }
 
 /// Caps the interface: tbf for all its traffic, or htb with u32 filters for a selection.
+///
+/// With `protected` endpoints, htb in both cases (its default class is the cap when everything
+/// is capped), and earlier u32 filters send the endpoints' traffic to htb's direct queue
+/// (`<handle>:0`), which is never shaped.
 pub(super) fn limit_bandwidth(
     ns: &NetNs,
     interface: &str,
     handle: u16,
     filter: &Filter,
     rate_kbit: u64,
+    protected: &Protected,
 ) -> CapResult<()> {
     let rate = format!("{rate_kbit}kbit");
     // 20 ms worth of bytes, and at least ten full-size frames so one packet always fits.
     let burst = (rate_kbit * 1000 / 8 / 50).max(15_140).to_string();
     let h = format!("{handle:x}:");
-    if filter.matches_all() {
+    if filter.matches_all() && protected.is_empty() {
         let args = [
             "qdisc", "add", "dev", interface, "root", "handle", &h, "tbf", "rate", &rate, "burst",
             &burst, "latency", "50ms",
@@ -103,15 +109,23 @@ pub(super) fn limit_bandwidth(
         return ns.run("tc", &args, None).map(drop);
     }
     let class = format!("{handle:x}:1");
-    let qdisc = [
+    let mut qdisc = vec![
         "qdisc", "add", "dev", interface, "root", "handle", &h, "htb",
     ];
+    if filter.matches_all() {
+        // Unclassified traffic is capped; without a default it would go direct, unshaped.
+        qdisc.extend(["default", "1"]);
+    }
     ns.run("tc", &qdisc, None)?;
     let class_args = [
         "class", "add", "dev", interface, "parent", &h, "classid", &class, "htb", "rate", &rate,
         "ceil", &rate, "burst", &burst, "cburst", &burst,
     ];
     ns.run("tc", &class_args, None)?;
+    spare(ns, interface, &h, protected, &h)?;
+    if filter.matches_all() {
+        return Ok(());
+    }
     add_filters(ns, interface, &h, filter, &class)
 }
 
@@ -133,13 +147,15 @@ pub(super) fn netem_args(effect: &Effect) -> Vec<String> {
 }
 
 /// netem on band 4 of a prio root; u32 filters send the selected traffic there and the rest
-/// keeps the usual priomap over bands 1 to 3.
+/// keeps the usual priomap over bands 1 to 3. Earlier filters send the `protected` endpoints'
+/// traffic to band 1.
 pub(super) fn netem(
     ns: &NetNs,
     interface: &str,
     handle: u16,
     filter: &Filter,
     options: &[String],
+    protected: &Protected,
 ) -> CapResult<()> {
     let h = format!("{handle:x}:");
     let band = format!("{handle:x}:4");
@@ -150,7 +166,29 @@ pub(super) fn netem(
     let mut child = vec!["qdisc", "add", "dev", interface, "parent", &band, "netem"];
     child.extend(options.iter().map(String::as_str));
     ns.run("tc", &child, None)?;
+    spare(ns, interface, &h, protected, &format!("{handle:x}:1"))?;
     add_filters(ns, interface, &h, filter, &band)
+}
+
+/// Filter priorities, by family (IPv4, IPv6): the agent's endpoints are classified before the
+/// fault's selection. One priority holds filters of one protocol only.
+const SPARE_PRIO: [&str; 2] = ["1", "2"];
+const FAULT_PRIO: [&str; 2] = ["3", "4"];
+
+/// u32 filters sending the `protected` endpoints' traffic to `flowid`, ahead of the fault's.
+fn spare(
+    ns: &NetNs,
+    interface: &str,
+    parent: &str,
+    protected: &Protected,
+    flowid: &str,
+) -> CapResult<()> {
+    for ipv6 in [false, true] {
+        for args in protected.u32_matches(ipv6) {
+            add_u32(ns, interface, parent, (ipv6, SPARE_PRIO), &args, flowid)?;
+        }
+    }
+    Ok(())
 }
 
 /// One u32 filter per destination × protocol × port block, per address family.
@@ -161,17 +199,33 @@ fn add_filters(
     filter: &Filter,
     flowid: &str,
 ) -> CapResult<()> {
-    for (args, family) in u32_matches(filter) {
-        let (protocol, prio) = if family { ("ipv6", "2") } else { ("ip", "1") };
-        let mut cmd = vec![
-            "filter", "add", "dev", interface, "parent", parent, "protocol", protocol, "prio",
-            prio, "u32",
-        ];
-        cmd.extend(args.iter().map(String::as_str));
-        cmd.extend(["flowid", flowid]);
-        ns.run("tc", &cmd, None)?;
+    for (args, ipv6) in u32_matches(filter) {
+        add_u32(ns, interface, parent, (ipv6, FAULT_PRIO), &args, flowid)?;
     }
     Ok(())
+}
+
+/// Adds one u32 filter of a family at that family's priority.
+fn add_u32(
+    ns: &NetNs,
+    interface: &str,
+    parent: &str,
+    (ipv6, prios): (bool, [&str; 2]),
+    matches: &[String],
+    flowid: &str,
+) -> CapResult<()> {
+    let (protocol, prio) = if ipv6 {
+        ("ipv6", prios[1])
+    } else {
+        ("ip", prios[0])
+    };
+    let mut cmd = vec![
+        "filter", "add", "dev", interface, "parent", parent, "protocol", protocol, "prio", prio,
+        "u32",
+    ];
+    cmd.extend(matches.iter().map(String::as_str));
+    cmd.extend(["flowid", flowid]);
+    ns.run("tc", &cmd, None).map(drop)
 }
 
 /// u32 match arguments and the family (`true` for IPv6) of each filter.
