@@ -400,7 +400,19 @@ impl TestAgent {
             .unwrap_or_else(|e| panic!("request to {}: {e}\n{}", self.describe, self.output()))
     }
 
-    fn try_raw(&self, raw: &[u8]) -> std::io::Result<(u16, serde_json::Value)> {
+    /// [`TestAgent::call`], returning a connection error (a reset from a full agent, say)
+    /// instead of panicking.
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> std::io::Result<(u16, serde_json::Value)> {
+        self.try_raw(request_text(self.token(Role::Admin), method, path, body).as_bytes())
+    }
+
+    /// [`TestAgent::raw`], returning a connection error instead of panicking.
+    pub fn try_raw(&self, raw: &[u8]) -> std::io::Result<(u16, serde_json::Value)> {
         let text = if let Some(path) = self.socket() {
             let mut s = std::os::unix::net::UnixStream::connect(path)?;
             s.set_read_timeout(Some(Duration::from_secs(60)))?;

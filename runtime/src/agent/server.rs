@@ -3,7 +3,7 @@
 //!
 //! | limit | what happens |
 //! |---|---|
-//! | `max_connections` connections at once | a connection beyond them is accepted, answered `503` (plain TCP and Unix) and closed at once: nothing waits in the kernel's backlog behind a flood, and a client retrying gets in as soon as a slot frees |
+//! | `max_connections` connections at once | a connection beyond them is accepted, answered `503` (plain TCP and Unix; by at most [`REFUSERS`] short tasks at once, else closed unanswered) and closed: nothing waits in the kernel's backlog behind a flood, and a client retrying gets in as soon as a slot frees |
 //! | `idle_timeout` to send a request head | counted from the connection's start or the end of its previous response: a client sending its headers a byte at a time, and an idle keep-alive connection, are closed after it (hyper's header-read timeout) |
 //! | TLS handshake | within `idle_timeout`, in the connection's own task |
 //! | request head | at most 64 KiB and 100 headers (`431` beyond) |
@@ -32,6 +32,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const MAX_HEAD: usize = 64 * 1024;
 /// The most headers a request may have.
 const MAX_HEADERS: usize = 100;
+/// Connections over the cap being answered 503 at once; beyond them, closed unanswered.
+pub const REFUSERS: usize = 64;
 
 /// A bound listener.
 pub struct Listener {
@@ -225,6 +227,7 @@ pub async fn serve(
         graceful: GracefulShutdown::new(),
         handshake: config.idle_timeout,
         max_connections: config.max_connections,
+        refusers: Arc::new(Semaphore::new(REFUSERS)),
     };
     tokio::pin!(shutdown);
     match &listener.inner {
@@ -293,6 +296,7 @@ struct Conn {
     graceful: GracefulShutdown,
     handshake: Duration,
     max_connections: usize,
+    refusers: Arc<Semaphore>,
 }
 
 impl Conn {
@@ -348,8 +352,18 @@ impl Conn {
         });
     }
 
-    /// A connection beyond the cap: a 503 written if the socket takes it at once, then closed.
-    fn refuse<S: RefuseWrite>(&self, stream: S) {
+    /// A connection beyond the cap: answered 503 and closed, in a short task of its own when
+    /// one of [`REFUSERS`] is free (it first reads what the client sent, up to 8 KiB within
+    /// 200 ms: closing on unread bytes would reset the connection and lose the answer), else
+    /// closed at once.
+    fn refuse<S>(&self, mut stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let Ok(refuser) = Arc::clone(&self.refusers).try_acquire_owned() else {
+            return;
+        };
         let body = format!(
             "{{\"error\":\"the agent is serving {} connections, the most it allows at once; try again shortly\"}}\n",
             self.max_connections
@@ -358,23 +372,15 @@ impl Conn {
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{body}",
             body.len()
         );
-        let _ = stream.try_write_now(response.as_bytes());
-    }
-}
-
-/// A non-blocking write of what fits in the socket buffer (never waits).
-trait RefuseWrite {
-    fn try_write_now(&self, bytes: &[u8]) -> std::io::Result<usize>;
-}
-
-impl RefuseWrite for tokio::net::TcpStream {
-    fn try_write_now(&self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.try_write(bytes)
-    }
-}
-
-impl RefuseWrite for tokio::net::UnixStream {
-    fn try_write_now(&self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.try_write(bytes)
+        tokio::spawn(async move {
+            let mut head = [0u8; 8192];
+            let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut head)).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), async {
+                stream.write_all(response.as_bytes()).await?;
+                stream.shutdown().await
+            })
+            .await;
+            drop(refuser);
+        });
     }
 }
