@@ -96,7 +96,10 @@ impl Setup {
     /// The experiment, for `team` (none when `None`), pausing for `duration`.
     fn experiment(&self, team: Option<&str>, duration: &str) -> String {
         EXPERIMENT
-            .replace("TEAM", &team.map(|t| format!("team: {t}")).unwrap_or_default())
+            .replace(
+                "TEAM",
+                &team.map(|t| format!("team: {t}")).unwrap_or_default(),
+            )
             .replace("DURATION", duration)
             .replace("PID", &self.target.pid().to_string())
             .replace("PORT", &self.service.port.to_string())
@@ -254,11 +257,7 @@ async fn stop_answers_with_the_final_record_and_stop_all_refuses_new_runs() {
     // Answered once reverted: the process runs already.
     assert_eq!(faultline_tests::proc_state(s.target.pid()), 'S');
     assert_eq!(r.status, Status::Stopped, "{r:?}");
-    assert_eq!(
-        r.end_state.map(|e| e.as_str()),
-        Some("CANCELED"),
-        "{r:?}"
-    );
+    assert_eq!(r.end_state.map(|e| e.as_str()), Some("CANCELED"), "{r:?}");
     assert_eq!(r.faults[0].status, FaultStatus::Stopped, "{r:?}");
     assert!(r.faults[0].targets[0].reverted_ms.is_some(), "{r:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
@@ -335,7 +334,10 @@ async fn a_runner_acts_only_for_its_team() {
             )
             .await,
     );
-    assert!(why.contains("names no team") && why.contains("admin"), "{why}");
+    assert!(
+        why.contains("names no team") && why.contains("admin"),
+        "{why}"
+    );
     let viewer = principal("dash", Role::Viewer, "red");
     let why = refused(
         manager
@@ -446,11 +448,11 @@ async fn a_run_is_watched_live_counted_and_read_back_by_a_new_manager() {
         "{last:?}"
     );
     assert_eq!(last.status, Status::Completed, "{last:?}");
+    assert!(lines.iter().any(|l| l.contains("injecting")), "{lines:?}");
     assert!(
-        lines.iter().any(|l| l.contains("injecting")),
+        lines.iter().any(|l| l.contains("answers passed")),
         "{lines:?}"
     );
-    assert!(lines.iter().any(|l| l.contains("answers passed")), "{lines:?}");
     // Wait until the manager has let go of it (the final record is in the history).
     let start = Instant::now();
     while manager.running() > 0 {
@@ -470,14 +472,23 @@ async fn a_run_is_watched_live_counted_and_read_back_by_a_new_manager() {
         ("faultline_faults_reverted_total", 1.0),
         ("faultline_revert_failures_total", 0.0),
         ("faultline_probe_checks_total{verdict=\"passed\"}", 2.0),
-        ("faultline_component_load_seconds_count{kind=\"fault\"}", 1.0),
-        ("faultline_component_load_seconds_count{kind=\"probe\"}", 1.0),
+        (
+            "faultline_component_load_seconds_count{kind=\"fault\"}",
+            1.0,
+        ),
+        (
+            "faultline_component_load_seconds_count{kind=\"probe\"}",
+            1.0,
+        ),
         ("faultline_revert_seconds_count", 1.0),
         ("faultline_emergency_stop", 0.0),
     ] {
         assert_eq!(m.get(key), Some(&want), "{key} in\n{text}");
     }
-    assert!(!m.contains_key("faultline_probe_checks_total{verdict=\"failed\"}"), "{text}");
+    assert!(
+        !m.contains_key("faultline_probe_checks_total{verdict=\"failed\"}"),
+        "{text}"
+    );
 
     // A new manager on the same history reads it all back from the SQLite file.
     drop(manager);
@@ -485,7 +496,11 @@ async fn a_run_is_watched_live_counted_and_read_back_by_a_new_manager() {
     let listed = again.list(10, &runner).await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(
-        (listed[0].id.as_str(), listed[0].status, listed[0].team.as_deref()),
+        (
+            listed[0].id.as_str(),
+            listed[0].status,
+            listed[0].team.as_deref()
+        ),
         (id.as_str(), Status::Completed, Some("red"))
     );
     assert!(
@@ -498,10 +513,14 @@ async fn a_run_is_watched_live_counted_and_read_back_by_a_new_manager() {
     let stored = again.get(&id, &runner).await.unwrap();
     assert_eq!(stored, last);
     let log = again.log(&id, &runner).await.unwrap();
-    assert!(log.iter().any(|l| l.message.contains("injecting")), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.message.contains("injecting")),
+        "{log:?}"
+    );
     assert!(log.len() >= lines.len(), "{} < {}", log.len(), lines.len());
     assert!(matches!(
         again.log(&id, &principal("b", Role::Viewer, "blue")).await,
         Err(ExperimentError::Forbidden(_))
     ));
 }
+
