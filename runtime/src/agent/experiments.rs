@@ -11,7 +11,7 @@
 //!   without `team:` is an admin's alone. Reads follow the same rule (an admin reads all).
 //! - **Bounded.** At most [`MAX_RUNNING`] experiments in flight (running, or in their pre-run
 //!   checks); more are refused, not queued. A file is at most
-//!   [`limits::FILE_BYTES`](crate::experiment::spec::limits::FILE_BYTES).
+//!   [`limits::FILE_BYTES`].
 //! - **Leases.** With a lease, a watchdog stops the run
 //!   (`Stop::Execution(StopReason::LeaseLapsed)`) unless a heartbeat came within the lease of
 //!   the previous one (or of the start); everything reverts through the engine.

@@ -301,13 +301,12 @@ mod tests {
             "faultline_faults_reverted_total 0",
             "faultline_revert_failures_total 0",
             "faultline_revert_seconds_count 0",
-            "# TYPE faultline_experiments counter",
-            "# TYPE faultline_probe_checks counter",
-            "# TYPE faultline_runs counter",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+        // A labelled family shows once it has a member.
+        assert!(!text.contains("faultline_runs_total"), "{text}");
         m.set_emergency_stop(false);
         assert!(
             m.encode()
