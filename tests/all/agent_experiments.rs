@@ -96,7 +96,10 @@ impl Setup {
     /// The experiment, for `team` (none when `None`), pausing for `duration`.
     fn experiment(&self, team: Option<&str>, duration: &str) -> String {
         EXPERIMENT
-            .replace("TEAM", &team.map(|t| format!("team: {t}")).unwrap_or_default())
+            .replace(
+                "TEAM",
+                &team.map(|t| format!("team: {t}")).unwrap_or_default(),
+            )
             .replace("DURATION", duration)
             .replace("PID", &self.target.pid().to_string())
             .replace("PORT", &self.service.port.to_string())
@@ -254,11 +257,7 @@ async fn stop_answers_with_the_final_record_and_stop_all_refuses_new_runs() {
     // Answered once reverted: the process runs already.
     assert_eq!(faultline_tests::proc_state(s.target.pid()), 'S');
     assert_eq!(r.status, Status::Stopped, "{r:?}");
-    assert_eq!(
-        r.end_state.map(|e| e.as_str()),
-        Some("CANCELED"),
-        "{r:?}"
-    );
+    assert_eq!(r.end_state.map(|e| e.as_str()), Some("CANCELED"), "{r:?}");
     assert_eq!(r.faults[0].status, FaultStatus::Stopped, "{r:?}");
     assert!(r.faults[0].targets[0].reverted_ms.is_some(), "{r:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
@@ -335,7 +334,10 @@ async fn a_runner_acts_only_for_its_team() {
             )
             .await,
     );
-    assert!(why.contains("names no team") && why.contains("admin"), "{why}");
+    assert!(
+        why.contains("names no team") && why.contains("admin"),
+        "{why}"
+    );
     let viewer = principal("dash", Role::Viewer, "red");
     let why = refused(
         manager
@@ -446,11 +448,11 @@ async fn a_run_is_watched_live_counted_and_read_back_by_a_new_manager() {
         "{last:?}"
     );
     assert_eq!(last.status, Status::Completed, "{last:?}");
+    assert!(lines.iter().any(|l| l.contains("injecting")), "{lines:?}");
     assert!(
-        lines.iter().any(|l| l.contains("injecting")),
+        lines.iter().any(|l| l.contains("answers passed")),
         "{lines:?}"
     );
-    assert!(lines.iter().any(|l| l.contains("answers passed")), "{lines:?}");
     // Wait until the manager has let go of it (the final record is in the history).
     let start = Instant::now();
     while manager.running() > 0 {
@@ -470,14 +472,23 @@ async fn a_run_is_watched_live_counted_and_read_back_by_a_new_manager() {
         ("faultline_faults_reverted_total", 1.0),
         ("faultline_revert_failures_total", 0.0),
         ("faultline_probe_checks_total{verdict=\"passed\"}", 2.0),
-        ("faultline_component_load_seconds_count{kind=\"fault\"}", 1.0),
-        ("faultline_component_load_seconds_count{kind=\"probe\"}", 1.0),
+        (
+            "faultline_component_load_seconds_count{kind=\"fault\"}",
+            1.0,
+        ),
+        (
+            "faultline_component_load_seconds_count{kind=\"probe\"}",
+            1.0,
+        ),
         ("faultline_revert_seconds_count", 1.0),
         ("faultline_emergency_stop", 0.0),
     ] {
         assert_eq!(m.get(key), Some(&want), "{key} in\n{text}");
     }
-    assert!(!m.contains_key("faultline_probe_checks_total{verdict=\"failed\"}"), "{text}");
+    assert!(
+        !m.contains_key("faultline_probe_checks_total{verdict=\"failed\"}"),
+        "{text}"
+    );
 
     // A new manager on the same history reads it all back from the SQLite file.
     drop(manager);
@@ -485,7 +496,11 @@ async fn a_run_is_watched_live_counted_and_read_back_by_a_new_manager() {
     let listed = again.list(10, &runner).await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(
-        (listed[0].id.as_str(), listed[0].status, listed[0].team.as_deref()),
+        (
+            listed[0].id.as_str(),
+            listed[0].status,
+            listed[0].team.as_deref()
+        ),
         (id.as_str(), Status::Completed, Some("red"))
     );
     assert!(
@@ -498,10 +513,149 @@ async fn a_run_is_watched_live_counted_and_read_back_by_a_new_manager() {
     let stored = again.get(&id, &runner).await.unwrap();
     assert_eq!(stored, last);
     let log = again.log(&id, &runner).await.unwrap();
-    assert!(log.iter().any(|l| l.message.contains("injecting")), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.message.contains("injecting")),
+        "{log:?}"
+    );
     assert!(log.len() >= lines.len(), "{} < {}", log.len(), lines.len());
     assert!(matches!(
         again.log(&id, &principal("b", Role::Viewer, "blue")).await,
         Err(ExperimentError::Forbidden(_))
     ));
+}
+
+/// Serves `metrics` at `GET /metrics` on loopback to requests bearing `token` (401 to any
+/// other), until dropped; counts the scrapes it answered.
+struct MetricsServer {
+    addr: String,
+    scrapes: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    fn start(metrics: Arc<Metrics>, token: &str) -> MetricsServer {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let scrapes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (counted, stopping, bearer) = (
+            scrapes.clone(),
+            stop.clone(),
+            format!("authorization: bearer {}", token.to_ascii_lowercase()),
+        );
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let reply = if head.lines().any(|l| l.trim() == bearer) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let body = metrics.encode();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        faultline::agent::metrics::CONTENT_TYPE,
+                        body.len()
+                    )
+                } else {
+                    let body = "{\"error\":\"a bearer token is needed\"}";
+                    format!(
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = s.write_all(reply.as_bytes());
+            }
+        });
+        MetricsServer {
+            addr,
+            scrapes,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_real_prometheus_scrapes_the_counters_with_a_bearer_token() {
+    let test = "a_real_prometheus_scrapes_the_counters_with_a_bearer_token";
+    if !privileged(test) {
+        return;
+    }
+    let s = Setup::new().await;
+    let metrics = Arc::new(Metrics::new());
+    let manager = s.manager(metrics.clone());
+    let admin = principal("ops", Role::Admin, "ops");
+    let (id, _) = manager
+        .start(
+            s.request(s.experiment(None, "300ms"), None, admin.clone()),
+            s.hub.clone(),
+        )
+        .await
+        .unwrap();
+    let r = final_record(&manager, &id, &admin).await;
+    assert_eq!(r.status, Status::Completed, "{r:?}");
+    let token = "s3cret-Token-42";
+    let server = MetricsServer::start(metrics.clone(), token);
+    // Without the token: refused, nothing served.
+    let refused = faultline_tests::prometheus::get(&server.addr, "/metrics").unwrap_or_default();
+    assert!(refused.contains("bearer token"), "{refused}");
+    assert_eq!(server.scrapes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let jobs = format!(
+        "  - job_name: faultline\n    authorization:\n      credentials: {token}\n    static_configs:\n      - targets: ['{}']\n",
+        server.addr
+    );
+    let Some(prom) = faultline_tests::prometheus::Prometheus::start_with(test, &jobs) else {
+        return;
+    };
+    let start = Instant::now();
+    let found = loop {
+        let body = faultline_tests::prometheus::get(
+            &prom.addr,
+            "/api/v1/query?query=faultline_experiments_total",
+        )
+        .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(first) = v["data"]["result"].as_array().and_then(|r| r.first()) {
+            break first.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no sample after 30 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "prometheus had faultline_experiments_total {:?} after {:?}",
+        found["value"],
+        start.elapsed()
+    );
+    assert_eq!(found["metric"]["end_state"], "COMPLETED", "{found}");
+    assert_eq!(found["metric"]["job"], "faultline", "{found}");
+    assert_eq!(found["value"][1], "1", "{found}");
+    assert!(server.scrapes.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }

@@ -32,6 +32,12 @@ impl Prometheus {
     /// Starts Prometheus and waits (up to 60 s) until its `up` series has a sample; `None`
     /// (after recording the skip) when the binary is not installed.
     pub fn start(test: &str) -> Option<Prometheus> {
+        Prometheus::start_with(test, "")
+    }
+
+    /// [`Prometheus::start`] with more scrape jobs: `jobs` is YAML appended to its
+    /// `scrape_configs` list (each item indented by two spaces, `  - job_name: ...`).
+    pub fn start_with(test: &str, jobs: &str) -> Option<Prometheus> {
         if !std::path::Path::new(BINARY).exists() {
             crate::skip(test, "prometheus (Debian package `prometheus`)");
             return None;
@@ -43,7 +49,7 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['{addr}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['{addr}']\n{jobs}"
             ),
         )
         .expect("write prometheus.yml");

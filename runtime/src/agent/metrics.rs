@@ -64,6 +64,10 @@ fn revert_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 4.0, 9))
 }
 
+/// The `Content-Type` of [`Metrics::encode`]'s text: OpenMetrics 1.0, which Prometheus asks
+/// for (and reads) first.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Every metric the agent keeps.
 pub struct Metrics {
     registry: Registry,
@@ -224,9 +228,7 @@ impl Metrics {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| "unknown".into());
-        self.runs
-            .get_or_create(&StatusLabel { status })
-            .inc();
+        self.runs.get_or_create(&StatusLabel { status }).inc();
         let failed = !view.revert_failures.is_empty();
         if failed {
             self.revert_failures.inc();
@@ -299,14 +301,17 @@ mod tests {
             "faultline_faults_reverted_total 0",
             "faultline_revert_failures_total 0",
             "faultline_revert_seconds_count 0",
-            "# TYPE faultline_experiments counter",
-            "# TYPE faultline_probe_checks counter",
-            "# TYPE faultline_runs counter",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+        // A labelled family shows once it has a member.
+        assert!(!text.contains("faultline_runs_total"), "{text}");
         m.set_emergency_stop(false);
-        assert!(m.encode().lines().any(|l| l == "faultline_emergency_stop 0"));
+        assert!(
+            m.encode()
+                .lines()
+                .any(|l| l == "faultline_emergency_stop 0")
+        );
     }
 }
