@@ -434,7 +434,9 @@ fn bad_requests_get_json_4xx_while_a_run_in_flight_stays_held_and_reverts_on_tim
     let runner = format!("Authorization: Bearer {}", token("runner"));
     let json = "Content-Type: application/json".to_string();
     let huge = "x".repeat(10_000);
-    let cases: Vec<(&str, String, Vec<String>, &str, u16, &str)> = vec![
+    // Method, path, headers, body; the status and a phrase the error must contain.
+    type Case<'a> = (&'a str, String, Vec<String>, &'a str, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/v1/runs".into(),
@@ -608,7 +610,7 @@ fn bad_requests_get_json_4xx_while_a_run_in_flight_stays_held_and_reverts_on_tim
         ),
         (
             "POST",
-            format!("/v1/runs/no-such-run/stop"),
+            "/v1/runs/no-such-run/stop".to_string(),
             vec![runner.clone()],
             "",
             404,
@@ -699,7 +701,13 @@ fn bad_requests_get_json_4xx_while_a_run_in_flight_stays_held_and_reverts_on_tim
 fn metrics_answer_in_the_format_the_scraper_asks_for() {
     let agent = Agent::start(&[]);
     let viewer = format!("Authorization: Bearer {}", token("viewer"));
-    let text = raw(&agent.addr, "GET", "/metrics", &[viewer.clone()], b"");
+    let text = raw(
+        &agent.addr,
+        "GET",
+        "/metrics",
+        std::slice::from_ref(&viewer),
+        b"",
+    );
     assert_eq!(text.status, 200, "{}", text.body);
     assert_eq!(
         text.header("content-type").as_deref(),
