@@ -266,7 +266,7 @@ pub async fn list(
 
 /// One execution's record: live while it runs, else from the history.
 #[utoipa::path(get, path = "/v1/experiments/{id}", tag = "experiments",
-    params(("id" = String, Path, description = "the execution id")),
+    params(("id" = String, Path, description = "the execution id", min_length = 1, max_length = 64, pattern = r"^[0-9A-Za-z._-]+$")),
     responses(
         (status = 200, description = "the record", body = Object),
         (status = 400, description = "the id is not valid", body = ErrorBody),
@@ -286,7 +286,7 @@ pub async fn get(
 
 /// One execution's log lines so far.
 #[utoipa::path(get, path = "/v1/experiments/{id}/log", tag = "experiments",
-    params(("id" = String, Path, description = "the execution id")),
+    params(("id" = String, Path, description = "the execution id", min_length = 1, max_length = 64, pattern = r"^[0-9A-Za-z._-]+$")),
     responses(
         (status = 200, description = "the log", body = LogLines),
         (status = 400, description = "the id is not valid", body = ErrorBody),
@@ -307,7 +307,7 @@ pub async fn log(
 
 /// Renews a running experiment's lease.
 #[utoipa::path(post, path = "/v1/experiments/{id}/heartbeat", tag = "experiments",
-    params(("id" = String, Path, description = "the execution id")),
+    params(("id" = String, Path, description = "the execution id", min_length = 1, max_length = 64, pattern = r"^[0-9A-Za-z._-]+$")),
     responses(
         (status = 200, description = "renewed", body = LeaseRenewed),
         (status = 403, description = "a viewer, or a runner of another team", body = ErrorBody),
@@ -327,7 +327,7 @@ pub async fn heartbeat(
 
 /// Stops a running experiment; answers with the final record once everything is reverted.
 #[utoipa::path(post, path = "/v1/experiments/{id}/stop", tag = "experiments",
-    params(("id" = String, Path, description = "the execution id")),
+    params(("id" = String, Path, description = "the execution id", min_length = 1, max_length = 64, pattern = r"^[0-9A-Za-z._-]+$")),
     responses(
         (status = 200, description = "stopped and reverted: the final record", body = Object),
         (status = 403, description = "a viewer, or a runner of another team", body = ErrorBody),
@@ -354,7 +354,7 @@ pub async fn stop(
 /// every stored `log` line, `end`. A client that falls behind gets `lagged` `{"missed": N}`.
 /// Keep-alive comments every 15 s.
 #[utoipa::path(get, path = "/v1/experiments/{id}/events", tag = "experiments",
-    params(("id" = String, Path, description = "the execution id")),
+    params(("id" = String, Path, description = "the execution id", min_length = 1, max_length = 64, pattern = r"^[0-9A-Za-z._-]+$")),
     responses(
         (status = 200, description = "the event stream", content_type = "text/event-stream", body = String),
         (status = 400, description = "the id is not valid", body = ErrorBody),

@@ -116,7 +116,7 @@ pub async fn list(
 
 /// One package, its releases, and what its name resolves to.
 #[utoipa::path(get, path = "/v1/hub/packages/{name}", tag = "hub",
-    params(("name" = String, Path, description = "the package name")),
+    params(("name" = String, Path, description = "the package name", min_length = 1, max_length = 64, pattern = r"^[0-9A-Za-z._-]+$")),
     responses(
         (status = 200, description = "the package", body = PackageView),
         (status = 400, description = "the name is not valid", body = ErrorBody),

@@ -153,7 +153,7 @@ pub async fn list(State(app): State<App>, _caller: Caller) -> Json<RunList> {
 
 /// One run.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "the run's id")),
+    params(("id" = String, Path, description = "the run's id", min_length = 1, max_length = 64, pattern = r"^[0-9A-Za-z._-]+$")),
     responses(
         (status = 200, description = "the run", body = RunView),
         (status = 400, description = "the id is not valid", body = ErrorBody),
@@ -168,7 +168,7 @@ pub async fn get(
 
 /// Renews a run's lease.
 #[utoipa::path(post, path = "/v1/runs/{id}/heartbeat", tag = "runs",
-    params(("id" = String, Path, description = "the run's id")),
+    params(("id" = String, Path, description = "the run's id", min_length = 1, max_length = 64, pattern = r"^[0-9A-Za-z._-]+$")),
     responses(
         (status = 200, description = "renewed", body = Renewed),
         (status = 403, description = "a viewer cannot renew", body = ErrorBody),
@@ -195,7 +195,7 @@ pub async fn heartbeat(
 
 /// Stops a run: reverts it now and answers with its final state once it is reverted.
 #[utoipa::path(post, path = "/v1/runs/{id}/stop", tag = "runs",
-    params(("id" = String, Path, description = "the run's id")),
+    params(("id" = String, Path, description = "the run's id", min_length = 1, max_length = 64, pattern = r"^[0-9A-Za-z._-]+$")),
     responses(
         (status = 200, description = "reverted", body = RunView),
         (status = 403, description = "a viewer cannot stop runs", body = ErrorBody),
