@@ -100,6 +100,26 @@ impl HostConfig {
 /// How long [`Host::spare_hub_sources`] waits for one hub source's name to resolve.
 pub const HUB_RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The agent's own endpoints in this process: (address, whether probes are kept from it too).
+/// Every [`Host`] made in the process applies them, so a host an experiment plan makes for
+/// itself protects the agent's API and hubs as the agent's own host does.
+static OWN_ENDPOINTS: Mutex<Vec<(std::net::SocketAddr, bool)>> = Mutex::new(Vec::new());
+
+fn own_endpoints() -> Vec<(std::net::SocketAddr, bool)> {
+    OWN_ENDPOINTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+fn remember_own_endpoint(addr: std::net::SocketAddr, from_probes: bool) {
+    let mut own = OWN_ENDPOINTS.lock().unwrap_or_else(|p| p.into_inner());
+    match own.iter_mut().find(|(a, _)| *a == addr) {
+        Some(entry) => entry.1 |= from_probes,
+        None => own.push((addr, from_probes)),
+    }
+}
+
 /// Where one execution's plug-in log lines go, besides the host's own sink.
 type Routes = Arc<Mutex<HashMap<String, LogSink>>>;
 
@@ -152,7 +172,7 @@ impl Host {
             }
             global(line);
         });
-        Ok(Host {
+        let host = Host {
             _ticker: engine::Ticker::start(&engine)?,
             engine,
             backends: Arc::new(Backends::with_outbound(
@@ -166,7 +186,14 @@ impl Host {
             log,
             routes,
             gate: Arc::default(),
-        })
+        };
+        for (addr, from_probes) in own_endpoints() {
+            if from_probes && let Ok(outbound) = &host.backends.outbound {
+                outbound.protect(addr);
+            }
+            host.backends.network.protect(addr);
+        }
+        Ok(host)
     }
 
     /// Sends `execution`'s plug-in log lines to `sink` too, until the returned route is dropped.
@@ -193,19 +220,23 @@ impl Host {
     /// Makes `addr` unreachable for every probe, whatever the policy grants, and keeps its
     /// traffic out of every network fault in the agent's own namespace
     /// ([`Host::spare_endpoint`]): the agent calls it with each address its API listens on.
+    /// Every host made later in this process protects it too.
     pub fn protect_endpoint(&self, addr: std::net::SocketAddr) {
         if let Ok(outbound) = &self.backends.outbound {
             outbound.protect(addr);
         }
-        self.spare_endpoint(addr);
+        self.backends.network.protect(addr);
+        remember_own_endpoint(addr, true);
     }
 
     /// Keeps TCP traffic to and from `addr` out of every network fault applied from now on in
     /// the agent's own network namespace (loss, blackhole, reject, DNS failure, bandwidth,
     /// delay...), whatever the fault asks for; probes may still reach it. For the agent's own
     /// connections: its hubs ([`Host::spare_hub_sources`]) and its API.
+    /// Every host made later in this process spares it too.
     pub fn spare_endpoint(&self, addr: std::net::SocketAddr) {
         self.backends.network.protect(addr);
+        remember_own_endpoint(addr, false);
     }
 
     /// Resolves the `http(s)` sources of `hub` once (each within [`HUB_RESOLVE_TIMEOUT`]) and
