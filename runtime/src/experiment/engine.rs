@@ -383,7 +383,12 @@ async fn plan_in(
     config.call_timeout = options.call_timeout;
     config.revert_timeout = options.call_timeout;
     config.trusted_roots = options.trusted_roots.clone();
-    let host = match Host::new(config, log.guest_sink()) {
+    // Creating a host creates and syncs its journal and starts an engine: the blocking pool.
+    let sink = log.guest_sink();
+    let made = tokio::task::spawn_blocking(move || Host::new(config, sink))
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("starting the host panicked: {e}")));
+    let host = match made {
         Ok(h) => Arc::new(h),
         Err(e) => {
             problems.push(format!("cannot start the host: {e:#}"));
