@@ -11,6 +11,9 @@
 //! - A declared body over [`MAX_BODY`] → 413; and any 413 the stack below produces (a chunked
 //!   body that grew too big) is answered as JSON too.
 //!
+//! - A body must arrive whole within [`BODY_DEADLINE`] ([`whole_body`]): a client trickling a
+//!   byte just inside the per-chunk timeout cannot hold a connection slot for long → 408.
+//!
 //! No CORS header is ever sent. Every refusal is `{"error": "..."}` naming the problem.
 
 use super::error::ApiError;
@@ -23,6 +26,8 @@ use std::sync::Arc;
 
 /// The largest request body accepted: experiment files are at most 1 MiB.
 pub const MAX_BODY: usize = 4 << 20;
+/// The longest a request body may take to arrive, whole (4 MiB on loopback takes milliseconds).
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// The longest `Host`/`Origin` value looked at.
 const MAX_HOST: usize = 300;
 
@@ -192,6 +197,43 @@ pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next
         return too_large().into_response();
     }
     response
+}
+
+/// Middleware: reads the request body whole within [`BODY_DEADLINE`] before the handler runs
+/// (408 past it; 413 past [`MAX_BODY`]), so no handler waits on a slow client's body.
+pub async fn whole_body(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let chain = || {
+                std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            };
+            if chain().any(|c| c.is::<http_body_util::LengthLimitError>()) {
+                return too_large().into_response();
+            }
+            let status = if chain().any(|c| c.is::<tower_http::timeout::TimeoutError>()) {
+                StatusCode::REQUEST_TIMEOUT
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return ApiError::new(status, format!("cannot read the request body: {e}"))
+                .into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_DEADLINE.as_secs()
+                ),
+            )
+            .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 #[cfg(test)]

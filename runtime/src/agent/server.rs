@@ -206,6 +206,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let guard = Arc::new(Guard::new(&config.allowed_hosts, listener.local_addr()));
     let app = app
+        .layer(axum::middleware::from_fn(super::guard::whole_body))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             config.body_timeout,
         ))
