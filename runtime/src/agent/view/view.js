@@ -150,7 +150,14 @@
       fragment.delete('token');
       const rest = fragment.toString();
       history.replaceState(null, '', location.pathname + location.search + (rest ? '#' + rest : ''));
-      if (given) storage((s) => s.setItem(TOKEN_KEY, given));
+      // A link must not silently swap the token this tab already uses for another (someone
+      // else's link could make the operator watch what that token sees): ask first.
+      const stored = storage((s) => s.getItem(TOKEN_KEY));
+      const replace =
+        !stored ||
+        stored === given ||
+        window.confirm('This link carries a different token than the one this tab uses. Use the link\'s token?');
+      if (given && replace) storage((s) => s.setItem(TOKEN_KEY, given));
     }
     return storage((s) => s.getItem(TOKEN_KEY));
   }
