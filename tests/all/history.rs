@@ -37,6 +37,8 @@ fn record(id: &str, status: Status, owner: &Owner, started_ms: u64) -> Record {
         name: "checkout survives a paused cache".to_string(),
         description: "pause redis, the shop still sells".to_string(),
         tags: vec!["cache".into()],
+        team: None,
+        started_by: None,
         file: "experiments/cache.yaml".to_string(),
         file_digest: format!("sha256:{}", "ab".repeat(32)),
         status,
@@ -70,6 +72,7 @@ fn record(id: &str, status: Status, owner: &Owner, started_ms: u64) -> Record {
                 error: None,
                 injected_ms: Some(started_ms + 500),
                 reverted_ms: final_.then_some(started_ms + 10_600),
+                revert_ms: final_.then_some(3.5),
             }],
             probe_success: final_.then_some(75.0),
             started_ms: Some(started_ms + 400),
@@ -441,7 +444,7 @@ fn a_history_from_a_newer_faultline_is_refused_and_left_alone() {
             store_error(&e),
             StoreError::NewerSchema {
                 found: 7,
-                known: 1,
+                known: 2,
                 ..
             }
         ),

@@ -39,6 +39,7 @@ fn target(target: &str, injected: u64, reverted: u64) -> TargetRun {
         error: None,
         injected_ms: Some(T0 + injected),
         reverted_ms: Some(T0 + reverted),
+        revert_ms: None,
     }
 }
 
@@ -225,6 +226,8 @@ fn sample() -> (Record, Vec<LogEntry>) {
         name: format!("checkout survives {HOSTILE}"),
         description: format!("Latency and CPU pressure, see https://example.com/runbook {HOSTILE}"),
         tags: vec!["checkout".into(), format!("team {HOSTILE}")],
+        team: None,
+        started_by: None,
         file: "experiments/checkout.yaml".into(),
         file_digest: "sha256:7f83b1657ff1fc53b92dc18148a1d65dfc2d4b1fa3d677284addd200126d9069"
             .into(),

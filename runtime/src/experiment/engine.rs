@@ -172,7 +172,22 @@ pub struct Plan {
     pub timeout: Duration,
     /// Hub warnings (yanked, deprecated).
     pub warnings: Vec<String>,
+    /// How long each component took to load (compile or read from the cache, and check).
+    pub loads: Vec<ComponentLoad>,
+    /// Who starts the run (an agent's token name), for the record; `None` from the CLI.
+    pub started_by: Option<String>,
     log: LogFan,
+}
+
+/// One component loaded by the pre-run checks, for the agent's metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentLoad {
+    /// The reference in the file.
+    pub reference: String,
+    /// `fault` or `probe`.
+    pub kind: &'static str,
+    /// Seconds the host took to load and check it.
+    pub seconds: f64,
 }
 
 impl Plan {
@@ -311,12 +326,49 @@ fn now_ms() -> u64 {
 
 /// Runs the pre-run checks: resolves, loads and validates every component, resolves every
 /// target and the grant that covers it, and checks the emergency stop. Returns the plan, or
-/// every problem found.
+/// every problem found. Opens (and syncs) the hubs of `options` for this plan.
 pub async fn plan(
     experiment: Experiment,
     file: &str,
     file_digest: &str,
     options: &Options,
+) -> Result<Plan, Refused> {
+    plan_in(experiment, file, file_digest, options, HubChoice::Open).await
+}
+
+/// [`plan`] against hubs already open and synced (the agent keeps its own in sync): `None`
+/// when none could be loaded, which refuses every step that names a component.
+pub async fn plan_with(
+    experiment: Experiment,
+    file: &str,
+    file_digest: &str,
+    options: &Options,
+    hub: Option<Arc<Hub>>,
+) -> Result<Plan, Refused> {
+    plan_in(
+        experiment,
+        file,
+        file_digest,
+        options,
+        HubChoice::Given(hub),
+    )
+    .await
+}
+
+/// Where a plan's hubs come from.
+enum HubChoice {
+    /// Open the hubs of the options.
+    Open,
+    /// These, already synced.
+    Given(Option<Arc<Hub>>),
+}
+
+async fn plan_in(
+    experiment: Experiment,
+    file: &str,
+    file_digest: &str,
+    options: &Options,
+    hubs: HubChoice,
 ) -> Result<Plan, Refused> {
     let mut problems = Vec::new();
     let emergency = crate::estop::active(&options.state_dir).await;
@@ -341,20 +393,24 @@ pub async fn plan(
             });
         }
     };
-    let (hub, warnings) = match crate::hub::open_hub(options.hub.clone()).await {
-        Ok(h) => (Some(h.0), h.1),
-        Err(e) => {
-            problems.push(format!("no hub could be loaded: {e}"));
-            (None, Vec::new())
-        }
+    let (hub, warnings) = match hubs {
+        HubChoice::Open => match crate::hub::open_hub(options.hub.clone()).await {
+            Ok(h) => (Some(Arc::new(h.0)), h.1),
+            Err(e) => {
+                problems.push(format!("no hub could be loaded: {e}"));
+                (None, Vec::new())
+            }
+        },
+        HubChoice::Given(hub) => (hub, Vec::new()),
     };
     let mut loader = Loader {
         host: &host,
-        hub: hub.as_ref(),
+        hub: hub.as_deref(),
         experiment: &experiment,
         policy: &options.policy,
         loaded: HashMap::new(),
         warnings,
+        loads: Vec::new(),
     };
     let mut faults = Vec::new();
     let mut probes = Vec::new();
@@ -454,6 +510,7 @@ pub async fn plan(
         });
     }
     let warnings = std::mem::take(&mut loader.warnings);
+    let loads = std::mem::take(&mut loader.loads);
     drop(loader);
     if !problems.is_empty() {
         return Err(Refused {
@@ -471,6 +528,8 @@ pub async fn plan(
         lanes,
         timeout: Duration::ZERO,
         warnings,
+        loads,
+        started_by: None,
         log,
     };
     let before_after: Duration = plan
@@ -554,6 +613,7 @@ struct Loader<'a> {
     policy: &'a Policy,
     loaded: HashMap<String, Component>,
     warnings: Vec<String>,
+    loads: Vec<ComponentLoad>,
 }
 
 impl Loader<'_> {
@@ -562,15 +622,25 @@ impl Loader<'_> {
             return Ok(c.clone());
         }
         let fetched = fetch(self.hub, self.experiment, reference, &mut self.warnings).await?;
+        let start = Instant::now();
         let plugin = self
             .host
             .load(&fetched.bytes, &fetched.identity, self.policy)
             .await
             .map_err(|e| refusal(&fetched.identity, e))?;
+        let seconds = start.elapsed().as_secs_f64();
         let component = match plugin {
             Plugin::Fault(f) => Component::Fault(Arc::new(f)),
             Plugin::Probe(p) => Component::Probe(Arc::new(p)),
         };
+        self.loads.push(ComponentLoad {
+            reference: reference.to_string(),
+            kind: match component {
+                Component::Fault(_) => "fault",
+                Component::Probe(_) => "probe",
+            },
+            seconds,
+        });
         self.loaded.insert(reference.to_string(), component.clone());
         Ok(component)
     }
@@ -752,6 +822,11 @@ impl Stopper {
 /// Everything the tasks of one run share.
 struct Shared {
     record: Mutex<Record>,
+    /// The record as watchers see it: published by [`publish`] at most every
+    /// [`PUBLISH_EVERY`] after a change, and once more when the run ends.
+    live: watch::Sender<Record>,
+    /// Told on every change of `record`.
+    changed: tokio::sync::Notify,
     log: LogFan,
     stop: watch::Sender<Option<Stop>>,
     /// Faults injected right now (on-chaos probes run while it is above zero).
@@ -772,8 +847,16 @@ impl Shared {
         }
     }
 
+    /// Changes the record (watchers see it within [`PUBLISH_EVERY`]).
     fn with<R>(&self, f: impl FnOnce(&mut Record) -> R) -> R {
-        f(&mut lock(&self.record))
+        let out = f(&mut lock(&self.record));
+        self.changed.notify_one();
+        out
+    }
+
+    /// Reads the record.
+    fn read<R>(&self, f: impl FnOnce(&Record) -> R) -> R {
+        f(&lock(&self.record))
     }
 
     /// Writes the record and pending log lines to the history (on the blocking pool).
@@ -828,6 +911,7 @@ fn initial_record(plan: &Plan, id: &str) -> Record {
                     error: None,
                     injected_ms: None,
                     reverted_ms: None,
+                    revert_ms: None,
                 })
                 .collect(),
             probe_success: None,
@@ -877,6 +961,8 @@ fn initial_record(plan: &Plan, id: &str) -> Record {
         name: plan.experiment.name.clone(),
         description: plan.experiment.description.clone(),
         tags: plan.experiment.tags.clone(),
+        team: plan.experiment.team.clone(),
+        started_by: plan.started_by.clone(),
         file: plan.file.clone(),
         file_digest: plan.file_digest.clone(),
         status: Status::Running,
@@ -902,14 +988,75 @@ fn millis(d: Duration) -> u64 {
 /// it (signals, stop requests, emergency stops). The record is in `store` from the first
 /// moment (status `running`) and at the end.
 pub async fn run(plan: Plan, id: String, store: Option<Store>, stopper: Stopper) -> Record {
+    run_live(plan, id, store, stopper).run().await
+}
+
+/// How often, at most, watchers of a [`LiveRun`] see its record change.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// A run that can be watched while it goes: its record and its log. Nothing runs until
+/// [`LiveRun::run`] is awaited.
+pub struct LiveRun {
+    plan: Plan,
+    shared: Arc<Shared>,
+}
+
+/// [`run`], watched: the run's record (status `running`, every fault pending) is there at
+/// once, and changes as the run goes (at most every [`PUBLISH_EVERY`]; its last value is the
+/// final record).
+pub fn run_live(plan: Plan, id: String, store: Option<Store>, stopper: Stopper) -> LiveRun {
     let record = initial_record(&plan, &id);
     let shared = Arc::new(Shared {
+        live: watch::Sender::new(record.clone()),
         record: Mutex::new(record),
+        changed: tokio::sync::Notify::new(),
         log: plan.log.clone(),
         stop: stopper.0.clone(),
         chaos: watch::Sender::new(0),
         store,
     });
+    LiveRun { plan, shared }
+}
+
+impl LiveRun {
+    /// The record as it is now; changes as the run goes.
+    pub fn record(&self) -> watch::Receiver<Record> {
+        self.shared.live.subscribe()
+    }
+
+    /// The run's log: live lines and the lines kept.
+    pub fn log(&self) -> LogHandle {
+        LogHandle(self.shared.log.clone())
+    }
+
+    /// Runs the plan to its end and returns its record (see [`run`]).
+    pub async fn run(self) -> Record {
+        let LiveRun { plan, shared } = self;
+        run_shared(plan, shared).await
+    }
+}
+
+/// Publishes the record to watchers after each change, at most every [`PUBLISH_EVERY`],
+/// until `done`.
+async fn publish(shared: Arc<Shared>, mut done: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shared.changed.notified() => {}
+            _ = done.wait_for(|d| *d) => return,
+        }
+        let now = shared.read(Record::clone);
+        shared.live.send_replace(now);
+        tokio::select! {
+            _ = tokio::time::sleep(PUBLISH_EVERY) => {}
+            _ = done.wait_for(|d| *d) => return,
+        }
+    }
+}
+
+async fn run_shared(plan: Plan, shared: Arc<Shared>) -> Record {
+    let id = shared.read(|r| r.id.clone());
+    let (published, publish_done) = watch::channel(false);
+    let publisher = tokio::spawn(publish(shared.clone(), publish_done));
     let plan = Arc::new(plan);
     shared.log.engine(
         "info",
@@ -1031,6 +1178,10 @@ pub async fn run(plan: Plan, id: String, store: Option<Store>, stopper: Stopper)
         conclude(r, &plan, stop.as_ref());
         r.clone()
     });
+    let _ = published.send(true);
+    let _ = publisher.await;
+    // After the publisher ended: the final record is the last value watchers see.
+    shared.live.send_replace(record.clone());
     shared.log.say(
         Source::Engine,
         if record.end_state == Some(EndState::Completed) {
@@ -1071,6 +1222,11 @@ impl LogHandle {
     /// The lines kept (the first 20,000, then a line counting the rest).
     pub fn kept(&self) -> Vec<LogEntry> {
         self.0.kept()
+    }
+
+    /// A live feed of the log, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LogEntry> {
+        self.0.live.subscribe()
     }
 }
 
@@ -1264,7 +1420,7 @@ async fn check_once(plan: &Plan, shared: &Shared, i: usize, moment: Moment) -> V
     let p = &plan.probes[i];
     let at_ms = now_ms();
     let start = Instant::now();
-    let execution = format!("{}.probe.{i}", shared.with(|r| r.id.clone()));
+    let execution = format!("{}.probe.{i}", shared.read(|r| r.id.clone()));
     shared.log.name_execution(&execution, &p.name);
     let mut attempt = 0;
     let checked = loop {
@@ -1366,7 +1522,7 @@ async fn run_lane(plan: &Arc<Plan>, shared: &Arc<Shared>, lane: usize) {
                 let v = check_once(plan, shared, *i, Moment::During).await;
                 (
                     v.as_str().to_string(),
-                    shared.with(|r| {
+                    shared.read(|r| {
                         r.probes
                             .get(*i)
                             .and_then(|p| p.checks.last())
@@ -1592,6 +1748,9 @@ async fn follow(
         t.reason = Some(outcome.reason.to_string());
         t.error = problem_of(&outcome);
         t.reverted_ms = Some(outcome.ended_ms);
+        if outcome.injected || outcome.changes > 0 {
+            t.revert_ms = Some(outcome.revert_ms);
+        }
         if t.injected_ms.is_none() && outcome.injected {
             t.injected_ms = outcome.inject_ms.map(|ms| outcome.started_ms + ms as u64);
         }

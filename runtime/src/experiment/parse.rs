@@ -764,6 +764,18 @@ fn check(e: &Experiment) -> Vec<Problem> {
     for (i, tag) in e.tags.iter().enumerate() {
         name(&mut p, root.key("tags").index(i), tag, "a tag");
     }
+    if let Some(team) = &e.team
+        && !is_team_name(team)
+    {
+        p.add(
+            root.key("team"),
+            format!(
+                "{:?} is not a team name (1 to {} of a-z, 0-9 and `-`, such as `payments`)",
+                clip_team(team),
+                limits::TEAM
+            ),
+        );
+    }
     let mut hubs = HashSet::new();
     for (i, hub) in e.hubs.iter().enumerate() {
         let path = root.key("hubs").index(i);
@@ -912,6 +924,20 @@ fn name(p: &mut Problems, path: FieldPath, text: &str, what: &str) {
     } else if text.chars().any(char::is_control) {
         p.add(path, format!("{what} holds control characters"));
     }
+}
+
+/// A team: 1 to [`limits::TEAM`] of `a-z`, `0-9` and `-` (what tokens name their team with).
+pub fn is_team_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= limits::TEAM
+        && text
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+}
+
+/// A team name as quoted in an error: at most a few dozen characters of it.
+fn clip_team(text: &str) -> String {
+    text.chars().take(limits::TEAM + 1).collect()
 }
 
 fn is_hub_name(text: &str) -> bool {
@@ -1281,5 +1307,28 @@ mod tests {
         assert!(!is_hub_name("-x"));
         assert!(!is_hub_name("Lab"));
         assert!(!is_hub_name(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn a_team_is_checked_and_located() {
+        assert!(is_team_name("red"));
+        assert!(is_team_name("team-2"));
+        assert!(is_team_name(&"a".repeat(64)));
+        assert!(!is_team_name(&"a".repeat(65)));
+        assert!(!is_team_name(""));
+        assert!(!is_team_name("Red"));
+        assert!(!is_team_name("a_b"));
+        let base = "apiVersion: faultline/v1\nkind: Experiment\nname: n\nteam: TEAM\nlanes:\n  - steps:\n      - wait: 1s\n";
+        let ok = parse(&base.replace("TEAM", "payments"), "e.yaml").unwrap();
+        assert_eq!(ok.team.as_deref(), Some("payments"));
+        let errors = parse(&base.replace("TEAM", "Pay_ments"), "e.yaml").unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let e = &errors.0[0];
+        assert_eq!((e.path.as_str(), e.line), ("team", Some(4)), "{errors}");
+        assert!(e.message.contains("\"Pay_ments\" is not a team name"), "{errors}");
+        let validator = jsonschema::draft202012::new(&schema()).unwrap();
+        let bad: serde_json::Value =
+            serde_yaml_ng::from_str(&base.replace("TEAM", "Pay_ments")).unwrap();
+        assert!(!validator.is_valid(&bad));
     }
 }

@@ -313,6 +313,9 @@ pub struct TargetRun {
     /// When the revert ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverted_ms: Option<u64>,
+    /// How long the revert took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_ms: Option<f64>,
 }
 
 /// One fault step of the run.
@@ -384,6 +387,12 @@ pub struct Record {
     /// Its tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The team that owns it (the file's `team:`), if it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// Who started it on an agent (the token's name); `None` for `faultline run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     /// The file it was read from, as given.
     pub file: String,
     /// The file's `sha256:` digest.
@@ -430,6 +439,30 @@ impl Record {
                 .as_deref()
                 .is_some_and(|e| e.starts_with(REVERT_FAILED))
         })
+    }
+
+    /// Closes a run that can no longer end by itself (its process or its task is gone) as
+    /// `error`/`ERRORED` with `reason`: faults still injected errored too (the journal reverts
+    /// them), those that never started were skipped.
+    pub fn close_abandoned(&mut self, now_ms: u64, reason: &str) {
+        self.status = Status::Error;
+        self.end_state = Some(EndState::Errored);
+        self.ended_ms = Some(now_ms);
+        self.reason = Some(reason.to_string());
+        for fault in &mut self.faults {
+            match fault.status {
+                FaultStatus::Running => {
+                    fault.status = FaultStatus::Error;
+                    fault.message = Some("the run ended while it was injected".into());
+                    fault.ended_ms.get_or_insert(now_ms);
+                }
+                FaultStatus::Pending => {
+                    fault.status = FaultStatus::Skipped;
+                    fault.message = Some("the run ended before it started".into());
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Σ(weight × probe success %) / Σ weight, in real numbers, over the faults that have a

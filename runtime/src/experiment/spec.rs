@@ -53,6 +53,8 @@ pub mod limits {
     pub const ATTEMPTS: u32 = 100;
     /// Bytes of a name (experiment, lane, step, probe).
     pub const NAME: usize = 128;
+    /// Bytes of a team's name.
+    pub const TEAM: usize = 64;
 }
 
 /// `apiVersion`: only `faultline/v1`.
@@ -148,6 +150,11 @@ pub struct Experiment {
     /// Labels for finding it in the history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The team that owns it (1 to 64 of `a-z`, `0-9`, `-`): on an agent only a runner of this
+    /// team (or an admin) starts, stops and reads it; without one only an admin starts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::TEAM), pattern(r"^[a-z0-9-]{1,64}$"))]
+    pub team: Option<String>,
     /// Ids of configured hubs its faults and probes may come from (the `hub.id` of their index;
     /// the hub built into the binary is `faultline`); empty: every configured hub.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -25,7 +25,7 @@
 //! it with `tokio::task::spawn_blocking`. Each call opens its own connection, so a [`Store`] is
 //! cheap to clone and to send to the blocking pool.
 
-use super::record::{EndState, FaultStatus, LogEntry, Record, Source, Status};
+use super::record::{EndState, LogEntry, Record, Source, Status};
 use anyhow::{Context as _, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
@@ -57,8 +57,9 @@ const MAX_LEVEL: usize = 16;
 /// The schema, one migration per version; never edit one that shipped, add the next. Two
 /// processes migrating at once take turns on the write lock; the second's migration fails (the
 /// tables are there) and [`Store::open`] then finds the file at this version and goes on.
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE executions (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE executions (
         id TEXT PRIMARY KEY NOT NULL,
         name TEXT NOT NULL,
         status TEXT NOT NULL,
@@ -92,7 +93,14 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         last_ms INTEGER NOT NULL
     ) STRICT;
     PRAGMA application_id = 1179407432;",
-)];
+    ),
+    // 2: the team that owns a run (the experiment's `team:`), so a list filters by it.
+    M::up(
+        "ALTER TABLE executions ADD COLUMN team TEXT;
+    UPDATE executions SET team = json_extract(record, '$.team');
+    CREATE INDEX executions_team ON executions (team, started_ms DESC, id DESC);",
+    ),
+];
 
 /// What callers may branch on; everything else is an `anyhow` chain naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +158,33 @@ pub struct Summary {
     pub started_ms: u64,
     /// Ended.
     pub ended_ms: Option<u64>,
+    /// The team that owns it, if its experiment names one.
+    pub team: Option<String>,
+}
+
+impl Summary {
+    /// The summary of a record (of a run still going, say).
+    pub fn of(record: &Record) -> Summary {
+        Summary {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            status: record.status,
+            end_state: record.end_state.map(|e| e.as_str().to_string()),
+            score: record.score,
+            started_ms: record.started_ms,
+            ended_ms: record.ended_ms,
+            team: record.team.clone(),
+        }
+    }
+}
+
+/// Which runs [`Store::list_of`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Teams<'a> {
+    /// Every run.
+    All,
+    /// Only runs of this team (a run without a team belongs to none).
+    Only(&'a str),
 }
 
 /// The process running a run, as a [`Record`] keeps it (`owner_pid`, `owner_start`,
@@ -273,14 +308,14 @@ impl Store {
         tx.execute(
             "INSERT INTO executions
                 (id, name, status, end_state, score, started_ms, ended_ms,
-                 owner_pid, owner_start, boot_id, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 owner_pid, owner_start, boot_id, record, team)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (id) DO UPDATE SET
                 name = excluded.name, status = excluded.status,
                 end_state = excluded.end_state, score = excluded.score,
                 started_ms = excluded.started_ms, ended_ms = excluded.ended_ms,
                 owner_pid = excluded.owner_pid, owner_start = excluded.owner_start,
-                boot_id = excluded.boot_id, record = excluded.record",
+                boot_id = excluded.boot_id, record = excluded.record, team = excluded.team",
             params![
                 record.id,
                 record.name,
@@ -293,6 +328,7 @@ impl Store {
                 record.owner_start,
                 record.boot_id,
                 json,
+                record.team,
             ],
         )
         .with_context(|| self.failed(&format!("save the record of {}", record.id)))?;
@@ -357,15 +393,25 @@ impl Store {
 
     /// The newest `limit` runs (at most [`MAX_LIST`]), newest first. Sync.
     pub fn list(&self, limit: usize) -> Result<Vec<Summary>> {
+        self.list_of(limit, Teams::All)
+    }
+
+    /// The newest `limit` runs (at most [`MAX_LIST`]) of `teams`, newest first. Sync.
+    pub fn list_of(&self, limit: usize, teams: Teams<'_>) -> Result<Vec<Summary>> {
         let conn = self.connect(OpenFlags::empty())?;
+        let team = match teams {
+            Teams::All => None,
+            Teams::Only(t) => Some(t),
+        };
         let mut query = conn
             .prepare(
-                "SELECT id, name, status, end_state, score, started_ms, ended_ms
-                 FROM executions ORDER BY started_ms DESC, id DESC LIMIT ?1",
+                "SELECT id, name, status, end_state, score, started_ms, ended_ms, team
+                 FROM executions WHERE ?2 IS NULL OR team = ?2
+                 ORDER BY started_ms DESC, id DESC LIMIT ?1",
             )
             .with_context(|| self.failed("list the runs"))?;
         let rows = query
-            .query_map([limit.min(MAX_LIST)], |row| {
+            .query_map(params![limit.min(MAX_LIST), team], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
@@ -374,12 +420,13 @@ impl Store {
                     row.get::<_, Option<f64>>(4)?,
                     row.get::<_, u64>(5)?,
                     row.get::<_, Option<u64>>(6)?,
+                    row.get::<_, Option<String>>(7)?,
                 ))
             })
             .with_context(|| self.failed("list the runs"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, name, status, end_state, score, started_ms, ended_ms) =
+            let (id, name, status, end_state, score, started_ms, ended_ms, team) =
                 row.with_context(|| self.failed("list the runs"))?;
             let status = Status::parse(&status).ok_or_else(|| {
                 self.damaged(format!("run {id} has an unknown status {status:?}"))
@@ -392,6 +439,7 @@ impl Store {
                 score,
                 started_ms,
                 ended_ms,
+                team,
             });
         }
         Ok(out)
@@ -608,7 +656,7 @@ impl Store {
             // it as running, `show` reports the damage.
             let json = match serde_json::from_str::<Record>(&json) {
                 Ok(mut record) => {
-                    close_orphan(&mut record, now, &reason);
+                    record.close_abandoned(now, &reason);
                     serde_json::to_string(&record).unwrap_or(json)
                 }
                 Err(e) => {
@@ -678,29 +726,6 @@ fn retry_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Res
                 std::thread::sleep(Duration::from_millis(10));
             }
             other => return other,
-        }
-    }
-}
-
-/// A record closed because its process is gone: the run errored, faults still injected
-/// errored too (recovery reverts them), those that never started were skipped.
-fn close_orphan(record: &mut Record, now: u64, reason: &str) {
-    record.status = Status::Error;
-    record.end_state = Some(EndState::Errored);
-    record.ended_ms = Some(now);
-    record.reason = Some(reason.to_string());
-    for fault in &mut record.faults {
-        match fault.status {
-            FaultStatus::Running => {
-                fault.status = FaultStatus::Error;
-                fault.message = Some("the run's process ended while it was injected".into());
-                fault.ended_ms.get_or_insert(now);
-            }
-            FaultStatus::Pending => {
-                fault.status = FaultStatus::Skipped;
-                fault.message = Some("the run's process ended before it started".into());
-            }
-            _ => {}
         }
     }
 }
