@@ -1041,9 +1041,11 @@ pub async fn emergency_stop(args: EmergencyStopArgs, remote: &Remote, out: &mut 
                 );
             }
             Ok(v) => {
-                let count = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-                let stopped = count("stopped") + count("experiments");
-                let failures: Vec<String> = v
+                // `{runs: {stopped, failures, ...}, experiments: N}`.
+                let runs = v.get("runs").unwrap_or(&Value::Null);
+                let stopped = runs.get("stopped").and_then(Value::as_u64).unwrap_or(0)
+                    + v.get("experiments").and_then(Value::as_u64).unwrap_or(0);
+                let failures: Vec<String> = runs
                     .get("failures")
                     .and_then(Value::as_array)
                     .map(|l| l.iter().filter_map(Value::as_str).map(plain).collect())
