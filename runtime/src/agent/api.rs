@@ -1,179 +1,179 @@
-//! The agent's JSON API, version 1. One handler shape: a request in, a status and JSON out;
-//! every error is `{"error": "..."}` with a message that names the problem.
+//! The agent's JSON API, version 1, on axum: every route, its role and team checks, and the
+//! OpenAPI 3.1 document built from the same handlers (utoipa-axum's `routes!`), so the
+//! document and the router cannot drift.
 //!
-//! | route | does |
-//! |---|---|
-//! | `POST /v1/runs` `{component, params?, duration?, lease?}` | starts a run → `201 {id, status}`; `component` is a hub reference, never a path |
-//! | `GET /v1/runs` | every run |
-//! | `GET /v1/runs/{id}` | one run's status |
-//! | `POST /v1/runs/{id}/heartbeat` | renews its lease |
-//! | `POST /v1/runs/{id}/stop` | reverts it now; answers once it is reverted |
-//! | `POST /v1/emergency-stop` `{reason?}` | reverts everything, refuses new runs (409) |
-//! | `DELETE /v1/emergency-stop` | accepts runs again |
-//! | `GET /v1/status` | whether runs are refused, and why |
+//! One handler shape: typed extractors in ([`extract`]: the caller, a validated id, a JSON
+//! body), a status and JSON out; every error is [`ApiError`] → `{"error": "..."}` naming the
+//! problem and its place. The full reference (routes, roles, errors, SSE events) is
+//! `docs/agent.md`.
+//!
+//! | route | role | does |
+//! |---|---|---|
+//! | `GET /healthz`, `GET /readyz` | none | liveness, readiness |
+//! | `GET /metrics`, `GET /openapi.json`, `GET /v1/status` | viewer | metrics, this document, the agent's state |
+//! | `GET /v1/hub/packages[/{name}]` | viewer | the hubs' packages |
+//! | `POST /v1/hub/pull` | runner | pulls and verifies a component |
+//! | `POST /v1/hub/sync` | admin | syncs the hubs now |
+//! | `/v1/experiments…` | viewer reads, runner (its team) starts, heartbeats, stops | experiments |
+//! | `/v1/runs…` | viewer reads, runner starts, heartbeats, stops | single-fault runs |
+//! | `POST`, `DELETE /v1/emergency-stop` | admin | stops everything and refuses new work; clears |
 
-use super::http::{Request, Response};
-use super::{Agent, RunRequest, StartError};
-use crate::execution::StopReason;
-use serde::Deserialize;
+mod experiments;
+pub mod extract;
+mod hub;
+mod runs;
+mod system;
+
+use super::App;
+use super::auth::authenticate;
+use super::error::{ApiError, ErrorBody};
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use std::time::Duration;
+use utoipa::OpenApi as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The body of `POST /v1/runs`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    component: String,
-    #[serde(default = "empty_object")]
-    params: serde_json::Value,
-    duration: Option<String>,
-    lease: Option<String>,
+/// The document's frame: title, security scheme, shared schemas. The paths come from the
+/// router.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Faultline agent API",
+        description = "Runs faults and experiments on this host and always reverts them. See docs/agent.md."
+    ),
+    modifiers(&Bearer),
+    components(schemas(ErrorBody)),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
 }
 
-/// The body of `POST /v1/emergency-stop` (optional).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmergencyBody {
-    reason: Option<String>,
+/// The routes that need a token, with their documentation.
+fn authenticated() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi))
+        .routes(routes!(system::status))
+        .routes(routes!(
+            system::emergency_stop,
+            system::clear_emergency_stop
+        ))
+        .routes(routes!(hub::list))
+        .routes(routes!(hub::show))
+        .routes(routes!(hub::pull))
+        .routes(routes!(hub::sync))
+        .routes(routes!(experiments::validate))
+        .routes(routes!(experiments::start, experiments::list))
+        .routes(routes!(experiments::get))
+        .routes(routes!(experiments::log))
+        .routes(routes!(experiments::events))
+        .routes(routes!(experiments::heartbeat))
+        .routes(routes!(experiments::stop))
+        .routes(routes!(runs::start, runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(runs::heartbeat))
+        .routes(routes!(runs::stop))
 }
 
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
+/// The routes anyone may call.
+fn public() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| Response::error(400, format!("invalid JSON body: {e}")))
+/// The OpenAPI document of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<App>::with_openapi(ApiDoc::openapi())
+        .merge(public())
+        .merge(authenticated())
+        .into_openapi()
 }
 
-/// The longest `duration` or `lease` a run may ask for, as on the command line.
-const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The document as served, rendered once.
+#[derive(Clone)]
+pub(crate) struct Document(pub(crate) Arc<String>);
 
-fn duration(field: &str, text: &str) -> Result<Duration, Response> {
-    let d = humantime::parse_duration(text).map_err(|e| {
-        Response::error(
-            400,
-            format!("{field} {text:?} is not a duration (like \"30s\"): {e}"),
-        )
-    })?;
-    if d > MAX_DURATION {
-        return Err(Response::error(
-            400,
-            format!("{field} {text:?} is longer than the 7 days a run may last"),
+/// The agent's whole API: [`authenticate`] on every route but `/healthz`, `/readyz` and the
+/// live view's static shell under `/ui` ([`super::view::router`]); unknown paths are 404 and
+/// wrong methods 405, both JSON.
+pub fn router(app: App) -> axum::Router {
+    let (secured, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(authenticated())
+        .split_for_parts();
+    let (open, open_doc) = public().split_for_parts();
+    let mut doc = doc;
+    doc.merge(open_doc);
+    let rendered = doc
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"the document does not render: {e}\"}}"));
+    let secured = secured
+        .layer(axum::Extension(Document(Arc::new(rendered))))
+        .layer(middleware::from_fn_with_state(
+            app.tokens.clone(),
+            authenticate,
         ));
+    axum::Router::new()
+        .merge(open)
+        .merge(secured)
+        .merge(super::view::router::<App>())
+        .fallback(unknown_path)
+        .with_state(app)
+        .layer(middleware::from_fn(json_errors))
+}
+
+async fn unknown_path(request: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no such route: {} {}",
+        request.method(),
+        extract::shown(request.uri().path())
+    ))
+}
+
+/// Errors axum makes itself (a method the route does not serve, and the like) have no JSON
+/// body: they get one here, so every error a client sees is `{"error": ...}`.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = extract::shown(request.uri().path());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
     }
-    Ok(d)
-}
-
-/// Answers one request.
-pub async fn handle(agent: Arc<Agent>, request: Request) -> Response {
-    match route(&agent, &request).await {
-        Ok(r) | Err(r) => r,
-    }
-}
-
-async fn route(agent: &Arc<Agent>, request: &Request) -> Result<Response, Response> {
-    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
-    let method = request.method.as_str();
-    match (method, segments.as_slice()) {
-        ("POST", ["v1", "runs"]) => start(agent, &request.body).await,
-        ("GET", ["v1", "runs"]) => Ok(Response::json(
-            200,
-            serde_json::json!({ "runs": agent.runs() }),
-        )),
-        ("GET", ["v1", "runs", id]) => {
-            let run = find(agent, id)?;
-            Ok(Response::json(200, serde_json::json!(run.view())))
-        }
-        ("POST", ["v1", "runs", id, "heartbeat"]) => {
-            let run = find(agent, id)?;
-            if run.handle.heartbeat() {
-                Ok(Response::json(
-                    200,
-                    serde_json::json!({ "id": id, "renewed": true }),
-                ))
-            } else {
-                Err(Response::error(
-                    409,
-                    format!(
-                        "run {id} has ended ({}); there is no lease to renew",
-                        serde_json::json!(run.view().status)
-                    ),
-                ))
-            }
-        }
-        ("POST", ["v1", "runs", id, "stop"]) => {
-            let run = find(agent, id)?;
-            run.handle.stop(StopReason::UserStop);
-            run.handle.finished().await;
-            Ok(Response::json(200, serde_json::json!(run.view())))
-        }
-        ("POST", ["v1", "emergency-stop"]) => {
-            let body: EmergencyBody = if request.body.iter().all(u8::is_ascii_whitespace) {
-                EmergencyBody::default()
-            } else {
-                parse(&request.body)?
-            };
-            let reason = body
-                .reason
-                .unwrap_or_else(|| "requested through the API".into());
-            let done = agent.emergency_stop(&reason).await;
-            Ok(Response::json(200, serde_json::json!(done)))
-        }
-        ("DELETE", ["v1", "emergency-stop"]) => {
-            let was = agent.clear_emergency_stop().await;
-            Ok(Response::json(200, serde_json::json!({ "cleared": was })))
-        }
-        ("GET", ["v1", "status"]) => Ok(Response::json(
-            200,
-            serde_json::json!({ "accepting": agent.refusing().is_none(), "refusing": agent.refusing() }),
-        )),
-        (_, ["v1", "runs"])
-        | (_, ["v1", "runs", _])
-        | (_, ["v1", "runs", _, "heartbeat" | "stop"])
-        | (_, ["v1", "emergency-stop"])
-        | (_, ["v1", "status"]) => Err(Response::error(
-            405,
-            format!("{method} is not allowed on {}", request.path),
-        )),
-        _ => Err(Response::error(
-            404,
-            format!("no such route: {method} {}", request.path),
-        )),
-    }
-}
-
-fn find(agent: &Agent, id: &str) -> Result<super::run::Run, Response> {
-    agent.run(id).ok_or_else(|| {
-        // The id is the caller's own text: quote it only when it is short and printable.
-        let shown: String = id.chars().take(64).filter(|c| !c.is_control()).collect();
-        Response::error(404, format!("no run with id {shown:?}"))
-    })
-}
-
-async fn start(agent: &Arc<Agent>, body: &[u8]) -> Result<Response, Response> {
-    let body: StartBody = parse(body)?;
-    let request = RunRequest {
-        component: body.component,
-        params: body.params,
-        duration: duration("duration", body.duration.as_deref().unwrap_or("30s"))?,
-        lease: body
-            .lease
-            .as_deref()
-            .map(|l| duration("lease", l))
-            .transpose()?,
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!("{method} is not allowed on {path} (the Allow header lists what is)")
+    } else {
+        format!(
+            "{} on {method} {path}",
+            status.canonical_reason().unwrap_or("error")
+        )
     };
-    match agent.start(request).await {
-        Ok(id) => Ok(Response::json(
-            201,
-            serde_json::json!({ "id": id, "status": "injecting" }),
-        )),
-        Err(e @ StartError::Refused(_)) => Err(Response::error(409, e.to_string())),
-        Err(e @ StartError::Busy(_)) => Err(Response::error(503, e.to_string())),
-        Err(e @ StartError::Invalid(_)) => Err(Response::error(400, e.to_string())),
-        Err(e @ StartError::ComponentRefused(_)) => Err(Response::error(422, e.to_string())),
-        Err(StartError::Host(e)) => Err(Response::error(500, format!("{e:#}"))),
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut fixed = ApiError::new(status, message).into_response();
+    if let Some(allow) = allow {
+        fixed.headers_mut().insert(header::ALLOW, allow);
     }
+    fixed
 }
 
 #[cfg(test)]
@@ -182,17 +182,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_past_seven_days_are_refused_before_they_reach_an_instant() {
-        assert_eq!(duration("lease", "10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(duration("duration", "7d").unwrap(), MAX_DURATION);
-        // Added to an `Instant`, this would overflow and panic the run's task.
-        let r = duration("lease", "400000000000y").unwrap_err();
-        assert_eq!(r.status, 400);
+    fn the_document_is_openapi_3_1_with_bearer_security_and_every_route() {
+        let doc = openapi();
+        let json = serde_json::to_value(&doc).unwrap();
         assert!(
-            r.body.to_string().contains("longer than the 7 days"),
-            "{}",
-            r.body
+            json["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{json}"
         );
-        assert_eq!(duration("lease", "soon").unwrap_err().status, 400);
+        assert_eq!(
+            json["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        let paths: Vec<&String> = json["paths"].as_object().unwrap().keys().collect();
+        for p in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/openapi.json",
+            "/v1/status",
+            "/v1/hub/packages",
+            "/v1/hub/packages/{name}",
+            "/v1/hub/pull",
+            "/v1/hub/sync",
+            "/v1/experiments/validate",
+            "/v1/experiments",
+            "/v1/experiments/{id}",
+            "/v1/experiments/{id}/log",
+            "/v1/experiments/{id}/events",
+            "/v1/experiments/{id}/heartbeat",
+            "/v1/experiments/{id}/stop",
+            "/v1/runs",
+            "/v1/runs/{id}",
+            "/v1/runs/{id}/heartbeat",
+            "/v1/runs/{id}/stop",
+            "/v1/emergency-stop",
+        ] {
+            assert!(
+                paths.contains(&&p.to_string()),
+                "{p} missing from {paths:?}"
+            );
+        }
+        // The probes answer without a token.
+        assert_eq!(
+            json["paths"]["/healthz"]["get"]["security"],
+            serde_json::json!([{}])
+        );
     }
 }

@@ -1,18 +1,21 @@
 //! The agent: a daemon that runs faults on request and always reverts them.
 //!
 //! On start it recovers what dead runs left in the journal *before* it accepts any work (see
-//! [`crate::host::recover`]). Then it serves a small HTTP/1.1 JSON API on loopback ([`api`],
-//! [`http`]). Runs name components by hub reference only, and each is an
-//! [`crate::execution::Execution`]: the agent keeps no lifecycle of its own. Every run is reverted when its duration ends, when it is stopped, when its lease
-//! lapses (no heartbeat in time), on an emergency stop, and when the agent shuts down. An
-//! emergency stop also refuses new runs until it is cleared.
+//! [`crate::host::recover`]). Then [`App::start`] bundles what the API serves — single-fault
+//! runs ([`Agent`]), experiments ([`experiments::Experiments`]), metrics, the hubs kept in sync
+//! ([`hubsync::Hubs`]) and the tokens — and [`api::router`] serves it ([`server`] listens).
+//!
+//! Runs name components by hub reference only, and each is an
+//! [`crate::execution::Execution`]: the agent keeps no lifecycle of its own. Every run is
+//! reverted when its duration ends, when it is stopped, when its lease lapses (no heartbeat in
+//! time), on an emergency stop, and when the agent shuts down. An emergency stop also refuses
+//! new runs and experiments until it is cleared.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod experiments;
-pub mod http;
 pub mod hubsync;
 pub mod metrics;
 pub mod run;
@@ -22,11 +25,16 @@ pub mod view;
 use crate::component::Source;
 use crate::execution::{Execution, Spec, StopReason, new_id};
 use crate::host::{FaultPlugin, Host, LoadError};
-use crate::hub::Hub;
 use crate::policy::{Identity, Policy};
 use anyhow::Context as _;
+use auth::Tokens;
+use config::AgentConfig;
+use experiments::Experiments;
+use hubsync::Hubs;
+use metrics::Metrics;
 use run::{Run, RunView};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -71,7 +79,7 @@ pub enum StartError {
 }
 
 /// What an emergency stop (or a shutdown) did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct StopAll {
     /// Runs that were cut short.
     pub stopped: usize,
@@ -104,11 +112,12 @@ impl State {
     }
 }
 
-/// The agent: a host, the operator's policy, its hub and the runs.
+/// The agent's single-fault runs: a host, the operator's policy, the hubs and the runs.
 pub struct Agent {
     host: Arc<Host>,
     policy: Policy,
-    hub: Option<Hub>,
+    hubs: Arc<Hubs>,
+    metrics: Arc<Metrics>,
     plugins: Mutex<HashMap<Identity, Arc<FaultPlugin>>>,
     state: Mutex<State>,
 }
@@ -120,12 +129,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Agent {
     /// An agent over `host` (whose recovery has already run) with `policy`, resolving
-    /// components in `hub`.
-    pub fn new(host: Host, policy: Policy, hub: Option<Hub>) -> Agent {
+    /// components in the current index of `hubs`; every ended run goes to `metrics`.
+    pub fn new(host: Host, policy: Policy, hubs: Arc<Hubs>, metrics: Arc<Metrics>) -> Agent {
         Agent {
             host: Arc::new(host),
             policy,
-            hub,
+            hubs,
+            metrics,
             plugins: Mutex::new(HashMap::new()),
             state: Mutex::new(State::default()),
         }
@@ -145,8 +155,9 @@ impl Agent {
     /// checked plug-in.
     async fn plugin(&self, reference: &str) -> Result<Arc<FaultPlugin>, StartError> {
         let source = Source::from_request(reference).map_err(StartError::Invalid)?;
+        let hub = self.hubs.current();
         // Resolving is in memory: a reference already loaded costs no read and no hash.
-        if let (Source::Hub(reference), Some(hub)) = (&source, &self.hub)
+        if let (Source::Hub(reference), Some(hub)) = (&source, &hub)
             && let Ok(resolved) = hub.resolve(reference)
         {
             let identity = Identity::from_hub(
@@ -160,7 +171,7 @@ impl Agent {
             }
         }
         let fetched = source
-            .fetch(self.hub.as_ref())
+            .fetch(hub.as_deref())
             .await
             .map_err(|e| StartError::Invalid(format!("{e:#}")))?;
         let plugin = match self
@@ -230,10 +241,15 @@ impl Agent {
             )));
         }
         state.prune();
-        state.runs.insert(id.clone(), run);
+        state.runs.insert(id.clone(), run.clone());
         // A task of its own: should it panic, the execution's guard still reverts the run and
         // publishes its outcome, so stops and shutdown never wait forever.
         tokio::spawn(execution.run());
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            run.handle.finished().await;
+            metrics.run_ended(&run.view());
+        });
         Ok(id)
     }
 
@@ -316,6 +332,130 @@ impl Agent {
             reverted_in_ms: start.elapsed().as_secs_f64() * 1000.0,
             failures,
         }
+    }
+}
+
+/// What `POST /v1/emergency-stop` did: the single-fault runs and the experiments it stopped.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct EmergencyStopped {
+    /// The single-fault runs.
+    pub runs: StopAll,
+    /// Experiments that were running and are now reverted.
+    pub experiments: usize,
+}
+
+/// Everything the API serves, cheap to clone (every part is shared).
+#[derive(Clone)]
+pub struct App {
+    /// Single-fault runs (`/v1/runs`).
+    pub agent: Arc<Agent>,
+    /// Experiments (`/v1/experiments`).
+    pub experiments: Arc<Experiments>,
+    /// The Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The hubs, kept in sync.
+    pub hubs: Arc<Hubs>,
+    /// The tokens the API accepts.
+    pub tokens: Arc<Tokens>,
+    /// Labels fleets select this agent by.
+    pub labels: Arc<BTreeMap<String, String>>,
+    shutting_down: Arc<AtomicBool>,
+    sync_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl App {
+    /// Builds the app from `config` once recovery has run on `host`: opens the hubs (a first
+    /// sync), the experiment history and the managers, and starts the periodic hub sync.
+    /// Returns the app and the warnings to show (hub sources that failed, and the like); an
+    /// error only when the history cannot be opened.
+    pub async fn start(
+        config: &AgentConfig,
+        host: Host,
+        policy: Policy,
+        tokens: Tokens,
+    ) -> anyhow::Result<(App, Vec<String>)> {
+        let metrics = Arc::new(Metrics::new());
+        let (hubs, mut warnings) = Hubs::open(config.hub.clone()).await;
+        let hubs = Arc::new(hubs);
+        metrics.hub_synced(hubs.current().is_some());
+        if hubs.current().is_none() {
+            warnings.push("no hub index is loaded: runs cannot resolve components".into());
+        }
+        let options = crate::experiment::engine::Options {
+            state_dir: host.config().state_dir.clone(),
+            hub: config.hub.clone(),
+            policy: policy.clone(),
+            trusted_roots: host.config().trusted_roots.clone(),
+            memory_limit: host.config().memory_limit,
+            call_timeout: config.call_timeout,
+        };
+        let history = crate::experiment::store::history_path(&options.state_dir);
+        let store =
+            tokio::task::spawn_blocking(move || crate::experiment::store::Store::open(&history))
+                .await
+                .context("opening the history panicked")?
+                .context("the experiment history cannot be opened")?;
+        let experiments = Arc::new(Experiments::new(options, store, metrics.clone()));
+        let agent = Arc::new(Agent::new(host, policy, hubs.clone(), metrics.clone()));
+        let sync_task = hubs
+            .clone()
+            .spawn_sync(config.hub_sync_interval, metrics.clone());
+        let app = App {
+            agent,
+            experiments,
+            metrics,
+            hubs,
+            tokens: Arc::new(tokens),
+            labels: Arc::new(config.labels.clone()),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            sync_task: Arc::new(Mutex::new(Some(sync_task))),
+        };
+        Ok((app, warnings))
+    }
+
+    /// Whether the agent is ready for work (`/readyz`): recovered (it is, once [`App::start`]
+    /// returned), a hub index loaded, not shutting down; else why not.
+    pub fn ready(&self) -> Result<(), String> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err("the agent is shutting down".into());
+        }
+        if self.hubs.current().is_none() {
+            return Err("no hub index is loaded yet".into());
+        }
+        Ok(())
+    }
+
+    /// Emergency stop: refuses new runs and experiments with `reason`, reverts every run and
+    /// experiment at once and waits until all are reverted.
+    pub async fn emergency_stop(&self, reason: &str) -> EmergencyStopped {
+        let why = format!("emergency stop: {reason}");
+        let (runs, experiments) = tokio::join!(
+            self.agent.emergency_stop(reason),
+            self.experiments.stop_all(&why)
+        );
+        EmergencyStopped { runs, experiments }
+    }
+
+    /// Clears an emergency stop: runs and experiments are accepted again. Returns whether one
+    /// was active.
+    pub async fn clear_emergency_stop(&self) -> bool {
+        let was = self.agent.clear_emergency_stop().await;
+        self.experiments.accept();
+        was
+    }
+
+    /// Shutdown: `/readyz` answers 503, the hub sync stops, every run and experiment is
+    /// reverted; new ones stay refused for good.
+    pub async fn shutdown(&self) -> StopAll {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        if let Some(task) = lock(&self.sync_task).take() {
+            task.abort();
+        }
+        let (runs, _) = tokio::join!(
+            self.agent.shutdown(),
+            self.experiments.stop_all("the agent is shutting down")
+        );
+        runs
     }
 }
 

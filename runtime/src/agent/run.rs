@@ -6,7 +6,7 @@ use crate::execution::{Handle, Outcome, Phase, StopReason};
 use serde::Serialize;
 
 /// Where a run is in its life, as the API says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// `inject` is running.
@@ -59,7 +59,7 @@ impl Status {
 }
 
 /// What `GET /v1/runs/{id}` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     /// The run's id (also its execution id in the journal).
     pub id: String,

@@ -1,14 +1,15 @@
 //! `faultline agent`: recover, then serve the run API on loopback until SIGTERM or SIGINT,
 //! which revert everything before the agent exits.
 
-use super::{EXIT_OK, EXIT_REVERT_FAILED, EXIT_USAGE};
-use crate::agent::{Agent, api, http, load_policy};
+use super::{EXIT_REVERT_FAILED, EXIT_USAGE};
+use crate::agent::auth::Tokens;
+use crate::agent::config::{AgentConfig, Listen};
+use crate::agent::{App, api, load_policy, server};
 use crate::host::{HostConfig, recover::recover};
 use clap::Args;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -25,6 +26,10 @@ pub struct AgentArgs {
     /// Deadline for each call into a component (revert included).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub call_timeout: Duration,
+    /// The tokens file (TOML `[[token]]` tables of name, role, team, sha256). Without one no
+    /// token is accepted.
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
 }
 
 /// Runs `faultline agent`.
@@ -71,7 +76,29 @@ pub async fn run(
             return EXIT_REVERT_FAILED;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+    let tokens = match &args.tokens {
+        Some(path) => match Tokens::load(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = writeln!(out, "error: cannot use tokens {}: {e:#}", path.display());
+                return EXIT_USAGE;
+            }
+        },
+        None => Tokens::default(),
+    };
+    let config = AgentConfig {
+        listen: Listen::Tcp(args.listen),
+        tls: None,
+        tokens: args.tokens.clone().unwrap_or_default(),
+        policy: args.policy.clone(),
+        allowed_hosts: Vec::new(),
+        labels: Default::default(),
+        hub_sync_interval: Duration::from_secs(300),
+        call_timeout: args.call_timeout,
+        max_connections: 256,
+        hub: hub.clone(),
+    };
+    let listener = match server::Listener::bind(&config).await {
         Ok(l) => l,
         Err(e) => {
             let _ = writeln!(out, "error: cannot listen on {}: {e}", args.listen);
@@ -84,30 +111,37 @@ pub async fn run(
     let _ = writeln!(out, "listening on {bound}");
     super::recover::print_report(&report, out);
     let _ = out.flush();
-    let hub = match crate::hub::open_hub(hub.clone()).await {
-        Ok((h, problems)) => {
-            for p in problems {
-                let _ = writeln!(out, "warning: hub: {p}");
+    let app = match App::start(&config, host, policy, tokens).await {
+        Ok((app, warnings)) => {
+            for w in warnings {
+                let _ = writeln!(out, "warning: {w}");
             }
-            Some(h)
+            app
         }
         Err(e) => {
-            let _ = writeln!(out, "warning: no hub, runs cannot resolve components: {e}");
-            None
+            let _ = writeln!(out, "error: {e:#}");
+            return EXIT_USAGE;
         }
     };
-    let agent = Arc::new(Agent::new(host, policy, hub));
-    let served = agent.clone();
-    let handler = move |request| api::handle(served.clone(), request);
-    let mut code = EXIT_OK;
-    let shutdown = async {
-        code = tokio::select! {
+    let _ = out.flush();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = server::serve(listener, &config, api::router(app.clone()), async move {
+        let _ = stop_rx.await;
+    });
+    // Everything is reverted before the listener closes: event streams end with their runs.
+    let control = async {
+        let code = tokio::select! {
             _ = term.recv() => 143,
             _ = int.recv() => 130,
         };
+        let done = app.shutdown().await;
+        let _ = stop_tx.send(());
+        (code, done)
     };
-    http::serve(listener, handler, shutdown).await;
-    let done = agent.shutdown().await;
+    let (served, (code, done)) = tokio::join!(serving, control);
+    if let Err(e) = served {
+        let _ = writeln!(out, "warning: serving ended with an error: {e:#}");
+    }
     let _ = writeln!(
         out,
         "shutting down: {} run(s) stopped, reverted in {:.1} ms",

@@ -14,8 +14,8 @@ use clap::{Args, Subcommand};
 use crate::hub::build::{BuildOptions, build};
 use crate::hub::lint::{artifact_findings, lint};
 use crate::hub::{
-    ComponentImports, Digest, Hub, HubConfig, HubError, Index, Package, Reference, SourceOutcome,
-    open_hub, sign, signature_path, verify_file,
+    ComponentImports, Digest, Hub, HubConfig, HubError, Index, SourceOutcome, catalog, open_hub,
+    sign, signature_path, verify_file,
 };
 /// The `faultline hub` subcommands.
 #[derive(Debug, Clone, Subcommand)]
@@ -213,33 +213,10 @@ async fn list(
     out: &mut dyn Write,
 ) -> Result<i32, HubError> {
     let hub = open(config, sync, out).await?;
-    let words: Vec<String> = query
-        .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
-        .unwrap_or_default();
-    let mut rows = Vec::new();
-    for loaded in hub.indexes() {
-        for package in &loaded.index.packages {
-            if !words.is_empty() && !words.iter().all(|w| matches(package, w)) {
-                continue;
-            }
-            // Shows what `pull <name>` would get, or why not.
-            let version = match hub.resolve(&package.name) {
-                Ok(r) if r.hub == loaded.index.hub.id => r.release.version.to_string(),
-                Ok(_) => "(shadowed)".into(),
-                Err(HubError::Denied { .. }) => "(denied)".into(),
-                Err(HubError::AboveCeiling { .. }) => "(above ceiling)".into(),
-                Err(HubError::Yanked { .. }) => "(yanked)".into(),
-                Err(_) => "-".into(),
-            };
-            rows.push([
-                package.name.clone(),
-                package.kind.to_string(),
-                version,
-                loaded.index.hub.id.clone(),
-                package.description.clone(),
-            ]);
-        }
-    }
+    let rows: Vec<[String; 5]> = catalog::list(&hub, query, None)
+        .into_iter()
+        .map(|l| [l.name, l.kind.to_string(), l.version, l.hub, l.description])
+        .collect();
     if rows.is_empty() {
         let _ = writeln!(
             out,
@@ -254,15 +231,6 @@ async fn list(
         out,
     );
     Ok(0)
-}
-
-fn matches(package: &Package, word: &str) -> bool {
-    package.name.to_lowercase().contains(word)
-        || package.description.to_lowercase().contains(word)
-        || package
-            .categories
-            .iter()
-            .any(|c| c.to_lowercase().contains(word))
 }
 
 fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]], out: &mut dyn Write) {
@@ -296,18 +264,7 @@ async fn show(
     out: &mut dyn Write,
 ) -> Result<i32, HubError> {
     let hub = open(config, sync, out).await?;
-    let parsed: Reference = reference.parse()?;
-    let resolved = hub.resolve(reference);
-    let package = match (&resolved, &parsed) {
-        (Ok(r), _) => r.package.clone(),
-        (Err(_), Reference::Name { name, .. }) => {
-            match hub.indexes().iter().find_map(|l| l.index.package(name)) {
-                Some(p) => p.clone(),
-                None => return resolved.map(|_| 0),
-            }
-        }
-        (Err(_), Reference::Digest(_)) => return resolved.map(|_| 0),
-    };
+    let (package, resolved) = catalog::show(&hub, reference)?;
     let _ = writeln!(out, "{} ({})", package.name, package.kind);
     let _ = writeln!(out, "  {}", package.description);
     if !package.categories.is_empty() {

@@ -37,6 +37,7 @@
 pub mod build;
 mod bundled;
 mod cache;
+pub mod catalog;
 mod config;
 mod curate;
 mod digest;
