@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod experiments;
+pub mod guard;
 pub mod hubsync;
 pub mod metrics;
 pub mod run;

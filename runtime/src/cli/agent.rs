@@ -1,59 +1,185 @@
-//! `faultline agent`: recover, then serve the run API on loopback until SIGTERM or SIGINT,
-//! which revert everything before the agent exits.
+//! `faultline agent --config agent.toml`: recover, then serve the API until SIGTERM or SIGINT,
+//! which revert everything before the agent exits; and `faultline agent token …`, which
+//! manages the tokens file.
+//!
+//! Flags override the file for quick starts: `faultline agent --listen 127.0.0.1:0 --tokens
+//! tokens.toml --policy policy.toml` needs no `agent.toml` at all.
 
-use super::{EXIT_REVERT_FAILED, EXIT_USAGE};
-use crate::agent::auth::Tokens;
+use super::{EXIT_OK, EXIT_REVERT_FAILED, EXIT_USAGE};
+use crate::agent::auth::{self, Role, Tokens};
 use crate::agent::config::{AgentConfig, Listen};
-use crate::agent::{App, api, load_policy, server};
+use crate::agent::server::{Listener, serve};
+use crate::agent::{App, api, load_policy};
 use crate::host::{HostConfig, recover::recover};
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// `faultline agent`.
+/// `faultline agent`. The global `--config` names the agent's `agent.toml`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AgentArgs {
-    /// Address to listen on; loopback only (the API has no authentication yet). Port 0 picks
-    /// a free port; the first line of output names the bound address.
-    #[arg(long, default_value = "127.0.0.1:7787")]
-    pub listen: SocketAddr,
-    /// The operator's policy (TOML). Without one nothing is granted.
+    /// Manage tokens instead of serving.
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+    /// Where to listen (overrides `[agent] listen`): `127.0.0.1:7787`, `[::1]:0`,
+    /// `unix:/run/faultline/agent.sock`. Port 0 picks a free port; the first line of output
+    /// names what was bound.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The operator's policy (TOML; overrides `[agent] policy`). Without one nothing is granted.
     #[arg(long, env = "FAULTLINE_POLICY")]
     pub policy: Option<PathBuf>,
-    /// Deadline for each call into a component (revert included).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub call_timeout: Duration,
-    /// The tokens file (TOML `[[token]]` tables of name, role, team, sha256). Without one no
-    /// token is accepted.
+    /// The tokens file (overrides `[agent] tokens`; required without `--config`).
     #[arg(long)]
     pub tokens: Option<PathBuf>,
+    /// Deadline for each call into a component, revert included (overrides `[agent]
+    /// call_timeout`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub call_timeout: Option<Duration>,
+}
+
+/// `faultline agent <command>`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// The tokens file: add, list, revoke.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// `faultline agent token <command>`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token, store its hash, print the token (once: it is stored nowhere).
+    Add {
+        /// The tokens file (created 0600 when missing).
+        #[arg(long)]
+        tokens: PathBuf,
+        /// A name for people and logs (unique in the file).
+        #[arg(long)]
+        name: String,
+        /// viewer, runner or admin.
+        #[arg(long)]
+        role: Role,
+        /// The team whose experiments it may run.
+        #[arg(long)]
+        team: String,
+    },
+    /// Show the tokens' names, roles and teams.
+    List {
+        /// The tokens file.
+        #[arg(long)]
+        tokens: PathBuf,
+    },
+    /// Remove a token: it is refused from the agent's next start.
+    Revoke {
+        /// The tokens file.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// The token's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Runs `faultline agent token …`. File work in the blocking pool.
+async fn token(command: TokenCommand, out: &mut dyn Write) -> u8 {
+    let done = tokio::task::spawn_blocking(move || match command {
+        TokenCommand::Add {
+            tokens,
+            name,
+            role,
+            team,
+        } => auth::add(&tokens, &name, role, &team).map(|t| {
+            format!(
+                "{t}\n# token {name:?} ({}, team {team}) added to {}; it is shown only now\n",
+                role.as_str(),
+                tokens.display()
+            )
+        }),
+        TokenCommand::List { tokens } => auth::list(&tokens).map(|entries| {
+            let mut text = String::new();
+            for e in entries {
+                text.push_str(&format!("{}\t{}\t{}\n", e.name, e.role.as_str(), e.team));
+            }
+            text
+        }),
+        TokenCommand::Revoke { tokens, name } => auth::revoke(&tokens, &name).map(|e| {
+            format!(
+                "revoked {:?} ({}, team {}); restart the agent to refuse it\n",
+                e.name,
+                e.role.as_str(),
+                e.team
+            )
+        }),
+    })
+    .await;
+    match done {
+        Ok(Ok(text)) => {
+            let _ = write!(out, "{text}");
+            EXIT_OK
+        }
+        Ok(Err(e)) => {
+            let _ = writeln!(out, "error: {e:#}");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The configuration: `agent.toml` when given, then the flags over it. Sync (file reads).
+fn configure(
+    args: &AgentArgs,
+    file: Option<&Path>,
+    state_dir: &Path,
+) -> Result<AgentConfig, String> {
+    let mut config = match file {
+        Some(path) => AgentConfig::load(path).map_err(|e| e.to_string())?,
+        None => {
+            let tokens = args.tokens.clone().ok_or(
+                "no tokens: give --config agent.toml (with [agent] tokens) or --tokens FILE",
+            )?;
+            let listen = Listen::parse(crate::agent::config::DEFAULT_LISTEN, Path::new("."))?;
+            AgentConfig::new(listen, tokens)
+        }
+    };
+    if let Some(listen) = &args.listen {
+        config.listen = Listen::parse(listen, Path::new("."))?;
+    }
+    if let Some(tokens) = &args.tokens {
+        config.tokens = tokens.clone();
+    }
+    if let Some(policy) = &args.policy {
+        config.policy = Some(policy.clone());
+    }
+    if let Some(t) = args.call_timeout {
+        config.call_timeout = t;
+    }
+    config.check_plaintext()?;
+    if config.hub.cache_dir.is_none() {
+        config.hub.cache_dir = Some(state_dir.join("hub"));
+    }
+    Ok(config)
 }
 
 /// Runs `faultline agent`.
 pub async fn run(
     args: AgentArgs,
-    hub: &crate::hub::HubConfig,
+    config_file: Option<&Path>,
     state_dir: &Path,
     out: &mut dyn Write,
 ) -> u8 {
-    if !args.listen.ip().is_loopback() {
-        let _ = writeln!(
-            out,
-            "error: --listen {} is not a loopback address; the API has no authentication yet",
-            args.listen
-        );
-        return EXIT_USAGE;
+    if let Some(AgentCommand::Token { command }) = args.command {
+        return token(command, out).await;
     }
-    let policy = match load_policy(args.policy.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(out, "error: {e:#}");
-            return EXIT_USAGE;
-        }
-    };
     // Handlers first: a SIGTERM during recovery must not kill us halfway through an undo.
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -62,10 +188,29 @@ pub async fn run(
         let _ = writeln!(out, "error: cannot install signal handlers");
         return EXIT_USAGE;
     };
-    let mut config = HostConfig::new(state_dir.to_path_buf());
-    config.call_timeout = args.call_timeout;
-    config.revert_timeout = args.call_timeout;
-    let Ok(host) = super::start_host(config, out) else {
+    let (file, dir) = (config_file.map(Path::to_path_buf), state_dir.to_path_buf());
+    let loaded = tokio::task::spawn_blocking(move || {
+        let config = configure(&args, file.as_deref(), &dir)?;
+        let tokens = Tokens::load(&config.tokens).map_err(|e| format!("{e:#}"))?;
+        let policy = load_policy(config.policy.as_deref()).map_err(|e| format!("{e:#}"))?;
+        Ok::<_, String>((config, tokens, policy))
+    })
+    .await;
+    let (config, tokens, policy) = match loaded {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
+            let _ = writeln!(out, "error: {e}");
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut host_config = HostConfig::new(state_dir.to_path_buf());
+    host_config.call_timeout = config.call_timeout;
+    host_config.revert_timeout = config.call_timeout;
+    let Ok(host) = super::start_host(host_config, out) else {
         return EXIT_USAGE;
     };
     // Recovery before any work: remnants of a crashed run are undone before the port opens.
@@ -76,40 +221,26 @@ pub async fn run(
             return EXIT_REVERT_FAILED;
         }
     };
-    let tokens = match &args.tokens {
-        Some(path) => match Tokens::load(path) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = writeln!(out, "error: cannot use tokens {}: {e:#}", path.display());
-                return EXIT_USAGE;
-            }
-        },
-        None => Tokens::default(),
-    };
-    let config = AgentConfig {
-        listen: Listen::Tcp(args.listen),
-        tls: None,
-        tokens: args.tokens.clone().unwrap_or_default(),
-        policy: args.policy.clone(),
-        allowed_hosts: Vec::new(),
-        labels: Default::default(),
-        hub_sync_interval: Duration::from_secs(300),
-        call_timeout: args.call_timeout,
-        max_connections: 256,
-        hub: hub.clone(),
-    };
-    let listener = match server::Listener::bind(&config).await {
+    let listener = match Listener::bind(&config).await {
         Ok(l) => l,
         Err(e) => {
-            let _ = writeln!(out, "error: cannot listen on {}: {e}", args.listen);
+            let _ = writeln!(out, "error: {e:#}");
             return EXIT_USAGE;
         }
     };
     // No probe may reach the agent's own API, whatever the policy grants.
-    let bound = listener.local_addr().unwrap_or(args.listen);
-    host.protect_endpoint(bound);
-    let _ = writeln!(out, "listening on {bound}");
+    if let Some(bound) = listener.local_addr() {
+        host.protect_endpoint(bound);
+    }
+    let _ = writeln!(out, "listening on {}", listener.describe());
     super::recover::print_report(&report, out);
+    if tokens.is_empty() {
+        let _ = writeln!(
+            out,
+            "warning: {} holds no token: every request but /healthz and /readyz is refused",
+            config.tokens.display()
+        );
+    }
     let _ = out.flush();
     let app = match App::start(&config, host, policy, tokens).await {
         Ok((app, warnings)) => {
@@ -125,7 +256,7 @@ pub async fn run(
     };
     let _ = out.flush();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = server::serve(listener, &config, api::router(app.clone()), async move {
+    let serving = serve(listener, &config, api::router(app.clone()), async move {
         let _ = stop_rx.await;
     });
     // Everything is reverted before the listener closes: event streams end with their runs.

@@ -95,8 +95,8 @@ pub enum Command {
     Stop(remote::StopArgs),
     /// Undo whatever earlier runs that crashed left in the journal.
     Recover,
-    /// Serve the run API on loopback: recover first, revert on lease lapse, stop, emergency
-    /// stop and shutdown.
+    /// Serve the agent's API (`--config agent.toml`): recover first, then revert on lease
+    /// lapse, stop, emergency stop and shutdown; `agent token` manages its tokens.
     Agent(agent::AgentArgs),
     /// Run the demo experiment: a web service it starts, paused by `process-pause` while
     /// `http-probe` checks it; the verdict and the resilience score.
@@ -192,10 +192,7 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
                 }
             }
             Command::Recover => recover::run(&state_dir, out).await,
-            Command::Agent(a) => match hub_config(config.as_deref(), &state_dir) {
-                Ok(hub) => agent::run(a, &hub, &state_dir, out).await,
-                Err(e) => config_error(e, out),
-            },
+            Command::Agent(a) => agent::run(a, config.as_deref(), &state_dir, out).await,
             Command::Demo(a) => match hub_config(config.as_deref(), &state_dir) {
                 Ok(hub) => demo::run(a, &hub, &state_dir, out).await,
                 Err(e) => config_error(e, out),
