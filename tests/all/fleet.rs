@@ -74,7 +74,12 @@ impl Tokens {
                 hex::encode(Sha256::digest(token.as_bytes()))
             ));
         }
-        std::fs::write(t.dir.path().join("tokens.toml"), text).unwrap();
+        let path = t.tokens_file();
+        std::fs::write(&path, text).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         t
     }
 
@@ -226,7 +231,7 @@ wait"#,
                     .find(|p| comm(*p).starts_with("faultline"))?;
                 Some((target, agent))
             });
-        let mut me = NsAgent {
+        let me = NsAgent {
             netns,
             addr,
             dir,
@@ -256,8 +261,8 @@ wait"#,
         let deadline = Instant::now() + Duration::from_secs(60);
         while get(&self.addr, "/readyz", None).map(|(s, _)| s) != Some(200) {
             assert!(
-                Instant::now() < deadline,
-                "agent {} not ready in 60 s; its log:\n{}",
+                Instant::now() < deadline && !matches!(proc_state(self.agent), '?' | 'Z'),
+                "agent {} not ready (it ended, or 60 s passed); its log:\n{}",
                 self.name(),
                 self.log()
             );
@@ -285,7 +290,13 @@ wait"#,
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let nsenter = child.id();
         self.restarted = Some(child);
+        self.agent = wait_for("the restarted agent", Duration::from_secs(10), || {
+            children(nsenter)
+                .into_iter()
+                .find(|p| comm(*p).starts_with("faultline"))
+        });
         self.wait_ready();
     }
 }
@@ -297,14 +308,13 @@ impl Drop for NsAgent {
             nix::unistd::Pid::from_raw(self.agent as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(proc_state(self.agent), '?' | 'Z') && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if let Some(c) = &mut self.restarted {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
             let _ = c.wait();
         }
-        std::thread::sleep(Duration::from_millis(300));
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.sh as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -320,7 +330,8 @@ impl Drop for NsAgent {
 
 fn agent_toml(addr: &str, tokens: &Path, policy: &Path, index: usize) -> String {
     format!(
-        r#"listen = "{addr}:{PORT}"
+        r#"[agent]
+listen = "{addr}:{PORT}"
 insecure_plaintext = true
 tokens = "{}"
 policy = "{}"

@@ -190,12 +190,7 @@ fn check_team(by: &Principal, team: Option<&str>, what: &str) -> Result<(), Expe
     if by.acts_for(team) {
         return Ok(());
     }
-    let who = format!(
-        "{} (a {} of team {})",
-        by.name,
-        role_word(by.role),
-        by.team
-    );
+    let who = format!("{} (a {} of team {})", by.name, role_word(by.role), by.team);
     Err(ExperimentError::Forbidden(match team {
         Some(team) => format!(
             "{who} may not act for {what}, which belongs to team {team}: only team {team} or an admin may"
@@ -343,7 +338,9 @@ impl Experiments {
                 },
             );
             state.starting = state.starting.saturating_sub(1);
-            self.inner.metrics.set_experiments_running(state.running.len());
+            self.inner
+                .metrics
+                .set_experiments_running(state.running.len());
         }
         let mut slot = slot;
         slot.armed = false;
@@ -429,9 +426,7 @@ impl Experiments {
             match state.running.get(id) {
                 Some(entry) => {
                     check_team(by, entry.team.as_deref(), &format!("execution {id}"))?;
-                    entry
-                        .stopper
-                        .stop(Stop::Execution(StopReason::UserStop));
+                    entry.stopper.stop(Stop::Execution(StopReason::UserStop));
                     Some(entry.finished.clone())
                 }
                 None => match gone(&state, id, by) {
@@ -592,7 +587,9 @@ impl Experiments {
         let record = self.stored(id).await?;
         check_team(by, record.team.as_deref(), &format!("execution {id}"))?;
         let (store, key) = (self.inner.store.clone(), id.to_string());
-        blocking(move || store.log(&key)).await.map_err(|e| not_found(e, id))
+        blocking(move || store.log(&key))
+            .await
+            .map_err(|e| not_found(e, id))
     }
 
     /// The live state of a running execution; `None` when it is not running (it has ended, or
@@ -638,7 +635,10 @@ fn gone(state: &State, id: &str, by: &Principal) -> ExperimentError {
 fn not_found(e: ExperimentError, id: &str) -> ExperimentError {
     match e {
         ExperimentError::Host(e)
-            if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::BadId { .. })) =>
+            if matches!(
+                e.downcast_ref::<StoreError>(),
+                Some(StoreError::BadId { .. })
+            ) =>
         {
             ExperimentError::NotFound(shown(id))
         }

@@ -224,9 +224,7 @@ impl Metrics {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| "unknown".into());
-        self.runs
-            .get_or_create(&StatusLabel { status })
-            .inc();
+        self.runs.get_or_create(&StatusLabel { status }).inc();
         let failed = !view.revert_failures.is_empty();
         if failed {
             self.revert_failures.inc();
@@ -307,6 +305,10 @@ mod tests {
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
         m.set_emergency_stop(false);
-        assert!(m.encode().lines().any(|l| l == "faultline_emergency_stop 0"));
+        assert!(
+            m.encode()
+                .lines()
+                .any(|l| l == "faultline_emergency_stop 0")
+        );
     }
 }

@@ -1325,7 +1325,10 @@ mod tests {
         assert_eq!(errors.0.len(), 1, "{errors}");
         let e = &errors.0[0];
         assert_eq!((e.path.as_str(), e.line), ("team", Some(4)), "{errors}");
-        assert!(e.message.contains("\"Pay_ments\" is not a team name"), "{errors}");
+        assert!(
+            e.message.contains("\"Pay_ments\" is not a team name"),
+            "{errors}"
+        );
         let validator = jsonschema::draft202012::new(&schema()).unwrap();
         let bad: serde_json::Value =
             serde_yaml_ng::from_str(&base.replace("TEAM", "Pay_ments")).unwrap();
