@@ -572,7 +572,7 @@ fn three_agents_revert_within_the_lease_when_the_cli_or_an_agent_dies() {
         running.child.kill().unwrap();
         let died = Instant::now();
         running.child.wait().unwrap();
-        let reverted = wait_for(
+        wait_for(
             "every target running again",
             LEASE + Duration::from_secs(2),
             || {
@@ -583,7 +583,6 @@ fn three_agents_revert_within_the_lease_when_the_cli_or_an_agent_dies() {
             },
         );
         let took = died.elapsed();
-        let _ = reverted;
         eprintln!(
             "fleet: from the command line's death to every agent reverted: {took:?} (lease {LEASE:?})"
         );

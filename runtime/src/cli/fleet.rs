@@ -237,11 +237,10 @@ pub async fn resolve(args: &RemoteArgs, client: &Client) -> Result<Vec<Endpoint>
         None => Vec::new(),
         Some(path) => {
             let path = path.clone();
-            let text = tokio::task::spawn_blocking(move || read_fleet(&path))
+            tokio::task::spawn_blocking(move || read_fleet(&path))
                 .await
                 .map_err(|e| usage(format!("reading the fleet file failed: {e}")))?
-                .map_err(usage)?;
-            text
+                .map_err(usage)?
         }
     };
     for text in args.agents.iter().filter(|t| !t.trim().is_empty()) {
@@ -965,7 +964,7 @@ async fn follow(client: Client, agent: Endpoint, id: String, i: usize, tx: mpsc:
             },
         };
         reconnects += 1;
-        if reconnects == 1 || reconnects % 30 == 0 {
+        if reconnects == 1 || reconnects.is_multiple_of(30) {
             let _ = tx
                 .send(Update::Note(
                     i,
