@@ -31,7 +31,7 @@
 //!    die, every agent's lease lapses and each reverts.
 //! 5. The verdict lists each agent's record: end state, status, score. The exit code is the
 //!    worst of the agents' (a failed revert 5, errored 4, canceled 8, failed 1), as in
-//!    [`super::run`].
+//!    `faultline run` on this host.
 
 use super::remote::{
     Client, Endpoint, REQUEST_TIMEOUT, Remote, RemoteArgs, RemoteError, STOP_TIMEOUT, decode,
