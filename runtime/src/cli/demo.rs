@@ -192,6 +192,7 @@ async fn demo(
         html: args.html.clone(),
         memory_mib: 64,
         call_timeout: Duration::from_secs(10),
+        lease: None,
     };
     let digest = crate::hub::Digest::of(text.as_bytes()).to_string();
     let (code, record) = execute(

@@ -79,7 +79,7 @@ pub async fn run(command: ExecutionsCommand, state_dir: &Path, out: &mut dyn Wri
             return EXIT_USAGE;
         }
         Answer::List(runs) if json => print_json(&runs, out),
-        Answer::List(runs) => print_list(&runs, &path, out),
+        Answer::List(runs) => print_list(&runs, &format!("the history at {}", path.display()), out),
         Answer::Show(record) if json => print_json(&record, out),
         Answer::Show(record) => print_show(&record, out),
         Answer::Log(lines) => print_log(&lines, out),
@@ -119,9 +119,14 @@ fn print_json<T: serde::Serialize>(value: &T, out: &mut dyn Write) -> std::io::R
     writeln!(out, "{text}")
 }
 
-fn print_list(runs: &[Summary], path: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+/// The runs as a table; `place` says where they are kept (`the history at …`, `agent a`).
+pub(super) fn print_list(
+    runs: &[Summary],
+    place: &str,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     if runs.is_empty() {
-        return writeln!(out, "no runs in the history at {}", path.display());
+        return writeln!(out, "no runs in {place}");
     }
     let header = [
         "ID",
@@ -173,7 +178,8 @@ fn print_list(runs: &[Summary], path: &Path, out: &mut dyn Write) -> std::io::Re
     Ok(())
 }
 
-fn print_show(r: &Record, out: &mut dyn Write) -> std::io::Result<()> {
+/// One run, for people.
+pub(super) fn print_show(r: &Record, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "execution {}", r.id)?;
     writeln!(out, "  experiment  {} ({})", plain(&r.name), plain(&r.file))?;
     let end_state = r.end_state.map_or("-", |e| e.as_str());
@@ -258,7 +264,8 @@ fn print_show(r: &Record, out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_log(lines: &[LogEntry], out: &mut dyn Write) -> std::io::Result<()> {
+/// A run's log lines, for people.
+pub(super) fn print_log(lines: &[LogEntry], out: &mut dyn Write) -> std::io::Result<()> {
     for l in lines {
         let source = serde_json::to_value(l.source)
             .ok()

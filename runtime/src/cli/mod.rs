@@ -1,6 +1,9 @@
 //! Command-line interface: one module per command group. `main.rs` only parses and calls
 //! [`main`], which returns the exit code.
 //!
+//! With `--agent URL` or `--fleet FILE` ([`remote::RemoteArgs`]), `run`, `executions`, `stop`
+//! and `emergency-stop` go to running agents instead of this host ([`remote`], [`fleet`]).
+//!
 //! Exit codes scripts can rely on:
 //!
 //! | code | meaning |
@@ -12,17 +15,20 @@
 //! | 4 | inject or a tick failed (error, trap, deadline); everything it did was reverted |
 //! | 5 | revert failed: the host may still be changed; the journal keeps it for `recover` |
 //! | 6 | the probe could not run (not applicable): it returned an error, trapped, hit a limit or was denied |
+//! | 7 | an agent could not be reached, timed out or failed (with `--agent`, `--fleet`; see [`remote`]) |
 //! | 130, 143 | interrupted by SIGINT or SIGTERM; everything was reverted |
 
 mod agent;
 mod demo;
 mod executions;
+pub mod fleet;
 pub mod hub;
 mod inject;
 mod inspect;
 mod params;
 mod policy;
 mod recover;
+pub mod remote;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +66,9 @@ pub struct Cli {
     /// keys to trust, for every command that loads components. Default: the bundled hub alone.
     #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Which agents to drive instead of this host.
+    #[command(flatten)]
+    pub remote: remote::RemoteArgs,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -78,8 +87,12 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print the experiment file's JSON Schema (what `docs/experiment.schema.json` holds).
     Schema,
-    /// Set or clear the emergency stop every faultline process on this host obeys.
+    /// Set or clear the emergency stop every faultline process on this host obeys (with
+    /// `--agent`: on every agent named).
     EmergencyStop(EmergencyStopArgs),
+    /// Stop an execution running on an agent (`--agent URL`, `--fleet FILE`) and show its
+    /// final record once everything is reverted.
+    Stop(remote::StopArgs),
     /// Undo whatever earlier runs that crashed left in the journal.
     Recover,
     /// Serve the agent's API (`--config agent.toml`): recover first, then revert on lease
@@ -135,6 +148,10 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
     };
     let state_dir = cli.state_dir;
     let config = cli.config;
+    if cli.remote.wanted() {
+        let remote = cli.remote;
+        return runtime.block_on(remote_main(cli.command, &remote, out));
+    }
     runtime.block_on(async move {
         match cli.command {
             Command::Inspect(a) => match hub_config(config.as_deref(), &state_dir) {
@@ -154,6 +171,13 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
                 Err(e) => config_error(e, out),
             },
             Command::EmergencyStop(a) => emergency_stop(a, &state_dir, out).await,
+            Command::Stop(_) => {
+                let _ = writeln!(
+                    out,
+                    "error: `faultline stop` stops an execution on an agent: give --agent URL or --fleet FILE"
+                );
+                EXIT_USAGE
+            }
             Command::Schema => {
                 let schema = crate::experiment::parse::schema();
                 match serde_json::to_string_pretty(&schema) {
@@ -183,6 +207,51 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
             Command::StressWorker(_) => EXIT_OK,
         }
     })
+}
+
+/// A command sent to agents: `run`, `executions`, `stop`, `emergency-stop`; the others run on
+/// this host only and say so.
+async fn remote_main(command: Command, args: &remote::RemoteArgs, out: &mut dyn Write) -> u8 {
+    let name = match &command {
+        Command::Run(_)
+        | Command::Executions { .. }
+        | Command::Stop(_)
+        | Command::EmergencyStop(_) => None,
+        Command::Inspect(_) => Some("inspect"),
+        Command::Inject(_) => Some("inject"),
+        Command::Probe(_) => Some("probe"),
+        Command::Schema => Some("schema"),
+        Command::Recover => Some("recover"),
+        Command::Agent(_) => Some("agent"),
+        Command::Demo(_) => Some("demo"),
+        Command::Hub { .. } => Some("hub"),
+        Command::Policy(_) => Some("policy"),
+        Command::DemoService(_) => Some("demo-service"),
+        Command::StressWorker(_) => Some("stress-worker"),
+    };
+    if let Some(name) = name {
+        let _ = writeln!(
+            out,
+            "error: `faultline {name}` works on this host; --agent, --fleet (or FAULTLINE_AGENT) apply to run, executions, stop and emergency-stop"
+        );
+        return EXIT_USAGE;
+    }
+    let remote = match remote::Remote::connect(args).await {
+        Ok(r) => r,
+        Err((code, e)) => {
+            let _ = writeln!(out, "error: {e}");
+            return code;
+        }
+    };
+    let code = match command {
+        Command::Run(a) => fleet::run(a, &remote, out).await,
+        Command::Executions { command } => remote::executions(command, &remote, out).await,
+        Command::Stop(a) => remote::stop(a, &remote, out).await,
+        Command::EmergencyStop(a) => remote::emergency_stop(a, &remote, out).await,
+        _ => EXIT_USAGE,
+    };
+    let _ = out.flush();
+    code
 }
 
 /// `faultline emergency-stop`.

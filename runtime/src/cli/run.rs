@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Deadline for each call into a component (10ms to 10m).
     #[arg(long, default_value = "10s", value_parser = super::inject::call_timeout)]
     pub call_timeout: Duration,
+    /// On agents (`--agent`, `--fleet`): each agent reverts everything unless this command
+    /// renews the lease within this long (renewed every third of it). Default 10s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lease: Option<Duration>,
 }
 
 /// Runs `faultline run`.
@@ -75,6 +79,13 @@ pub async fn run(
         let _ = writeln!(out, "error: {msg}");
         code
     };
+    if args.lease.is_some() {
+        return fail(
+            out,
+            EXIT_USAGE,
+            "--lease applies to runs on agents (--agent URL or --fleet FILE)".into(),
+        );
+    }
     let file = args.experiment.display().to_string();
     let text = match read_bounded(&args.experiment).await {
         Ok(t) => t,
@@ -272,7 +283,8 @@ pub(super) fn exit_code(record: &Record) -> u8 {
     }
 }
 
-async fn read_bounded(path: &Path) -> Result<String, String> {
+/// Reads an experiment file, at most [`crate::experiment::spec::limits::FILE_BYTES`].
+pub(super) async fn read_bounded(path: &Path) -> Result<String, String> {
     use tokio::io::AsyncReadExt as _;
     let limit = crate::experiment::spec::limits::FILE_BYTES;
     let file = tokio::fs::File::open(path)
@@ -370,6 +382,20 @@ fn show(e: &LogEntry, bar: &Option<indicatif::ProgressBar>, quiet: bool, out: &m
     if quiet {
         return;
     }
+    let line = log_line(e);
+    match bar {
+        Some(bar) => bar.suspend(|| {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }),
+        None => {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+/// One log line for people: time, source, level, step, message; plug-in text escaped.
+pub(super) fn log_line(e: &LogEntry) -> String {
     let time =
         humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(e.at_ms))
             .to_string();
@@ -386,20 +412,11 @@ fn show(e: &LogEntry, bar: &Option<indicatif::ProgressBar>, quiet: bool, out: &m
         .as_ref()
         .map(|s| format!(" [{}]", super::executions::plain(s)))
         .unwrap_or_default();
-    let line = format!(
+    format!(
         "{time} {source:5} {:5}{step} {}",
         super::executions::plain(&e.level),
         super::executions::plain(&e.message)
-    );
-    match bar {
-        Some(bar) => bar.suspend(|| {
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }),
-        None => {
-            let _ = writeln!(out, "{line}");
-        }
-    }
+    )
 }
 
 /// `--dry-run`: what each step will touch and the grant that covers it.

@@ -142,7 +142,7 @@ pub fn history_path(state_dir: &Path) -> PathBuf {
 }
 
 /// One line of `faultline executions list`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// The id.
     pub id: String,
