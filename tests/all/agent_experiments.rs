@@ -272,7 +272,7 @@ async fn stop_answers_with_the_final_record_and_stop_all_refuses_new_runs() {
         .await
         .unwrap();
     assert!(s.target_becomes('T').await, "never paused");
-    assert_eq!(manager.stop_all("game day is over").await, 1);
+    assert_eq!(manager.stop_all("game day is over").await.stopped, 1);
     assert_eq!(faultline_tests::proc_state(s.target.pid()), 'S');
     let r = manager.get(&id, &runner).await.unwrap();
     assert_eq!(r.status, Status::Stopped, "{r:?}");

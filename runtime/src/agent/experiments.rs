@@ -46,6 +46,9 @@ pub const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_FILE_NAME: usize = 256;
 /// Ended runs remembered in memory, so a late heartbeat or stop is told "ended", not "unknown".
 const REMEMBER_ENDED: usize = 4096;
+/// Pre-run checks (validate or start) at once; more wait their turn. Each makes a host and
+/// loads components: on a small machine a flood of them must not starve the runs' reverts.
+pub const MAX_PLANNING: usize = 4;
 
 /// Why a request about an experiment was refused; each maps to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,15 @@ pub struct Checked {
     pub plan: Vec<String>,
 }
 
+/// What stopping every experiment did.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Stopped {
+    /// Experiments that were running and are now ended.
+    pub stopped: usize,
+    /// Experiments whose revert failed, with what to do: the host may still be changed.
+    pub failures: Vec<String>,
+}
+
 /// A running experiment's live state, for the event stream.
 pub struct Live {
     /// The record as it is now; changes as the run goes (at most every
@@ -123,6 +135,10 @@ struct Inner {
     metrics: Arc<Metrics>,
     max_running: usize,
     state: Mutex<State>,
+    /// Shut down: new runs stay refused for good.
+    closed: std::sync::atomic::AtomicBool,
+    /// Pre-run checks at once (validate and start): each makes a host and loads components.
+    planning: tokio::sync::Semaphore,
 }
 
 #[derive(Default)]
@@ -250,6 +266,8 @@ impl Experiments {
                 metrics,
                 max_running: max_running.max(1),
                 state: Mutex::new(State::default()),
+                closed: std::sync::atomic::AtomicBool::new(false),
+                planning: tokio::sync::Semaphore::new(MAX_PLANNING),
             }),
         }
     }
@@ -270,13 +288,22 @@ impl Experiments {
     }
 
     /// Parses and runs the pre-run checks without running anything.
+    /// Only a caller who could start it may: a runner of its team, or an admin (the checks
+    /// name processes and grants of this host).
     pub async fn validate(
         &self,
         text: &str,
         file: &str,
         hub: Option<Arc<Hub>>,
+        by: &Principal,
     ) -> Result<Checked, ExperimentError> {
+        check_runner(by, "validating an experiment")?;
         let experiment = parse_text(text, file).await?;
+        check_team(
+            by,
+            experiment.team.as_deref(),
+            &format!("experiment {:?}", experiment.name),
+        )?;
         let plan = self.plan(experiment, text, file, hub).await?;
         Ok(checked_of(&plan))
     }
@@ -389,6 +416,12 @@ impl Experiments {
         hub: Option<Arc<Hub>>,
     ) -> Result<Plan, ExperimentError> {
         let digest = crate::hub::Digest::of(text.as_bytes()).to_string();
+        let _turn = self
+            .inner
+            .planning
+            .acquire()
+            .await
+            .map_err(|e| ExperimentError::Host(anyhow::anyhow!("the planning queue: {e}")))?;
         let planned = engine::plan_with(experiment, file, &digest, &self.inner.options, hub).await;
         match planned {
             Ok(plan) => {
@@ -466,17 +499,21 @@ impl Experiments {
     /// Stops every running experiment (an emergency stop) and waits until all are reverted;
     /// new ones are refused with `why` until [`Experiments::accept`]. Returns how many were
     /// stopped.
-    pub async fn stop_all(&self, why: &str) -> usize {
+    pub async fn stop_all(&self, why: &str) -> Stopped {
         self.stop_every(why, StopReason::EmergencyStop).await
     }
 
     /// [`Experiments::stop_all`] for a shutdown: for good, with the shutdown's reason.
-    pub async fn shutdown(&self) -> usize {
+    pub async fn shutdown(&self) -> Stopped {
         self.stop_every("the agent is shutting down", StopReason::Shutdown)
             .await
     }
 
-    async fn stop_every(&self, why: &str, reason: StopReason) -> usize {
+    async fn stop_every(&self, why: &str, reason: StopReason) -> Stopped {
+        if reason == StopReason::Shutdown {
+            // Before anything stops: an `accept` racing the shutdown must not reopen starts.
+            self.inner.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let waiting: Vec<watch::Receiver<Option<Record>>> = {
             let mut state = lock(&self.inner.state);
             state.refusing = Some(why.to_string());
@@ -490,15 +527,28 @@ impl Experiments {
                 .collect()
         };
         let stopped = waiting.len();
+        let mut failures = Vec::new();
         for mut finished in waiting {
-            // An error means the supervisor is gone: its run has ended too.
-            let _ = finished.wait_for(Option::is_some).await;
+            // An error means the supervisor is gone: its run has ended too (closed as errored,
+            // the journal keeps what it had not undone).
+            let ended = finished.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
+            if let Some(record) = ended
+                && record.host_changed()
+            {
+                failures.push(format!(
+                    "experiment {}: a revert failed, the host may still be changed (see `faultline executions show {}`, then `faultline recover`)",
+                    record.id, record.id
+                ));
+            }
         }
-        stopped
+        Stopped { stopped, failures }
     }
 
-    /// Accepts new runs again (an emergency stop cleared).
+    /// Accepts new runs again (an emergency stop cleared); never after a shutdown.
     pub fn accept(&self) {
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         lock(&self.inner.state).refusing = None;
     }
 

@@ -57,6 +57,22 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A source as viewers may see it: an URL without credentials, query or fragment (a private
+/// hub's URL may carry a secret).
+fn shown_source(source: &crate::hub::Source) -> String {
+    match source {
+        crate::hub::Source::Http(url) => {
+            let mut url = url.clone();
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 fn in_use(hub: Option<&Hub>) -> Vec<IndexInUse> {
     hub.map(|h| {
         h.indexes()
@@ -64,7 +80,7 @@ fn in_use(hub: Option<&Hub>) -> Vec<IndexInUse> {
             .map(|l| IndexInUse {
                 hub: l.index.hub.id.clone(),
                 serial: l.index.serial,
-                source: l.source.to_string(),
+                source: shown_source(&l.source),
                 from_cache: l.from_cache,
                 packages: l.index.packages.len(),
             })

@@ -57,6 +57,11 @@ pub struct RunRequest {
     pub duration: Duration,
     /// Revert unless a heartbeat comes within this long of the last one.
     pub lease: Option<Duration>,
+    /// The team that owns the run (the starting token's): only it (or an admin) reads,
+    /// renews or stops it.
+    pub team: String,
+    /// The starting token's name.
+    pub started_by: String,
 }
 
 /// Why a run was not started; each maps to an HTTP status.
@@ -228,6 +233,8 @@ impl Agent {
         let run = Run {
             handle: execution.handle(),
             component: req.component.clone(),
+            team: req.team.clone(),
+            started_by: req.started_by.clone(),
         };
         // Checked again under the lock that an emergency stop takes: a run is either refused
         // here or in the set the emergency stop reverts, never neither.
@@ -341,8 +348,8 @@ impl Agent {
 pub struct EmergencyStopped {
     /// The single-fault runs.
     pub runs: StopAll,
-    /// Experiments that were running and are now reverted.
-    pub experiments: usize,
+    /// The experiments: how many were stopped, and any whose revert failed.
+    pub experiments: crate::agent::experiments::Stopped,
 }
 
 /// Everything the API serves, cheap to clone (every part is shared).
@@ -430,6 +437,7 @@ impl App {
     /// experiment at once and waits until all are reverted.
     pub async fn emergency_stop(&self, reason: &str) -> EmergencyStopped {
         let why = format!("emergency stop: {reason}");
+        self.metrics.set_emergency_stop(true);
         let (runs, experiments) = tokio::join!(
             self.agent.emergency_stop(reason),
             self.experiments.stop_all(&why)
@@ -439,9 +447,14 @@ impl App {
 
     /// Clears an emergency stop: runs and experiments are accepted again. Returns whether one
     /// was active.
+    /// Once the agent is shutting down nothing is accepted again: the shutdown's refusal stays.
     pub async fn clear_emergency_stop(&self) -> bool {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return false;
+        }
         let was = self.agent.clear_emergency_stop().await;
         self.experiments.accept();
+        self.metrics.set_emergency_stop(false);
         was
     }
 
@@ -452,10 +465,11 @@ impl App {
         if let Some(task) = lock(&self.sync_task).take() {
             task.abort();
         }
-        let (runs, _) = tokio::join!(
-            self.agent.shutdown(),
-            self.experiments.stop_all("the agent is shutting down")
-        );
+        let (mut runs, experiments) =
+            tokio::join!(self.agent.shutdown(), self.experiments.shutdown());
+        // An experiment's failed revert is the truth about the host as much as a run's.
+        runs.stopped += experiments.stopped;
+        runs.failures.extend(experiments.failures);
         runs
     }
 }

@@ -83,6 +83,10 @@ pub struct RunView {
     pub guest_revert_error: Option<String>,
     /// Changes that could not be undone, each with what to run by hand; empty when clean.
     pub revert_failures: Vec<String>,
+    /// The team that owns it.
+    pub team: String,
+    /// The name of the token that started it.
+    pub started_by: String,
 }
 
 /// A run the agent holds: the execution's handle and the reference it was started with.
@@ -92,6 +96,10 @@ pub struct Run {
     pub handle: Handle,
     /// The hub reference the request named.
     pub component: String,
+    /// The team that owns it.
+    pub team: String,
+    /// The name of the token that started it.
+    pub started_by: String,
 }
 
 impl Run {
@@ -127,6 +135,8 @@ impl Run {
                 .as_ref()
                 .map(|o| o.revert_failures.clone())
                 .unwrap_or_default(),
+            team: self.team.clone(),
+            started_by: self.started_by.clone(),
         }
     }
 

@@ -185,7 +185,7 @@ fn lease_of(text: Option<&str>) -> Result<Option<Duration>, ApiError> {
     responses(
         (status = 200, description = "the checks passed", body = Object),
         (status = 400, description = "the file is not valid: every problem, located", body = ErrorBody),
-        (status = 403, description = "a viewer cannot validate", body = ErrorBody),
+        (status = 403, description = "a viewer, or a runner of another team", body = ErrorBody),
         (status = 413, description = "the file is over 1 MiB", body = ErrorBody),
         (status = 415, description = "the body is not JSON", body = ErrorBody),
         (status = 422, description = "the pre-run checks failed", body = ErrorBody)))]
@@ -197,7 +197,7 @@ pub async fn validate(
     caller.needs(Role::Runner, "validate an experiment")?;
     let file = file_of(&body.experiment, body.file)?;
     app.experiments
-        .validate(&body.experiment, &file, app.hubs.current())
+        .validate(&body.experiment, &file, app.hubs.current(), &caller.0)
         .await
         .map(Json)
         .map_err(|e| refusal(e, None))

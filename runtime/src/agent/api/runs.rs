@@ -79,10 +79,26 @@ fn duration(field: &str, text: &str) -> Result<Duration, ApiError> {
     Ok(d)
 }
 
-fn find(app: &App, id: &str) -> Result<Run, ApiError> {
-    app.agent
+/// The run `id`, when `caller` may act on it: a run belongs to the team of the token that
+/// started it; another team's is refused (403) as for experiments.
+fn find(app: &App, caller: &Caller, id: &str) -> Result<Run, ApiError> {
+    let run = app
+        .agent
         .run(id)
-        .ok_or_else(|| ApiError::not_found(format!("no run with id {id:?}")))
+        .ok_or_else(|| ApiError::not_found(format!("no run with id {id:?}")))?;
+    if !caller.0.acts_for(Some(&run.team)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "run {id} belongs to team {:?}; {} {:?} of team {:?} acts only for its own team",
+                run.team,
+                caller.0.role.as_str(),
+                caller.0.name,
+                caller.0.team
+            ),
+        ));
+    }
+    Ok(run)
 }
 
 /// Starts a run: `component` is resolved in the hubs, loaded, checked against the policy and
@@ -111,6 +127,8 @@ pub async fn start(
             .as_deref()
             .map(|l| duration("lease", l))
             .transpose()?,
+        team: caller.0.team.clone(),
+        started_by: caller.0.name.clone(),
     };
     match app.agent.start(request).await {
         Ok(id) => {
@@ -145,10 +163,10 @@ fn start_error(e: StartError) -> ApiError {
 /// Every run the agent holds (the finished ones it still keeps too), oldest first.
 #[utoipa::path(get, path = "/v1/runs", tag = "runs",
     responses((status = 200, description = "the runs", body = RunList)))]
-pub async fn list(State(app): State<App>, _caller: Caller) -> Json<RunList> {
-    Json(RunList {
-        runs: app.agent.runs(),
-    })
+pub async fn list(State(app): State<App>, caller: Caller) -> Json<RunList> {
+    let mut runs = app.agent.runs();
+    runs.retain(|r| caller.0.acts_for(Some(&r.team)));
+    Json(RunList { runs })
 }
 
 /// One run.
@@ -160,10 +178,10 @@ pub async fn list(State(app): State<App>, _caller: Caller) -> Json<RunList> {
         (status = 404, description = "no such run", body = ErrorBody)))]
 pub async fn get(
     State(app): State<App>,
-    _caller: Caller,
+    caller: Caller,
     Id(id): Id,
 ) -> Result<Json<RunView>, ApiError> {
-    Ok(Json(find(&app, &id)?.view()))
+    Ok(Json(find(&app, &caller, &id)?.view()))
 }
 
 /// Renews a run's lease.
@@ -180,7 +198,7 @@ pub async fn heartbeat(
     Id(id): Id,
 ) -> Result<Json<Renewed>, ApiError> {
     caller.needs(Role::Runner, "renew a run's lease")?;
-    let run = find(&app, &id)?;
+    let run = find(&app, &caller, &id)?;
     if run.handle.heartbeat() {
         return Ok(Json(Renewed { id, renewed: true }));
     }
@@ -206,7 +224,7 @@ pub async fn stop(
     Id(id): Id,
 ) -> Result<Json<RunView>, ApiError> {
     caller.needs(Role::Runner, "stop a run")?;
-    let run = find(&app, &id)?;
+    let run = find(&app, &caller, &id)?;
     run.handle.stop(StopReason::UserStop);
     run.handle.finished().await;
     tracing::info!("run {id} stopped by {}", caller.0.name);
