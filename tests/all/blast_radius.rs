@@ -421,3 +421,63 @@ fn a_fault_in_another_namespace_spares_nothing() {
     assert_eq!(during, 0, "a fault in another namespace spared a port");
     assert_eq!(connect(), 3);
 }
+
+/// End to end, the way an operator meets it: an agent listening on this test's loopback
+/// address runs an experiment whose blackhole covers that whole address (every port), in the
+/// host namespace. The experiment's own host spares the agent's API like the agent's host does:
+/// while the fault holds, the API keeps answering (status, the record, the stop) and another
+/// port of the same address is cut; after the stop both flow.
+#[test]
+fn an_experiment_blackholing_the_agents_address_leaves_its_api_reachable() {
+    use faultline::agent::auth::Role;
+    use faultline_tests::agent::{Options, TestAgent};
+    if !faultline_tests::privileged(
+        "an_experiment_blackholing_the_agents_address_leaves_its_api_reachable",
+    ) {
+        return;
+    }
+    let bystander = Server::start(TcpListener::bind((OWN_LOOPBACK, 0)).unwrap(), Serve::Echo);
+    let policy = format!(
+        "[[grant]]\ncomponent = \"network-blackhole@^0.1\"\ncapabilities = [\"network\"]\nnetwork = {{ namespaces = [\"host\"], interfaces = [\"lo\"], destinations = [\"{OWN_LOOPBACK}/32\"] }}\n"
+    );
+    let agent = TestAgent::start(Options {
+        listen: Some(format!("{OWN_LOOPBACK}:0")),
+        ..Options::with_policy(policy)
+    });
+    let experiment = format!(
+        "apiVersion: faultline/v1\nkind: Experiment\nname: cut the agent's address\nteam: red\nlanes:\n  - steps:\n      - name: cut\n        fault: network-blackhole@^0.1\n        params: {{ destinations: [\"{OWN_LOOPBACK}/32\"] }}\n        duration: 60s\n        targets: {{ interfaces: [lo] }}\n"
+    );
+    let runner = agent.runner_of("red").to_string();
+    let body = serde_json::json!({ "experiment": experiment }).to_string();
+    let (code, started) = agent.call_as(&runner, "POST", "/v1/experiments", &body);
+    assert_eq!(code, 201, "{started}\n{}", agent.output());
+    let id = started["id"].as_str().unwrap().to_string();
+    let record = format!("/v1/experiments/{id}");
+    // The API answers throughout: the record shows the fault held.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, r) = agent.call_as(&runner, "GET", &record, "");
+        assert_eq!(code, 200, "{r}");
+        if r["faults"][0]["status"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never injected: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cut = exchanges(bystander.addr, 3, Duration::from_millis(300));
+    let mut answered = 0;
+    for _ in 0..10 {
+        let (code, _) = agent.call_as(&runner, "GET", "/v1/status", "");
+        answered += u32::from(code == 200);
+    }
+    eprintln!(
+        "while the experiment blackholes {OWN_LOOPBACK}: the agent's API answered {answered}/10, another port {cut}/3 exchanges"
+    );
+    assert_eq!(cut, 0, "the blackhole let another port of the address through");
+    assert_eq!(answered, 10, "the experiment's blackhole reached the agent's API");
+    let (code, ended) = agent.call_as(&runner, "POST", &format!("{record}/stop"), "");
+    assert_eq!(code, 200, "{ended}");
+    assert_eq!(ended["faults"][0]["status"], "stopped", "{ended}");
+    assert_eq!(exchanges(bystander.addr, 5, Duration::from_secs(2)), 5);
+    let _ = Role::Viewer;
+}

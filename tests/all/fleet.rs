@@ -760,10 +760,16 @@ fn three_agents_revert_within_the_lease_when_the_cli_or_an_agent_dies() {
     for n in names {
         assert!(!left.contains(&n), "namespace {n} left behind");
     }
-    let links =
-        String::from_utf8_lossy(&run(Command::new("ip").args(["-o", "link"])).stdout).into_owned();
-    assert!(
-        !links.contains(&format!("flfh{}", std::process::id() % 10000)),
-        "{links}"
-    );
+    // A deleted namespace's veths go with it, but the kernel cleans up asynchronously.
+    let ours = format!("flfh{}", std::process::id() % 10000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let links = String::from_utf8_lossy(&run(Command::new("ip").args(["-o", "link"])).stdout)
+            .into_owned();
+        if !links.contains(&ours) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "veths left behind: {links}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

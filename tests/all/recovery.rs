@@ -555,8 +555,9 @@ fn agent_emergency_stop_reverts_and_refuses_until_cleared_and_api_stop_reverts()
     assert!(wait_all(&pids, 'T', Duration::from_secs(10)));
     let (code, v) = agent.call("POST", "/v1/emergency-stop", r#"{"reason": "test"}"#);
     assert_eq!(code, 200, "{v}");
-    assert_eq!(v["stopped"], 2, "{v}");
-    assert_eq!(v["failures"], serde_json::json!([]), "{v}");
+    assert_eq!(v["runs"]["stopped"], 2, "{v}");
+    assert_eq!(v["runs"]["failures"], serde_json::json!([]), "{v}");
+    assert_eq!(v["experiments"]["failures"], serde_json::json!([]), "{v}");
     // The answer comes once everything is reverted.
     assert!(wait_all(&pids, 'S', Duration::from_millis(200)), "{v}");
     assert_eq!(agent.status(&a), "emergency-stopped");
@@ -644,7 +645,7 @@ fn agent_answers_malformed_requests_with_400_naming_the_problem() {
             "/v1/runs",
             "{not json",
             400,
-            "invalid JSON body: key must be a string",
+            "invalid JSON body: field `?`: key must be a string at line 1 column 2",
         ),
         ("POST", "/v1/runs", "", 400, "invalid JSON body: EOF"),
         (
@@ -687,7 +688,7 @@ fn agent_answers_malformed_requests_with_400_naming_the_problem() {
             "/v1/runs",
             r#"{"component": "x", "duration": "soon"}"#,
             400,
-            "duration \"soon\" is not a duration",
+            "field `duration`: \"soon\" is not a duration",
         ),
         (
             "POST",

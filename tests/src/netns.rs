@@ -124,7 +124,16 @@ pub fn network_state(ns: Option<&str>, interface: &str) -> String {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let mut text = String::new();
-    text.push_str(&run(&["tc", "qdisc", "show"]));
+    // Qdiscs of `interface` and of the ifb devices faults redirect ingress to: other tests may
+    // be adding and removing veths of their own meanwhile.
+    let qdiscs = run(&["tc", "qdisc", "show"]);
+    for line in qdiscs.lines() {
+        let dev = line.split_whitespace().skip_while(|w| *w != "dev").nth(1);
+        if dev.is_some_and(|d| d == interface || d.starts_with("ifb")) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
     text.push_str(&run(&["tc", "filter", "show", "dev", interface]));
     text.push_str(&run(&["nft", "list", "ruleset"]));
     // `-t mangle` instantiates the (empty) table in both snapshots alike.
