@@ -473,8 +473,14 @@ fn an_experiment_blackholing_the_agents_address_leaves_its_api_reachable() {
     eprintln!(
         "while the experiment blackholes {OWN_LOOPBACK}: the agent's API answered {answered}/10, another port {cut}/3 exchanges"
     );
-    assert_eq!(cut, 0, "the blackhole let another port of the address through");
-    assert_eq!(answered, 10, "the experiment's blackhole reached the agent's API");
+    assert_eq!(
+        cut, 0,
+        "the blackhole let another port of the address through"
+    );
+    assert_eq!(
+        answered, 10,
+        "the experiment's blackhole reached the agent's API"
+    );
     let (code, ended) = agent.call_as(&runner, "POST", &format!("{record}/stop"), "");
     assert_eq!(code, 200, "{ended}");
     assert_eq!(ended["faults"][0]["status"], "stopped", "{ended}");

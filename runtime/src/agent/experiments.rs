@@ -512,7 +512,9 @@ impl Experiments {
     async fn stop_every(&self, why: &str, reason: StopReason) -> Stopped {
         if reason == StopReason::Shutdown {
             // Before anything stops: an `accept` racing the shutdown must not reopen starts.
-            self.inner.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.inner
+                .closed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         let waiting: Vec<watch::Receiver<Option<Record>>> = {
             let mut state = lock(&self.inner.state);
@@ -531,7 +533,11 @@ impl Experiments {
         for mut finished in waiting {
             // An error means the supervisor is gone: its run has ended too (closed as errored,
             // the journal keeps what it had not undone).
-            let ended = finished.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
+            let ended = finished
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|r| r.clone());
             if let Some(record) = ended
                 && record.host_changed()
             {

@@ -207,9 +207,8 @@ pub async fn whole_body(request: Request, next: Next) -> Response {
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) => {
-            let chain = || {
-                std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-            };
+            let chain =
+                || std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source());
             if chain().any(|c| c.is::<http_body_util::LengthLimitError>()) {
                 return too_large().into_response();
             }
