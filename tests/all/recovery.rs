@@ -772,11 +772,11 @@ fn abort_timing_for_1_10_and_100_concurrent_faults() {
             "{n}: not all resumed"
         );
         let all_running = start.elapsed();
-        assert_eq!(v["stopped"], n, "{v}");
+        assert_eq!(v["runs"]["stopped"], n, "{v}");
         figures.push(format!(
             "{n:>3} concurrent process-pause faults: emergency stop answered (all reverted) in {:.1} ms (agent-side {:.1} ms); every target running again after {:.1} ms",
             answered.as_secs_f64() * 1000.0,
-            v["reverted_in_ms"].as_f64().unwrap_or(f64::NAN),
+            v["runs"]["reverted_in_ms"].as_f64().unwrap_or(f64::NAN),
             all_running.as_secs_f64() * 1000.0
         ));
         let (code, _) = agent.call("DELETE", "/v1/emergency-stop", "");
