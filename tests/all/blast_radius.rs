@@ -20,6 +20,12 @@ use faultline_tests::netns::{NetPair, network_state};
 
 /// The loopback address the host-namespace test owns.
 const OWN_LOOPBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 77);
+/// The loopback address the end-to-end test's agent owns: its own, so that the two blackholes,
+/// which may run at once, never cut each other's servers.
+const AGENT_LOOPBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 78);
+/// Held by the tests that change the host namespace's rules: each compares the whole ruleset
+/// before and after, which the other's fault would change.
+static HOST_RULES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A TCP server answering each connection: `Echo` writes back what it reads (a request/answer
 /// exchange), `Count` reads to the end and answers with the number of bytes (a bulk upload).
@@ -231,6 +237,8 @@ async fn a_host_blackhole_spares_the_agents_api_and_hub() {
     assert_eq!(spared, vec![hub.addr]);
     let backend = &host.backends().network;
     assert_eq!(backend.protected(), vec![api.addr, hub.addr]);
+    // No await from here on: the rest runs on this thread.
+    let _rules = HOST_RULES.lock().unwrap_or_else(|p| p.into_inner());
 
     let every_port = Traffic {
         namespace: Namespace::Host,
@@ -423,7 +431,7 @@ fn a_fault_in_another_namespace_spares_nothing() {
 }
 
 /// End to end, the way an operator meets it: an agent listening on this test's loopback
-/// address runs an experiment whose blackhole covers that whole address (every port), in the
+/// address (127.0.0.78) runs an experiment whose blackhole covers that whole address (every port), in the
 /// host namespace. The experiment's own host spares the agent's API like the agent's host does:
 /// while the fault holds, the API keeps answering (status, the record, the stop) and another
 /// port of the same address is cut; after the stop both flow.
@@ -436,16 +444,17 @@ fn an_experiment_blackholing_the_agents_address_leaves_its_api_reachable() {
     ) {
         return;
     }
-    let bystander = Server::start(TcpListener::bind((OWN_LOOPBACK, 0)).unwrap(), Serve::Echo);
+    let _rules = HOST_RULES.lock().unwrap_or_else(|p| p.into_inner());
+    let bystander = Server::start(TcpListener::bind((AGENT_LOOPBACK, 0)).unwrap(), Serve::Echo);
     let policy = format!(
-        "[[grant]]\ncomponent = \"network-blackhole@^0.1\"\ncapabilities = [\"network\"]\nnetwork = {{ namespaces = [\"host\"], interfaces = [\"lo\"], destinations = [\"{OWN_LOOPBACK}/32\"] }}\n"
+        "[[grant]]\ncomponent = \"network-blackhole@^0.1\"\ncapabilities = [\"network\"]\nnetwork = {{ namespaces = [\"host\"], interfaces = [\"lo\"], destinations = [\"{AGENT_LOOPBACK}/32\"] }}\n"
     );
     let agent = TestAgent::start(Options {
-        listen: Some(format!("{OWN_LOOPBACK}:0")),
+        listen: Some(format!("{AGENT_LOOPBACK}:0")),
         ..Options::with_policy(policy)
     });
     let experiment = format!(
-        "apiVersion: faultline/v1\nkind: Experiment\nname: cut the agent's address\nteam: red\nlanes:\n  - steps:\n      - name: cut\n        fault: network-blackhole@^0.1\n        params: {{ destinations: [\"{OWN_LOOPBACK}/32\"] }}\n        duration: 60s\n        targets: {{ interfaces: [lo] }}\n"
+        "apiVersion: faultline/v1\nkind: Experiment\nname: cut the agent's address\nteam: red\nlanes:\n  - steps:\n      - name: cut\n        fault: network-blackhole@^0.1\n        params: {{ destinations: [\"{AGENT_LOOPBACK}/32\"] }}\n        duration: 60s\n        targets: {{ interfaces: [lo] }}\n"
     );
     let runner = agent.runner_of("red").to_string();
     let body = serde_json::json!({ "experiment": experiment }).to_string();
@@ -471,7 +480,7 @@ fn an_experiment_blackholing_the_agents_address_leaves_its_api_reachable() {
         answered += u32::from(code == 200);
     }
     eprintln!(
-        "while the experiment blackholes {OWN_LOOPBACK}: the agent's API answered {answered}/10, another port {cut}/3 exchanges"
+        "while the experiment blackholes {AGENT_LOOPBACK}: the agent's API answered {answered}/10, another port {cut}/3 exchanges"
     );
     assert_eq!(
         cut, 0,
