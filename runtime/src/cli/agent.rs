@@ -5,7 +5,7 @@
 //! Flags override the file for quick starts: `faultline agent --listen 127.0.0.1:0 --tokens
 //! tokens.toml --policy policy.toml` needs no `agent.toml` at all.
 
-use super::{EXIT_OK, EXIT_REVERT_FAILED, EXIT_USAGE};
+use super::{EXIT_REVERT_FAILED, EXIT_USAGE};
 use crate::agent::auth::{self, Role, Tokens};
 use crate::agent::config::{AgentConfig, Listen};
 use crate::agent::server::{Listener, serve};
@@ -119,20 +119,7 @@ async fn token(command: TokenCommand, out: &mut dyn Write) -> u8 {
         }),
     })
     .await;
-    match done {
-        Ok(Ok(text)) => {
-            let _ = write!(out, "{text}");
-            EXIT_OK
-        }
-        Ok(Err(e)) => {
-            let _ = writeln!(out, "error: {e:#}");
-            EXIT_USAGE
-        }
-        Err(e) => {
-            let _ = writeln!(out, "error: {e}");
-            EXIT_USAGE
-        }
-    }
+    super::print_outcome(done, out)
 }
 
 /// The configuration: `agent.toml` when given, then the flags over it. Sync (file reads).

@@ -283,9 +283,18 @@ async fn emergency_stop(args: EmergencyStopArgs, state_dir: &Path, out: &mut dyn
         }
     })
     .await;
+    print_outcome(done.map(|r| r.map(|msg| msg + "\n")), out)
+}
+
+/// Prints what a command's work on the blocking pool came to: its text (exit 0), or its error
+/// (exit 2), or that the task failed.
+fn print_outcome<E: std::fmt::Display>(
+    done: Result<Result<String, E>, tokio::task::JoinError>,
+    out: &mut dyn Write,
+) -> u8 {
     match done {
-        Ok(Ok(msg)) => {
-            let _ = writeln!(out, "{msg}");
+        Ok(Ok(text)) => {
+            let _ = write!(out, "{text}");
             EXIT_OK
         }
         Ok(Err(e)) => {
