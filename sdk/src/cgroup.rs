@@ -1,6 +1,10 @@
 //! Cgroup limits, freeze and thaw, through the host's `cgroup` capability.
 
 pub use crate::bindings::faultline::contract::cgroup::*;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32"), not(doc)))]
+pub use crate::testing::host::cgroup::{
+    freeze, resolve, set_cpu_limit, set_io_limit, set_memory_limit, set_pids_limit,
+};
 
 use crate::Error as ContractError;
 use schemars::JsonSchema;

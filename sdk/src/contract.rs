@@ -52,20 +52,54 @@ pub mod __private {
     }
 }
 
+/// One constructor per case of the contract's `error`, and what the host makes of each. The
+/// message is for people: say what is wrong and with what. Errors are values: the host never
+/// traps a component for a denied or bad call, and a component should never panic for one.
+///
+/// ```
+/// # #[cfg(any(feature = "fault", feature = "probe"))] {
+/// use faultline_sdk::Error;
+///
+/// fn check_percent(percent: f32) -> Result<(), Error> {
+///     if !(0.0..=100.0).contains(&percent) {
+///         return Err(Error::invalid(format!("`percent` must be 0 to 100, not {percent}")));
+///     }
+///     Ok(())
+/// }
+/// assert!(matches!(check_percent(150.0), Err(Error::Invalid(_))));
+/// # }
+/// ```
 impl Error {
-    /// A parameter is malformed or out of range.
+    /// A parameter is malformed or out of range: from `validate` (nothing has run), or from
+    /// `inject`/`check` for what only shows then. The run is refused, nothing is injected.
     pub fn invalid(reason: impl Into<String>) -> Self {
         Error::Invalid(reason.into())
     }
 
-    /// Anything else went wrong.
-    pub fn failed(reason: impl Into<String>) -> Self {
-        Error::Failed(reason.into())
+    /// Not allowed. The host returns this when the policy does not grant a call (its message
+    /// names the rule); a component returns it to pass such a refusal on. A probe's `denied`
+    /// makes its check *not applicable*, never a failure of the system.
+    pub fn denied(reason: impl Into<String>) -> Self {
+        Error::Denied(reason.into())
     }
 
-    /// The target is gone.
+    /// This host cannot do it: a kernel feature, a cgroup controller or a qdisc it lacks
+    /// (the host returns it, naming the feature). Like every error from `inject`, it fails the
+    /// run and the host undoes whatever was journalled.
+    pub fn unsupported(reason: impl Into<String>) -> Self {
+        Error::Unsupported(reason.into())
+    }
+
+    /// The target is gone, or none matches: a process exited, a cgroup was removed. From
+    /// `revert`, say so: the host still undoes whatever its journal holds for the run.
     pub fn target_gone(reason: impl Into<String>) -> Self {
         Error::TargetGone(reason.into())
+    }
+
+    /// Anything else went wrong. From `inject`, the host reverts what was journalled and
+    /// reports the run failed.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Error::Failed(reason.into())
     }
 }
 

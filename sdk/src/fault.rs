@@ -108,11 +108,11 @@ macro_rules! export_fault {
         const _: () = {
             struct FaultlineExport;
 
-            impl $crate::bindings::Guest for FaultlineExport {
+            impl $crate::fault_bindings::Guest for FaultlineExport {
                 $crate::__fault_exports!($fault);
             }
 
-    $crate::bindings::__export_fault_world!(FaultlineExport with_types_in $crate::bindings);
+    $crate::fault_bindings::__export_fault_world!(FaultlineExport with_types_in $crate::fault_bindings);
         };
     };
 }

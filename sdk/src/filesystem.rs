@@ -3,6 +3,8 @@
 //! (frozen at 0.1.0) cannot name it, so a fault lists only its other capabilities there.
 
 pub use crate::bindings::faultline::contract::filesystem::*;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32"), not(doc)))]
+pub use crate::testing::host::filesystem::{fill, space, start_io_stress};
 
 use crate::Error as ContractError;
 

@@ -1,6 +1,10 @@
 //! Lines into the execution's log.
 
-use crate::bindings::faultline::contract::log::{Level, write};
+pub use crate::bindings::faultline::contract::log::Level;
+#[cfg(not(all(feature = "testing", not(target_arch = "wasm32"), not(doc))))]
+pub use crate::bindings::faultline::contract::log::write;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32"), not(doc)))]
+pub use crate::testing::host::log::write;
 
 /// Logs at info level.
 pub fn info(message: impl AsRef<str>) {

@@ -1,6 +1,11 @@
 //! Network faults, through the host's `network` capability.
 
 pub use crate::bindings::faultline::contract::network::*;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32"), not(doc)))]
+pub use crate::testing::host::network::{
+    add_corruption, add_delay, add_duplication, add_loss, blackhole, fail_dns, fail_dns_names,
+    limit_bandwidth, reject,
+};
 
 use crate::Error as ContractError;
 use schemars::JsonSchema;

@@ -62,7 +62,7 @@ macro_rules! export_probe {
         const _: () = {
             struct FaultlineExport;
 
-            impl $crate::bindings::Guest for FaultlineExport {
+            impl $crate::probe_bindings::Guest for FaultlineExport {
                 fn describe() -> $crate::Description {
                     $crate::__probe::describe::<$probe>(
                         env!("CARGO_PKG_NAME"),
@@ -77,7 +77,7 @@ macro_rules! export_probe {
                 }
             }
 
-    $crate::bindings::__export_probe_world!(FaultlineExport with_types_in $crate::bindings);
+    $crate::probe_bindings::__export_probe_world!(FaultlineExport with_types_in $crate::probe_bindings);
         };
     };
 }

@@ -1,6 +1,8 @@
 //! Find processes and signal them, through the host's `process` capability.
 
 pub use crate::bindings::faultline::contract::process::*;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32"), not(doc)))]
+pub use crate::testing::host::process::{find, send_signal, start_stress};
 
 use crate::Error as ContractError;
 use schemars::JsonSchema;

@@ -1,8 +1,11 @@
 //! Hand changes back to the host for undoing.
 
 use crate::Error;
+#[cfg(not(all(feature = "testing", not(target_arch = "wasm32"), not(doc))))]
 pub use crate::bindings::faultline::contract::rollback::undo;
 pub use crate::bindings::faultline::contract::types::Change;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32"), not(doc)))]
+pub use crate::testing::host::rollback::undo;
 
 /// Undoes every change, newest first. Keeps going after a failure and returns the first one,
 /// so one stubborn change never leaves the others in place.
