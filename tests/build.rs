@@ -10,8 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Faults and probes are built in separate cargo invocations: they enable different SDK
-/// features, which one invocation would unify.
+/// The published faults, then the published probes, then the fixtures. `faultline hub build`
+/// builds each package in a cargo invocation of its own, so its bytes do not depend on what
+/// else is built; faults (all SDK feature `fault`, the same dependency features) give those
+/// same bytes built together, and so do probes. Built with both, the SDK's features (which are
+/// additive) would unify and the bytes would differ from the published ones.
 const GROUPS: &[(&str, &[&str])] = &[
     (
         "faults",
@@ -55,11 +58,9 @@ const GROUPS: &[(&str, &[&str])] = &[
             "fixture-outside-contract",
             "fixture-ticking",
             "fixture-bad-tick",
+            "fixture-old-outbound",
+            "fixture-misbehave-probe",
         ],
-    ),
-    (
-        "tests/components",
-        &["fixture-old-outbound", "fixture-misbehave-probe"],
     ),
 ];
 
