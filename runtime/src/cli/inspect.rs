@@ -1,7 +1,13 @@
-//! `faultline inspect`: what a component is, what it touches, and whether the host accepts it.
+//! `faultline inspect`: what a component is, what it touches, whether the host accepts it and,
+//! with `--policy`, whether that policy would load it.
+//!
+//! Exit codes: 0 accepted (and loadable under the policy, when one is given); 2 a usage error
+//! (unreadable file or policy); 3 refused: by the contract (a missing export, an import
+//! outside the contract or beyond what `describe()` declares) or by the policy.
 
 use super::{EXIT_OK, EXIT_REFUSED, EXIT_USAGE};
-use crate::host::{HostConfig, LoadError, check};
+use crate::host::{Host, HostConfig, LoadError, Shape, check};
+use crate::policy::{Capability, Grants, Policy};
 use clap::Args;
 use std::io::Write;
 use std::path::Path;
@@ -14,6 +20,10 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also say whether this policy (TOML) would load the component, and why: each imported
+    /// capability and the grant that gives it, or the first one no grant gives.
+    #[arg(long)]
+    pub policy: Option<std::path::PathBuf>,
 }
 
 /// Runs `faultline inspect`.
@@ -23,8 +33,18 @@ pub async fn run(
     state_dir: &Path,
     out: &mut dyn Write,
 ) -> u8 {
-    let bytes = match super::read_component(&args.component, hub).await {
-        Ok(f) => f.bytes,
+    let policy = match &args.policy {
+        Some(path) => match Policy::load(path) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let _ = writeln!(out, "error: {e:#}");
+                return EXIT_USAGE;
+            }
+        },
+        None => None,
+    };
+    let (bytes, identity) = match super::read_component(&args.component, hub).await {
+        Ok(f) => (f.bytes, f.identity),
         Err(e) => {
             let _ = writeln!(out, "error: {e:#}");
             return super::component_exit_code(&e);
@@ -44,6 +64,15 @@ pub async fn run(
         Ok(_) => "ok".to_string(),
         Err(e) => format!("refused: {e}"),
     };
+    // The policy's word, for a component the contract accepts.
+    let admission = match (&policy, &result) {
+        (Some(policy), Ok(i)) => Some(
+            Host::admit(&i.digest, &i.description, &i.shape, &identity, policy)
+                .map(|grants| granted_by(&i.shape, &grants))
+                .map_err(|e| e.to_string()),
+        ),
+        _ => None,
+    };
     if args.json {
         let value = serde_json::json!({
             "component": args.component.clone(),
@@ -59,6 +88,11 @@ pub async fn run(
                 "params_schema": serde_json::from_str::<serde_json::Value>(&i.description.params_schema).ok(),
             })),
             "shape": shape,
+            "identity": identity.label(),
+            "policy": admission.as_ref().map(|a| match a {
+                Ok(lines) => serde_json::json!({"loads": true, "grants": lines}),
+                Err(why) => serde_json::json!({"loads": false, "reason": why}),
+            }),
         });
         let _ = writeln!(out, "{value:#}");
     } else {
@@ -87,10 +121,35 @@ pub async fn run(
             let _ = writeln!(out, "imports      {}", s.imports.join("\n             "));
         }
         let _ = writeln!(out, "verdict      {verdict}");
+        match &admission {
+            Some(Ok(lines)) => {
+                let _ = writeln!(out, "policy       loads it as {}", identity.label());
+                for line in lines {
+                    let _ = writeln!(out, "             {line}");
+                }
+            }
+            Some(Err(why)) => {
+                let _ = writeln!(out, "policy       refused: {why}");
+            }
+            None => {}
+        }
     }
-    match result {
-        Ok(_) => EXIT_OK,
-        Err(LoadError::Host(_)) => EXIT_USAGE,
-        Err(_) => EXIT_REFUSED,
+    match (result, admission) {
+        (Err(LoadError::Host(_)), _) => EXIT_USAGE,
+        (Err(_), _) | (Ok(_), Some(Err(_))) => EXIT_REFUSED,
+        (Ok(_), _) => EXIT_OK,
     }
+}
+
+/// For each capability the component imports, the grants that give it (log and rollback are
+/// everyone's).
+fn granted_by(shape: &Shape, grants: &Grants) -> Vec<String> {
+    shape
+        .capabilities
+        .iter()
+        .map(|c| match c {
+            Capability::Log | Capability::Rollback => format!("{c}: every component has it"),
+            _ => format!("{c}: granted by {}", grants.rules_text()),
+        })
+        .collect()
 }

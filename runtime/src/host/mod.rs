@@ -336,6 +336,7 @@ impl Host {
         let nothing = Arc::new(Grants::capabilities_only(&digest, &[]));
         let which = self.pre(kind, &component, &shape)?;
         let description = describe(self, &which, nothing).await?;
+        check_declared(&shape, &description)?;
         Ok(Inspection {
             component,
             digest,
@@ -384,6 +385,32 @@ impl Host {
             }
             .into());
         }
+        let grants = Self::admit(&digest, &description, &shape, identity, policy)?;
+        let info = PluginInfo {
+            kind,
+            digest,
+            identity: identity.clone(),
+            description,
+            shape,
+            grants,
+        };
+        Ok(match self.pre(kind, &component, &info.shape)? {
+            Which::Fault(pre, ticking) => Plugin::Fault(FaultPlugin { info, pre, ticking }),
+            Which::Probe(pre) => Plugin::Probe(ProbePlugin { info, pre }),
+        })
+    }
+
+    /// Whether `policy` lets the inspected component run as `identity`, and with what: the
+    /// bytes must be the ones `identity` was resolved to, a hub release must describe itself
+    /// as its hub entry, and the policy must grant every capability interface it imports.
+    /// [`Host::load`] applies it; `faultline inspect --policy` reports it.
+    pub fn admit(
+        digest: &str,
+        description: &crate::contract::types::Description,
+        shape: &Shape,
+        identity: &Identity,
+        policy: &Policy,
+    ) -> Result<Arc<Grants>, LoadError> {
         if identity.digest != digest {
             return Err(LoadError::Host(anyhow::anyhow!(
                 "the component's digest {digest} is not the {} it was resolved to",
@@ -402,30 +429,10 @@ impl Host {
             }
             .into());
         }
-        // Imports must be within what the component declares, not only what the policy grants:
-        // a fault that says it only logs does not get to signal processes.
-        for c in &shape.capabilities {
-            // `describe()` returns the 0.1 `capability` enum, which cannot name interfaces
-            // added later (`filesystem`, `command`): those are declared by being imported, and
-            // the policy must still grant them.
-            let declared = matches!(c, Capability::Log | Capability::Rollback)
-                || !c.declarable()
-                || description
-                    .capabilities
-                    .iter()
-                    .any(|d| wit_capability(*d) == *c);
-            if !declared {
-                let interface = check::import_of(&shape, *c).map_or_else(
-                    || format!("{}/{}@{}", contract::PACKAGE, c, contract::VERSION),
-                    str::to_string,
-                );
-                return Err(Refusal::Undeclared(interface).into());
-            }
-        }
         let grants = Arc::new(policy.grants_for(identity));
         for c in &shape.capabilities {
             if !grants.allows(*c) {
-                let interface = check::import_of(&shape, *c).map_or_else(
+                let interface = check::import_of(shape, *c).map_or_else(
                     || format!("{}/{}@{}", contract::PACKAGE, c, contract::VERSION),
                     str::to_string,
                 );
@@ -437,18 +444,7 @@ impl Host {
                 .into());
             }
         }
-        let info = PluginInfo {
-            kind,
-            digest,
-            identity: identity.clone(),
-            description,
-            shape,
-            grants,
-        };
-        Ok(match self.pre(kind, &component, &info.shape)? {
-            Which::Fault(pre, ticking) => Plugin::Fault(FaultPlugin { info, pre, ticking }),
-            Which::Probe(pre) => Plugin::Probe(ProbePlugin { info, pre }),
-        })
+        Ok(grants)
     }
 
     /// [`Host::load`] for a fault; a probe is refused before the policy is consulted.
@@ -593,6 +589,34 @@ impl Host {
         .await;
         undone.unwrap_or_else(|e| vec![format!("undoing the journal panicked: {e}")])
     }
+}
+/// Refuses imports beyond what the component declares: a fault that says it only logs does
+/// not get to signal processes, whatever a policy would grant it.
+fn check_declared(
+    shape: &Shape,
+    description: &crate::contract::types::Description,
+) -> Result<(), Refusal> {
+    // Imports must be within what the component declares, not only what the policy grants:
+    // a fault that says it only logs does not get to signal processes.
+    for c in &shape.capabilities {
+        // `describe()` returns the 0.1 `capability` enum, which cannot name interfaces
+        // added later (`filesystem`, `command`): those are declared by being imported, and
+        // the policy must still grant them.
+        let declared = matches!(c, Capability::Log | Capability::Rollback)
+            || !c.declarable()
+            || description
+                .capabilities
+                .iter()
+                .any(|d| wit_capability(*d) == *c);
+        if !declared {
+            let interface = check::import_of(shape, *c).map_or_else(
+                || format!("{}/{}@{}", contract::PACKAGE, c, contract::VERSION),
+                str::to_string,
+            );
+            return Err(Refusal::Undeclared(interface));
+        }
+    }
+    Ok(())
 }
 
 /// `load_as` refused the other kind already (naming it); reaching this is a host bug.
