@@ -1,5 +1,5 @@
-//! `faultline hub ...`: browse, pull and verify hub packages; for authors and curators, make
-//! keys, build, sign and lint an index.
+//! `faultline hub ...`: browse, pull and verify hub packages; for authors and curators, start
+//! a hub, make keys, build, sign, lint and yank.
 //!
 //! Exit codes: 0 ok; 1 a failure (lint or artefact findings, nothing found, a download that
 //! failed); 2 a usage or configuration error; 3 refused (no trust configured to verify with,
@@ -14,8 +14,8 @@ use clap::{Args, Subcommand};
 use crate::hub::build::{BuildOptions, build};
 use crate::hub::lint::{artifact_findings, lint};
 use crate::hub::{
-    ComponentImports, Digest, Hub, HubConfig, HubError, Index, SourceOutcome, catalog, open_hub,
-    sign, signature_path, verify_file,
+    ComponentImports, Digest, Hub, HubConfig, HubError, Index, SourceOutcome, catalog, edit,
+    open_hub, sign, signature_path, verify_file,
 };
 /// The `faultline hub` subcommands.
 #[derive(Debug, Clone, Subcommand)]
@@ -67,12 +67,31 @@ pub enum HubCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Build `faults/` for wasm32-wasip2 reproducibly and update the index entries.
+    /// Start a hub: write a new, empty index with its own id (sign it after `hub build`).
+    Init {
+        /// The hub's stable id (`[a-z0-9][a-z0-9._-]*`); agents key the cache and rollback
+        /// protection by it, so it must be unique and never change.
+        #[arg(long)]
+        id: String,
+        /// A display name.
+        #[arg(long)]
+        name: String,
+        /// Where to write the index.
+        #[arg(long, default_value = "hub-index.json")]
+        index: PathBuf,
+        /// How long the index stays valid.
+        #[arg(long, default_value = "90d")]
+        valid_for: humantime::Duration,
+    },
+    /// Build fault and probe crates for wasm32-wasip2 reproducibly and publish them in an index.
     Build {
-        /// The repository root.
-        #[arg(long, default_value = ".")]
-        repo: PathBuf,
-        /// Only this package (repeatable).
+        /// The crates: a cargo workspace or one package (its directory or Cargo.toml).
+        #[arg(default_value = ".")]
+        crates: PathBuf,
+        /// The index to update; components are copied to `hub/components/` beside it.
+        #[arg(long, default_value = "hub-index.json")]
+        index: PathBuf,
+        /// Only this package (repeatable); default: every member that depends on faultline-sdk.
         #[arg(long = "package", short = 'p')]
         packages: Vec<String>,
         /// How long the rewritten index stays valid.
@@ -81,6 +100,25 @@ pub enum HubCommand {
         /// Replace a published version whose bytes changed.
         #[arg(long)]
         force: bool,
+    },
+    /// Withdraw a release: resolution skips it unless it is pinned exactly.
+    Yank {
+        /// `name@version` (an exact version).
+        release: String,
+        /// Why, for the people whose resolution now skips it.
+        #[arg(long)]
+        reason: String,
+        /// The index to edit.
+        #[arg(long, default_value = "hub-index.json")]
+        index: PathBuf,
+    },
+    /// Bring a yanked release back.
+    Unyank {
+        /// `name@version` (an exact version).
+        release: String,
+        /// The index to edit.
+        #[arg(long, default_value = "hub-index.json")]
+        index: PathBuf,
     },
     /// Add a signature to `<index>.sig` (replacing an earlier one by the same key id).
     Sign {
@@ -135,19 +173,45 @@ pub async fn run(
             id,
             force,
         } => offload(out, move |out| keygen(&key_path, id, force, out)).await,
+        HubCommand::Init {
+            id,
+            name,
+            index,
+            valid_for,
+        } => {
+            offload(out, move |out| {
+                init_cmd(&index, &id, &name, valid_for.into(), out)
+            })
+            .await
+        }
         HubCommand::Build {
-            repo,
+            crates,
+            index,
             packages,
             valid_for,
             force,
         } => {
             let options = BuildOptions {
-                repo,
+                crates,
+                index,
                 packages,
                 validity: valid_for.into(),
                 force,
             };
             offload(out, move |out| build_cmd(options, imports.as_ref(), out)).await
+        }
+        HubCommand::Yank {
+            release,
+            reason,
+            index,
+        } => {
+            offload(out, move |out| {
+                yank_cmd(&index, &release, Some(&reason), out)
+            })
+            .await
+        }
+        HubCommand::Unyank { release, index } => {
+            offload(out, move |out| yank_cmd(&index, &release, None, out)).await
         }
         HubCommand::Sign { key, key_id, index } => {
             offload(out, move |out| sign_cmd(&key, key_id, &index, out)).await
@@ -472,7 +536,20 @@ fn keygen(
         }
     }
     let key = sign::generate_key();
-    let id = id.unwrap_or_else(|| file_stem(key_path));
+    let stem = file_stem(key_path);
+    let id = id.unwrap_or_else(|| stem.clone());
+    if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(dir)
+            .map_err(|e| HubError::io(format!("creating {}", dir.display()), e))?;
+    }
     write_private(key_path, sign::private_key_pem(&key)?.as_bytes())?;
     let public = key.verifying_key();
     std::fs::write(&public_path, sign::public_key_pem(&public)?)
@@ -483,6 +560,17 @@ fn keygen(
     let _ = writeln!(out, "[[hub.trusted_keys]]");
     let _ = writeln!(out, "id = \"{id}\"");
     let _ = writeln!(out, "key = \"{}\"", sign::public_key_base64(&public));
+    // `hub sign` names the signature by --key-id, else by the key file's name.
+    let key_id = if id == stem {
+        String::new()
+    } else {
+        format!(" --key-id {id}")
+    };
+    let _ = writeln!(
+        out,
+        "\nsign with: faultline hub sign --key {}{key_id}",
+        key_path.display()
+    );
     Ok(0)
 }
 
@@ -496,6 +584,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
     }
     let context = || format!("writing {}", path.display());
     let mut file = options.open(path).map_err(|e| HubError::io(context(), e))?;
+    // `mode` only applies to a new file: an older one (`--force`) is made private too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| HubError::io(context(), e))?;
+    }
     file.write_all(bytes)
         .map_err(|e| HubError::io(context(), e))
 }
@@ -531,6 +626,58 @@ fn build_cmd(
         );
     } else {
         let _ = writeln!(out, "index unchanged (serial {})", report.serial);
+    }
+    Ok(0)
+}
+
+fn init_cmd(
+    index: &Path,
+    id: &str,
+    name: &str,
+    validity: std::time::Duration,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
+    let written = edit::init(index, id, name, validity)?;
+    let _ = writeln!(
+        out,
+        "started hub `{}` ({}) at {}, valid until {}\nnext: faultline hub build <crates> --index {}",
+        written.hub.id,
+        written.hub.name,
+        index.display(),
+        written.expires,
+        index.display()
+    );
+    Ok(0)
+}
+
+fn yank_cmd(
+    index: &Path,
+    release: &str,
+    reason: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<i32, HubError> {
+    let bad = || HubError::BadReference {
+        reference: release.to_string(),
+        reason: "expected `name@version` with an exact version, e.g. process-pause@0.1.2".into(),
+    };
+    let (name, version) = release.split_once('@').ok_or_else(bad)?;
+    let version = semver::Version::parse(version.trim_start_matches('=')).map_err(|_| bad())?;
+    let before = std::fs::read(index).ok();
+    let written = edit::set_yanked(index, name, &version, reason)?;
+    let changed = std::fs::read(index).ok() != before;
+    let what = if reason.is_some() {
+        "yanked"
+    } else {
+        "unyanked"
+    };
+    if changed {
+        let _ = writeln!(
+            out,
+            "{what} {name}@{version}; index updated to serial {}; sign it again (faultline hub sign)",
+            written.serial
+        );
+    } else {
+        let _ = writeln!(out, "{name}@{version} is {what} already; index unchanged");
     }
     Ok(0)
 }

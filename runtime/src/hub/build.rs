@@ -1,5 +1,9 @@
-//! `faultline hub build`: builds the faults and probes of `faults/` reproducibly, copies the
-//! components to `hub/components/<name>-<version>.wasm` and updates the index entries.
+//! `faultline hub build`: builds a directory of fault and probe crates (a cargo workspace or
+//! one package) reproducibly, copies the components to `hub/components/<name>-<version>.wasm`
+//! beside the index, and updates the index entries. Everything that can be checked before
+//! compiling is: the index (it must exist: `faultline hub init` starts one), the lock file,
+//! the `wasm32-wasip2` target, each crate's cdylib target, SDK dependency and feature,
+//! metadata and name, and the contract version of the SDK it builds against.
 //!
 //! The index carries what the **built component** says of itself: each one is loaded into a
 //! real host with nothing granted and asked to `describe()` itself. Its name, version, summary
@@ -31,16 +35,19 @@ use serde_json::{Map, Value};
 
 use super::cache::write_atomic;
 use super::{
-    Capability, CapabilityDecl, ComponentImports, Digest, HubError, HubInfo, INDEX_FILE, Index,
-    Kind, Package, Release, SCHEMA_VERSION, check_imports,
+    Capability, CapabilityDecl, ComponentImports, Digest, HubError, Index, Kind, Package, Release,
+    check_imports,
 };
 
 /// What to build and where.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    /// The repository root, holding `faults/`, `hub/components/` and the index.
-    pub repo: PathBuf,
-    /// Only these packages; empty for all published ones.
+    /// The crates: a directory holding a `Cargo.toml` (a workspace or one package), or that
+    /// manifest itself.
+    pub crates: PathBuf,
+    /// The index to update (it must exist); components go to `hub/components/` beside it.
+    pub index: PathBuf,
+    /// Only these packages; empty for every one that depends on `faultline-sdk`.
     pub packages: Vec<String>,
     /// How long the rewritten index stays valid.
     pub validity: Duration,
@@ -158,10 +165,14 @@ pub struct Artifact {
 #[derive(Deserialize)]
 struct CargoMetadata {
     packages: Vec<CargoPackage>,
+    workspace_members: Vec<String>,
+    workspace_root: PathBuf,
+    target_directory: PathBuf,
 }
 
 #[derive(Deserialize)]
 struct CargoPackage {
+    id: String,
     name: String,
     version: semver::Version,
     #[serde(default)]
@@ -172,6 +183,22 @@ struct CargoPackage {
     #[serde(default)]
     metadata: Option<Value>,
     targets: Vec<CargoTarget>,
+    /// `None` for a package on the local file system (a path dependency or a member).
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    dependencies: Vec<CargoDependency>,
+}
+
+#[derive(Deserialize)]
+struct CargoDependency {
+    name: String,
+    #[serde(default)]
+    rename: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    features: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -277,37 +304,50 @@ fn names(capabilities: &[Capability]) -> String {
     format!("[{}]", names.join(", "))
 }
 
-/// Builds the published crates of `<repo>/faults` for `wasm32-wasip2` with reproducible
-/// settings (`--locked`, no debug info, the repository and `$CARGO_HOME` remapped), asks each
-/// built component to describe itself through `inspector` (and checks its imports against
-/// that), copies the components into `<repo>/hub/components/`, and updates
-/// `<repo>/hub-index.json`. Nothing is written unless every component passes. When the index
-/// changes, its serial is bumped, its times renewed, and the now-invalid signature file
-/// removed: sign it again. Cargo's output is captured and returned in errors.
+/// The SDK crate every published fault and probe builds against.
+const SDK: &str = "faultline-sdk";
+
+/// Builds the fault and probe crates of `options.crates` for `wasm32-wasip2` with reproducible
+/// settings (`--locked`, no debug info, local and `$CARGO_HOME` paths remapped; see
+/// [`reproducible_rustflags`]), one cargo invocation per package so a component's bytes do not
+/// depend on what else is built. Asks each built component to describe itself through
+/// `inspector` (and checks its imports against that), copies the components into
+/// `hub/components/` beside the index, and updates the index. Nothing is written unless every
+/// component passes. When the index changes, its serial is bumped, its times renewed, and the
+/// now-invalid signature file removed: sign it again. Cargo's output is captured and returned
+/// in errors. Cargo's target directory is its own (`CARGO_TARGET_DIR` and cargo's
+/// configuration are honoured).
 ///
 /// Blocking (cargo, files, and [`ComponentImports::describe`]): call it from the blocking pool.
 pub fn build(
     options: &BuildOptions,
     inspector: &dyn ComponentImports,
 ) -> Result<BuildReport, HubError> {
-    // Absolute: cargo runs inside `faults/`, and the remapped prefix must be the real path.
-    let repo = options
-        .repo
-        .canonicalize()
-        .map_err(|e| HubError::io(format!("resolving {}", options.repo.display()), e))?;
-    let options = &BuildOptions {
-        repo,
-        ..options.clone()
+    // The index first: a build that cannot be recorded is not started.
+    let index_path = &options.index;
+    let existing = match std::fs::read(index_path) {
+        Ok(bytes) => Index::parse(&bytes, &index_path.display().to_string())?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(HubError::Config(format!(
+                "there is no hub index at {}: start a hub there with `faultline hub init --id \
+                 <id> --name <name>`, or point --index at an existing one",
+                index_path.display()
+            )));
+        }
+        Err(e) => return Err(HubError::io(format!("reading {}", index_path.display()), e)),
     };
-    let faults = options.repo.join("faults");
-    let manifest = faults.join("Cargo.toml");
-    let target_dir = faults.join("target");
-    let metadata_out = cargo(&faults)
+    let components = index_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("hub/components");
+
+    let manifest = manifest_of(&options.crates)?;
+    ensure_lock_file(&manifest)?;
+    let metadata_out = cargo()
         .args([
             "metadata",
             "--format-version",
             "1",
-            "--no-deps",
             "--locked",
             "--manifest-path",
         ])
@@ -317,54 +357,20 @@ pub fn build(
     check_status("cargo metadata", &metadata_out)?;
     let metadata: CargoMetadata = serde_json::from_slice(&metadata_out.stdout)
         .map_err(|e| HubError::Config(format!("reading cargo metadata: {e}")))?;
+    check_wasm_target(&metadata.workspace_root)?;
 
-    let mut selected = Vec::new();
-    for package in metadata.packages {
-        let Some(meta) = package.metadata.as_ref().and_then(|m| m.get("faultline")) else {
-            continue;
-        };
-        if !options.packages.is_empty() && !options.packages.contains(&package.name) {
-            continue;
-        }
-        let meta: FaultlineMetadata = serde_json::from_value(meta.clone()).map_err(|e| {
-            HubError::Config(format!(
-                "{}: [package.metadata.faultline]: {e} (kind, capabilities and revertible come \
-                 from the component's describe(); scope hints go in `scopes`)",
-                package.name
-            ))
-        })?;
-        // The schema is describe()'s; a file beside the crate would be a second, stale truth.
-        let crate_dir = package.manifest_path.parent().unwrap_or(Path::new("."));
-        let stale = crate_dir.join("params.schema.json");
-        if stale.exists() {
-            return Err(HubError::Config(format!(
-                "{}: {} is not read any more: the parameter schema is the one the component's \
-                 describe() publishes; delete the file",
-                package.name,
-                stale.display()
-            )));
-        }
-        selected.push((package, meta));
-    }
-    for wanted in &options.packages {
-        if !selected.iter().any(|(p, _)| &p.name == wanted) {
-            return Err(HubError::Config(format!(
-                "package `{wanted}` is not a published crate of {} (needs [package.metadata.faultline])",
-                faults.display()
-            )));
-        }
-    }
-    if selected.is_empty() {
-        return Err(HubError::Config(format!(
-            "no crate in {} has [package.metadata.faultline]",
-            faults.display()
-        )));
-    }
+    let selected = select(&metadata, &options.packages, &manifest)?;
+    check_sdk_contract(&metadata)?;
 
-    // One cargo invocation per package: faults and probes enable different SDK features,
-    // and cargo unifies the features of everything built together.
+    let flags = reproducible_rustflags(
+        &metadata.workspace_root,
+        &local_dependencies(&metadata),
+        cargo_home().as_deref(),
+    );
     for (package, _) in &selected {
-        let out = cargo(&faults)
+        let mut command = cargo();
+        command
+            .current_dir(&metadata.workspace_root)
             .args([
                 "build",
                 "--release",
@@ -375,37 +381,38 @@ pub fn build(
             ])
             .arg(&manifest)
             .args(["-p", &package.name])
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .env(
-                "CARGO_ENCODED_RUSTFLAGS",
-                reproducible_rustflags(&options.repo),
-            )
-            .env_remove("RUSTFLAGS")
+            .env("CARGO_ENCODED_RUSTFLAGS", &flags);
+        // Nothing from an outer build (a build script, `cargo run`) may change the bytes.
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "RUSTC_WRAPPER",
+            "CARGO_MAKEFLAGS",
+            "MAKEFLAGS",
+            "MFLAGS",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            command.env_remove(var);
+        }
+        let out = command
             .output()
             .map_err(|e| HubError::io(format!("running cargo build -p {}", package.name), e))?;
         check_status(&format!("cargo build -p {}", package.name), &out)?;
     }
 
-    let components = options.repo.join("hub/components");
     let mut artifacts = Vec::new();
     let mut files = Vec::new();
     for (package, meta) in selected {
-        let target = package
-            .targets
-            .iter()
-            .find(|t| t.kind.iter().any(|k| k == "cdylib"))
-            .ok_or_else(|| {
-                HubError::Config(format!(
-                    "{}: no cdylib target to build a component from",
-                    package.name
-                ))
-            })?;
-        let wasm = target_dir
+        let target = cdylib(package)?;
+        let wasm = metadata
+            .target_directory
             .join("wasm32-wasip2/release")
             .join(format!("{}.wasm", target.name.replace('-', "_")));
         let bytes = std::fs::read(&wasm)
             .map_err(|e| HubError::io(format!("reading {}", wasm.display()), e))?;
-        let artifact = describe_artifact(&package, &meta, &bytes, inspector)?;
+        let artifact = describe_artifact(package, &meta, &bytes, inspector)?;
         files.push((
             components.join(format!("{}-{}.wasm", package.name, package.version)),
             bytes,
@@ -413,12 +420,6 @@ pub fn build(
         artifacts.push(artifact);
     }
 
-    let index_path = options.repo.join(INDEX_FILE);
-    let existing = match std::fs::read(&index_path) {
-        Ok(bytes) => Some(Index::parse(&bytes, &index_path.display().to_string())?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(HubError::io(format!("reading {}", index_path.display()), e)),
-    };
     let (index, changed) = apply(
         existing,
         &artifacts,
@@ -440,18 +441,296 @@ pub fn build(
         });
     }
     if changed {
-        write_atomic(&index_path, &index.to_json_pretty()?)?;
-        let sig = super::signature_path(&index_path);
-        if sig.exists() {
-            std::fs::remove_file(&sig)
-                .map_err(|e| HubError::io(format!("removing stale {}", sig.display()), e))?;
-        }
+        write_index(index_path, &index)?;
     }
     Ok(BuildReport {
         built,
         index_changed: changed,
         serial: index.serial,
     })
+}
+
+/// Writes `index` to `path` atomically and removes the signature file beside it, which no
+/// longer matches: the curator signs again.
+pub(crate) fn write_index(path: &Path, index: &Index) -> Result<(), HubError> {
+    write_atomic(path, &index.to_json_pretty()?)?;
+    let sig = super::signature_path(path);
+    match std::fs::remove_file(&sig) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(HubError::io(format!("removing stale {}", sig.display()), e)),
+    }
+}
+
+/// `crates` as a manifest path: the directory's `Cargo.toml`, or the file itself.
+fn manifest_of(crates: &Path) -> Result<PathBuf, HubError> {
+    let manifest = if crates.is_dir() {
+        crates.join("Cargo.toml")
+    } else {
+        crates.to_path_buf()
+    };
+    if !manifest.is_file() {
+        return Err(HubError::Config(format!(
+            "{} is not a directory of fault crates: there is no {} (give the directory that \
+             holds the crates' Cargo.toml, a workspace or one package)",
+            crates.display(),
+            manifest.display()
+        )));
+    }
+    manifest
+        .canonicalize()
+        .map_err(|e| HubError::io(format!("resolving {}", manifest.display()), e))
+}
+
+/// A reproducible build needs a lock file; a new crate has none until its first build, so
+/// one is written (and the crate should commit it).
+fn ensure_lock_file(manifest: &Path) -> Result<(), HubError> {
+    let out = cargo()
+        .args([
+            "locate-project",
+            "--workspace",
+            "--message-format",
+            "plain",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .output()
+        .map_err(|e| HubError::io("running cargo locate-project", e))?;
+    check_status("cargo locate-project", &out)?;
+    let root_manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let lock = root_manifest.with_file_name("Cargo.lock");
+    if lock.exists() {
+        return Ok(());
+    }
+    let out = cargo()
+        .args(["generate-lockfile", "--manifest-path"])
+        .arg(&root_manifest)
+        .output()
+        .map_err(|e| HubError::io("running cargo generate-lockfile", e))?;
+    check_status(
+        &format!(
+            "cargo generate-lockfile (there was no {}; builds are reproducible from it, commit it)",
+            lock.display()
+        ),
+        &out,
+    )
+}
+
+/// Refuses before compiling when the toolchain cargo uses in `workspace` cannot build
+/// for `wasm32-wasip2`.
+fn check_wasm_target(workspace: &Path) -> Result<(), HubError> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(&rustc)
+        .current_dir(workspace)
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+        .output()
+        .map_err(|e| HubError::io("running rustc --print target-libdir", e))?;
+    let libdir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if out.status.success() && libdir.is_dir() {
+        return Ok(());
+    }
+    Err(HubError::Config(format!(
+        "the Rust toolchain used in {} cannot build for wasm32-wasip2 (no {}): run `rustup \
+         target add wasm32-wasip2` there, or list it under `targets` in its rust-toolchain.toml",
+        workspace.display(),
+        if libdir.as_os_str().is_empty() {
+            "target library directory".to_string()
+        } else {
+            libdir.display().to_string()
+        }
+    )))
+}
+
+/// The workspace members to publish, each with its metadata, every check that needs no build
+/// done: a member depending on `faultline-sdk` is published (or each named in `wanted`).
+fn select<'m>(
+    metadata: &'m CargoMetadata,
+    wanted: &[String],
+    manifest: &Path,
+) -> Result<Vec<(&'m CargoPackage, FaultlineMetadata)>, HubError> {
+    let members: Vec<&CargoPackage> = metadata
+        .packages
+        .iter()
+        .filter(|p| metadata.workspace_members.contains(&p.id))
+        .collect();
+    for name in wanted {
+        if !members.iter().any(|p| &p.name == name) {
+            let names: Vec<&str> = members.iter().map(|p| p.name.as_str()).collect();
+            return Err(HubError::Config(format!(
+                "package `{name}` is not a member of {} (members: {})",
+                manifest.display(),
+                names.join(", ")
+            )));
+        }
+    }
+    let mut selected = Vec::new();
+    for package in members {
+        let sdk = package
+            .dependencies
+            .iter()
+            .find(|d| d.name == SDK && d.kind.is_none());
+        if wanted.is_empty() && sdk.is_none() {
+            continue;
+        }
+        if !wanted.is_empty() && !wanted.contains(&package.name) {
+            continue;
+        }
+        let name = &package.name;
+        let sdk = sdk.ok_or_else(|| {
+            HubError::Config(format!(
+                "{name}: does not depend on {SDK}: a fault or probe is written against it \
+                 (`faultline new fault {name}` makes a crate that does)"
+            ))
+        })?;
+        if !sdk.features.iter().any(|f| f == "fault" || f == "probe") {
+            return Err(HubError::Config(format!(
+                "{name}: its {SDK} dependency enables neither the `fault` nor the `probe` \
+                 feature, so it can export neither world{}",
+                sdk.rename
+                    .as_ref()
+                    .map(|r| format!(" (renamed `{r}`)"))
+                    .unwrap_or_default()
+            )));
+        }
+        if !valid_package_name(name) {
+            return Err(HubError::Config(format!(
+                "{name}: not a hub package name (lower-case letters, digits, `.`, `_` and `-`, \
+                 starting with a letter or digit, at most 64)"
+            )));
+        }
+        cdylib(package)?;
+        let meta: FaultlineMetadata =
+            match package.metadata.as_ref().and_then(|m| m.get("faultline")) {
+                Some(meta) => serde_json::from_value(meta.clone()).map_err(|e| {
+                    HubError::Config(format!(
+                        "{name}: [package.metadata.faultline]: {e} (name, version, summary, kind, \
+                     capabilities, parameter schema and revertible come from the component's \
+                     describe(); the table holds `categories` and `scopes`)"
+                    ))
+                })?,
+                None => FaultlineMetadata::default(),
+            };
+        // The schema is describe()'s; a file beside the crate would be a second, stale truth.
+        let crate_dir = package.manifest_path.parent().unwrap_or(Path::new("."));
+        let stale = crate_dir.join("params.schema.json");
+        if stale.exists() {
+            return Err(HubError::Config(format!(
+                "{name}: {} is not read: the parameter schema is the one the component's \
+                 describe() publishes; delete the file",
+                stale.display()
+            )));
+        }
+        selected.push((package, meta));
+    }
+    if selected.is_empty() {
+        return Err(HubError::Config(format!(
+            "no member of {} depends on {SDK}: nothing to publish",
+            manifest.display()
+        )));
+    }
+    Ok(selected)
+}
+
+/// The package's cdylib target, the one a component is made from.
+fn cdylib(package: &CargoPackage) -> Result<&CargoTarget, HubError> {
+    package
+        .targets
+        .iter()
+        .find(|t| t.kind.iter().any(|k| k == "cdylib"))
+        .ok_or_else(|| {
+            HubError::Config(format!(
+                "{}: no cdylib target to build a component from: add `[lib] crate-type = \
+                 [\"cdylib\"]` to its Cargo.toml",
+                package.name
+            ))
+        })
+}
+
+fn valid_package_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c))
+}
+
+/// Refuses before compiling an SDK whose contract this runtime does not implement, reading
+/// the `package faultline:contract@x.y.z;` line of its `wit/faultline.wit`.
+fn check_sdk_contract(metadata: &CargoMetadata) -> Result<(), HubError> {
+    let Some(sdk) = metadata.packages.iter().find(|p| p.name == SDK) else {
+        return Ok(()); // `select` has refused every crate without it
+    };
+    let wit = sdk
+        .manifest_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("wit/faultline.wit");
+    let text = std::fs::read_to_string(&wit).map_err(|e| {
+        HubError::Config(format!(
+            "{SDK} {} has no contract at {} ({e}): use the SDK as published (a git or path \
+             dependency on its directory, which holds wit/), not a copy of src/ alone",
+            sdk.version,
+            wit.display()
+        ))
+    })?;
+    let version = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package faultline:contract@"))
+        .map(|v| v.trim_end_matches(';').trim().to_string())
+        .ok_or_else(|| {
+            HubError::Config(format!(
+                "{} does not declare `package faultline:contract@<version>;`",
+                wit.display()
+            ))
+        })?;
+    let ours = crate::contract::VERSION;
+    let compatible = match (
+        semver::Version::parse(&version),
+        semver::Version::parse(ours),
+    ) {
+        (Ok(a), Ok(b)) if a.major == 0 && b.major == 0 => a.minor == b.minor && a <= b,
+        (Ok(a), Ok(b)) => a.major == b.major && a <= b,
+        _ => false,
+    };
+    if !compatible {
+        return Err(HubError::Config(format!(
+            "{SDK} {} builds against faultline:contract@{version}, which this faultline (contract \
+             {ours}) cannot load: use an SDK for contract {ours}",
+            sdk.version
+        )));
+    }
+    Ok(())
+}
+
+/// Local packages (path dependencies) outside the workspace root, by name: rustc sees their
+/// absolute paths, which [`reproducible_rustflags`] remaps.
+fn local_dependencies(metadata: &CargoMetadata) -> Vec<(String, PathBuf)> {
+    let root = canonical(&metadata.workspace_root);
+    let mut local: Vec<(String, PathBuf)> = metadata
+        .packages
+        .iter()
+        .filter(|p| p.source.is_none())
+        .filter_map(|p| {
+            p.manifest_path
+                .parent()
+                .map(|d| (p.name.clone(), canonical(d)))
+        })
+        .filter(|(_, dir)| !dir.starts_with(&root))
+        .collect();
+    local.sort();
+    local.dedup();
+    local
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
 }
 
 /// Asks the built component `bytes` of `package` to describe itself, reconciles that with the
@@ -465,7 +744,11 @@ fn describe_artifact(
     let name = &package.name;
     let described = inspector
         .describe(bytes)
-        .map_err(|e| HubError::Config(format!("{name}: describing the built component: {e:#}")))?;
+        .map_err(|e| HubError::BuiltRefused {
+            package: name.clone(),
+            version: package.version.to_string(),
+            reason: format!("{e:#}"),
+        })?;
     let capabilities = reconcile(name, &package.version, meta, &described)?;
     let file = format!("{name}-{}.wasm", package.version);
     let digest = Digest::of(bytes);
@@ -509,33 +792,16 @@ fn release_of(artifact: &Artifact) -> Release {
     }
 }
 
-/// Records `artifacts` in `index` (a new bundled index when `None`). A version already
-/// published with other bytes is refused unless `force`. When anything changed, the serial is
-/// bumped and `generated`/`expires` renewed from `now`. Returns the index and whether it changed.
+/// Records `artifacts` in `index`. A version already published with other bytes is refused
+/// unless `force`. When anything changed, the serial is bumped and `generated`/`expires`
+/// renewed from `now`. Returns the index and whether it changed.
 pub fn apply(
-    index: Option<Index>,
+    mut index: Index,
     artifacts: &[Artifact],
     now: SystemTime,
     validity: Duration,
     force: bool,
 ) -> Result<(Index, bool), HubError> {
-    let runtime = semver::Version::parse(env!("CARGO_PKG_VERSION"))
-        .map(|v| format!("^{}.{}", v.major, v.minor))
-        .unwrap_or_else(|_| "*".into());
-    let mut index = index.unwrap_or_else(|| Index {
-        schema_version: SCHEMA_VERSION,
-        hub: HubInfo {
-            id: "faultline".into(),
-            name: "Faultline bundled hub".into(),
-            extra: Default::default(),
-        },
-        serial: 0,
-        generated: String::new(),
-        expires: String::new(),
-        runtime,
-        packages: Vec::new(),
-        extra: Default::default(),
-    });
     let before = index.clone();
     for artifact in artifacts {
         let release = release_of(artifact);
@@ -602,26 +868,34 @@ pub fn apply(
     Ok((index, changed))
 }
 
-/// `-C debuginfo=0` and path remapping, so two builds of one source on two machines match.
-fn reproducible_rustflags(repo: &Path) -> String {
-    let repo = repo.canonicalize().unwrap_or_else(|_| repo.to_path_buf());
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+/// The flags that make a component's bytes independent of where it was built: no debug
+/// info; the workspace root as `/src`, each local dependency outside it as `/src/<name>`,
+/// and the cargo home (registry and git sources) as `/cargo`. Members are compiled with paths
+/// relative to the workspace root already. `tests/build.rs` builds the bundled hub with the
+/// same flags, in the same order.
+pub fn reproducible_rustflags(
+    workspace: &Path,
+    local: &[(String, PathBuf)],
+    cargo_home: Option<&Path>,
+) -> String {
     let mut flags = vec![
         "-Cdebuginfo=0".to_string(),
-        format!("--remap-path-prefix={}=/faultline", repo.display()),
+        format!(
+            "--remap-path-prefix={}=/src",
+            canonical(workspace).display()
+        ),
     ];
+    for (name, dir) in local {
+        flags.push(format!("--remap-path-prefix={}=/src/{name}", dir.display()));
+    }
     if let Some(home) = cargo_home {
         flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
     }
     flags.join("\u{1f}")
 }
 
-fn cargo(dir: &Path) -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.current_dir(dir);
-    command
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
 fn check_status(what: &str, out: &std::process::Output) -> Result<(), HubError> {
@@ -774,40 +1048,26 @@ mod tests {
     fn apply_adds_orders_bumps_and_refuses_republish() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
         let day = Duration::from_secs(86_400);
-        let (index, changed) = apply(None, &[artifact("0.1.0", b"a")], now, day, false).unwrap();
-        assert!(changed);
-        assert_eq!(index.serial, 1);
-        let (index, changed) =
-            apply(Some(index), &[artifact("0.2.0", b"b")], now, day, false).unwrap();
+        let empty = super::super::edit::new_index("acme", "Acme", now, day).unwrap();
+        assert_eq!(empty.serial, 1);
+        let (index, changed) = apply(empty, &[artifact("0.1.0", b"a")], now, day, false).unwrap();
         assert!(changed);
         assert_eq!(index.serial, 2);
+        let (index, changed) = apply(index, &[artifact("0.2.0", b"b")], now, day, false).unwrap();
+        assert!(changed);
+        assert_eq!(index.serial, 3);
         let versions: Vec<_> = index.packages[0]
             .versions
             .iter()
             .map(|r| r.version.to_string())
             .collect();
         assert_eq!(versions, ["0.2.0", "0.1.0"]);
-        let (same, changed) = apply(
-            Some(index.clone()),
-            &[artifact("0.2.0", b"b")],
-            now,
-            day,
-            false,
-        )
-        .unwrap();
+        let (same, changed) =
+            apply(index.clone(), &[artifact("0.2.0", b"b")], now, day, false).unwrap();
         assert!(!changed);
-        assert_eq!(same.serial, 2);
-        assert!(
-            apply(
-                Some(index.clone()),
-                &[artifact("0.2.0", b"c")],
-                now,
-                day,
-                false
-            )
-            .is_err()
-        );
-        assert!(apply(Some(index), &[artifact("0.2.0", b"c")], now, day, true).is_ok());
+        assert_eq!(same.serial, 3);
+        assert!(apply(index.clone(), &[artifact("0.2.0", b"c")], now, day, false).is_err());
+        assert!(apply(index, &[artifact("0.2.0", b"c")], now, day, true).is_ok());
         // The result is a valid index.
         let bytes = same.to_json_pretty().unwrap();
         Index::parse(&bytes, "t").unwrap();

@@ -202,6 +202,17 @@ pub enum HubError {
         /// The declared capabilities, comma separated.
         declared: String,
     },
+    /// A component `hub build` made was refused by the host it was described in: an export or
+    /// import outside the contract, imports beyond what its `describe()` declares, a trap.
+    #[error("{package}@{version}: the built component is refused: {reason}")]
+    BuiltRefused {
+        /// The package name.
+        package: String,
+        /// The version built.
+        version: String,
+        /// What the host said.
+        reason: String,
+    },
     /// The component's imports could not be read.
     #[error("{package}@{version}: cannot read the component's imports: {reason}")]
     Inspect {

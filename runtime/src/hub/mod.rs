@@ -32,7 +32,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Authors and curators use [`sign`], [`lint`] and [`build`] through `faultline hub ...`.
+//! Authors and curators use [`edit`] (init, yank), [`build`], [`sign`] and [`lint`] through
+//! `faultline hub ...`.
 
 pub mod build;
 mod bundled;
@@ -41,6 +42,7 @@ pub mod catalog;
 mod config;
 mod curate;
 mod digest;
+pub mod edit;
 mod error;
 mod fetch;
 mod index;
