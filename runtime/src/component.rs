@@ -39,7 +39,9 @@ impl Source {
     /// The CLI's reading of its argument: an existing path, or anything with a `/` or ending in
     /// `.wasm`, is a file; anything else is a hub reference.
     pub fn from_cli(text: &str) -> Source {
-        if Path::new(text).exists() || text.contains('/') || text.ends_with(".wasm") {
+        // A directory of that name (a fault's own crate, in its author's workspace) does not
+        // make a hub reference a path: only a file, a path with `/`, or a `.wasm` name does.
+        if Path::new(text).is_file() || text.contains('/') || text.ends_with(".wasm") {
             Source::File(PathBuf::from(text))
         } else {
             Source::Hub(text.to_string())

@@ -6,6 +6,7 @@
 mod agent_api;
 mod agent_experiments;
 mod agent_transport;
+mod authoring;
 mod blast_radius;
 mod cgroup;
 mod cli;

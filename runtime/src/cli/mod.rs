@@ -25,6 +25,7 @@ pub mod fleet;
 pub mod hub;
 mod inject;
 mod inspect;
+mod new;
 mod params;
 mod policy;
 mod recover;
@@ -107,7 +108,7 @@ pub enum Command {
         #[command(subcommand)]
         command: executions::ExecutionsCommand,
     },
-    /// The chaos hub: list, search, show, pull, verify; keygen, build, sign, lint.
+    /// The chaos hub: list, search, show, pull, verify; init, keygen, build, sign, lint, yank.
     Hub {
         /// What to do.
         #[command(subcommand)]
@@ -115,6 +116,9 @@ pub enum Command {
     },
     /// Explain a policy: what each grant reaches on this host right now.
     Policy(policy::PolicyArgs),
+    /// Start a fault or probe crate: builds out of tree with one `cargo build`, with a README,
+    /// an example policy and tests against the SDK's mock host.
+    New(new::NewArgs),
     /// The demo's HTTP service (not for people).
     #[command(hide = true)]
     DemoService(demo::ServiceArgs),
@@ -202,6 +206,7 @@ pub fn main(cli: Cli, out: &mut dyn Write) -> u8 {
                 Err(e) => config_error(e, out),
             },
             Command::Policy(a) => policy::run(a, out).await,
+            Command::New(a) => new::run(a, out),
             Command::DemoService(a) => demo::service(a, out).await,
             Command::Executions { command } => executions::run(command, &state_dir, out).await,
             Command::StressWorker(_) => EXIT_OK,
@@ -226,6 +231,7 @@ async fn remote_main(command: Command, args: &remote::RemoteArgs, out: &mut dyn 
         Command::Demo(_) => Some("demo"),
         Command::Hub { .. } => Some("hub"),
         Command::Policy(_) => Some("policy"),
+        Command::New(_) => Some("new"),
         Command::DemoService(_) => Some("demo-service"),
         Command::StressWorker(_) => Some("stress-worker"),
     };
