@@ -214,11 +214,18 @@ fn reproducible(cmd: &mut Command, root: &Path) {
     }
     let cargo_home = std::env::var("CARGO_HOME")
         .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
-    cmd.env(
-        "RUSTFLAGS",
+    // `faultline hub build faults`'s flags, in its order (runtime/src/hub/build.rs,
+    // `reproducible_rustflags`): the workspace as /src, the SDK (a path dependency outside
+    // it) as /src/faultline-sdk, the cargo home as /cargo.
+    let root = root.canonicalize().expect("canonical repository root");
+    let flags = [
+        "-Cdebuginfo=0".to_string(),
+        format!("--remap-path-prefix={}=/src", root.join("faults").display()),
         format!(
-            "--remap-path-prefix={}=/faultline --remap-path-prefix={cargo_home}=/cargo -C debuginfo=0",
-            root.display()
+            "--remap-path-prefix={}=/src/faultline-sdk",
+            root.join("sdk").display()
         ),
-    );
+        format!("--remap-path-prefix={cargo_home}=/cargo"),
+    ];
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
 }
