@@ -142,7 +142,12 @@ fn a_new_fault_goes_from_an_empty_directory_to_a_signed_hub_run() {
         target.join("wasm32-wasip2/release/e2e_nap.wasm").is_file(),
         "hub build must build in CARGO_TARGET_DIR"
     );
-    assert!(hub.join("hub/components/e2e-nap-0.1.0.wasm").is_file());
+    // Published files are readable by the web server or mirror that serves them.
+    use std::os::unix::fs::PermissionsExt;
+    for published in [hub.join("hub/components/e2e-nap-0.1.0.wasm"), index.clone()] {
+        let mode = std::fs::metadata(&published).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "{}", published.display());
+    }
     // Reproducible: the same sources give the same bytes, so the index stays as it is.
     let again = faultline(
         work,

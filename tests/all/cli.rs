@@ -355,12 +355,11 @@ fn a_hub_entry_whose_component_lies_about_its_name_is_refused() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let t = text(&out);
     assert!(
-        text(&out).contains(
-            "hub fixtures lists this component as process-kill@0.2.0, but it describes itself as process-pause@0.1.1"
-        ),
-        "{}",
-        text(&out)
+        t.contains("hub fixtures lists this component as process-kill@")
+            && t.contains(", but it describes itself as process-pause@"),
+        "{t}"
     );
 }
 

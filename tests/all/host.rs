@@ -41,7 +41,7 @@ async fn an_ungranted_interface_is_refused_at_load() {
         faultline_tests::load_fault(&host, &wasm(c::PROCESS_PAUSE), &Policy::default()).await,
     );
     assert!(
-        msg.starts_with("component imports 'faultline:contract/process@0.1.1', which the policy does not grant to process-pause@0.1.1"),
+        msg.starts_with("component imports 'faultline:contract/process@0.1.1', which the policy does not grant to process-pause@0.1.2"),
         "{msg}"
     );
 }
@@ -276,7 +276,7 @@ async fn out_of_scope_processes_are_denied_naming_the_rule() {
     for (pid, expected) in [
         (
             other.pid(),
-            "is outside the scope granted to process-pause@0.1.1 (grant 1 (*))",
+            "is outside the scope granted to process-pause@0.1.2 (grant 1 (*))",
         ),
         (1, "pid 1 is never in scope"),
         (own, "is the agent or one of its ancestors, never in scope"),
@@ -380,7 +380,7 @@ async fn a_hub_entry_whose_component_lies_about_its_name_is_refused_naming_both(
     let msg = refusal(host.load_fault(&bytes, &listed_as_kill, &grant_all).await);
     assert_eq!(
         msg,
-        "hub faultline lists this component as process-kill@0.1.0, but it describes itself as process-pause@0.1.1: refused"
+        "hub faultline lists this component as process-kill@0.1.0, but it describes itself as process-pause@0.1.2: refused"
     );
     let wrong_version = faultline::policy::Identity::from_hub(
         "faultline",
@@ -390,7 +390,7 @@ async fn a_hub_entry_whose_component_lies_about_its_name_is_refused_naming_both(
     );
     let msg = refusal(host.load_fault(&bytes, &wrong_version, &grant_all).await);
     assert!(
-        msg.contains("as process-pause@0.2.0, but it describes itself as process-pause@0.1.1"),
+        msg.contains("as process-pause@0.2.0, but it describes itself as process-pause@0.1.2"),
         "{msg}"
     );
 }
@@ -401,7 +401,7 @@ async fn a_probe_cannot_be_loaded_as_a_fault() {
     let msg = refusal(
         faultline_tests::load_fault(&host, &wasm(c::PROBE_PROCESS), &Policy::default()).await,
     );
-    assert_eq!(msg, "probe-process@0.1.1 is a probe, not a fault");
+    assert_eq!(msg, "probe-process@0.1.2 is a probe, not a fault");
 }
 
 #[tokio::test]

@@ -431,7 +431,7 @@ pub fn build(
         .map_err(|e| HubError::io(format!("creating {}", components.display()), e))?;
     let mut built = Vec::new();
     for ((dest, bytes), artifact) in files.into_iter().zip(&artifacts) {
-        write_atomic(&dest, &bytes)?;
+        write_published(&dest, &bytes)?;
         built.push(Built {
             name: artifact.name.clone(),
             version: artifact.version.clone(),
@@ -453,13 +453,26 @@ pub fn build(
 /// Writes `index` to `path` atomically and removes the signature file beside it, which no
 /// longer matches: the curator signs again.
 pub(crate) fn write_index(path: &Path, index: &Index) -> Result<(), HubError> {
-    write_atomic(path, &index.to_json_pretty()?)?;
+    write_published(path, &index.to_json_pretty()?)?;
     let sig = super::signature_path(path);
     match std::fs::remove_file(&sig) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(HubError::io(format!("removing stale {}", sig.display()), e)),
     }
+}
+
+/// Writes a file of the hub atomically, readable by all (0644): a web server or a mirror's copy
+/// serves it, unlike the cache's private files.
+fn write_published(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
+    write_atomic(path, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| HubError::io(format!("making {} readable", path.display()), e))?;
+    }
+    Ok(())
 }
 
 /// `crates` as a manifest path: the directory's `Cargo.toml`, or the file itself.
