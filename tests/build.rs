@@ -136,6 +136,26 @@ fn main() {
         "/// Every published fault and probe: (package, path built from source).\npub const PUBLISHED: &[(&str, &str)] = &[{}];\n",
         published.join(" ")
     ));
+    // Each published package's version from its Cargo.toml, so tests name what they load.
+    let versions: Vec<String> = GROUPS
+        .iter()
+        .filter(|(ws, _)| *ws == "faults")
+        .flat_map(|(_, packages)| packages.iter())
+        .map(|p| {
+            let manifest = root.join("faults").join(p).join("Cargo.toml");
+            let text = std::fs::read_to_string(&manifest).expect("read a fault's Cargo.toml");
+            let version = text
+                .lines()
+                .find_map(|l| l.strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("{}: no version line", manifest.display()));
+            format!("({p:?}, {version:?}),")
+        })
+        .collect();
+    consts.push_str(&format!(
+        "/// Every published fault and probe: (package, version in its Cargo.toml).\npub const VERSIONS: &[(&str, &str)] = &[{}];\n",
+        versions.join(" ")
+    ));
     consts.push_str(&multi_memory(&root, &out));
     std::fs::write(out.join("components.rs"), consts).expect("write components.rs");
 }

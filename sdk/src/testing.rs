@@ -115,6 +115,10 @@ pub const FUNCTIONS: &[&str] = &[
 ];
 
 type Handler<A, R> = Box<dyn FnMut(A) -> R>;
+type CommandOutput = crate::bindings::faultline::contract::command::CommandOutput;
+type HttpResponse = crate::bindings::faultline::contract::outbound::HttpResponse;
+/// Answers `command/run`: program and arguments in, the output or an error out.
+type CommandHandler = Handler<(String, Vec<String>), Result<CommandOutput, Error>>;
 
 #[derive(Default)]
 struct State {
@@ -126,19 +130,9 @@ struct State {
     outstanding: Vec<(Change, &'static str, String)>,
     failures: Vec<(&'static str, Error)>,
     disk: Option<crate::bindings::faultline::contract::filesystem::DiskSpace>,
-    command: Option<
-        Handler<
-            (String, Vec<String>),
-            Result<crate::bindings::faultline::contract::command::CommandOutput, Error>,
-        >,
-    >,
+    command: Option<CommandHandler>,
     tcp: Option<Handler<(String, u16), Result<u64, Error>>>,
-    http_get: Option<
-        Handler<
-            String,
-            Result<crate::bindings::faultline::contract::outbound::HttpResponse, Error>,
-        >,
-    >,
+    http_get: Option<Handler<String, Result<HttpResponse, Error>>>,
     #[cfg(feature = "probe")]
     http:
         Option<Handler<crate::http::Request, Result<crate::http::Response, crate::http::Failure>>>,
@@ -410,7 +404,7 @@ impl Drop for MockHost {
 
 fn disk(state: &State) -> crate::bindings::faultline::contract::filesystem::DiskSpace {
     use crate::bindings::faultline::contract::filesystem::DiskSpace;
-    state.disk.clone().unwrap_or(DiskSpace {
+    state.disk.unwrap_or(DiskSpace {
         total_bytes: 100 << 30,
         free_bytes: 100 << 30,
         available_bytes: 100 << 30,

@@ -20,12 +20,18 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Runs `faultline` in `dir` with its own state directory and `dir/target` as cargo's target
-/// directory (for `hub build`); asserts the exit code.
+/// One cargo target directory for every crate these tests make: their dependencies are
+/// compiled once (cargo's lock serialises the tests that share it).
+fn shared_target() -> std::path::PathBuf {
+    repo_root().join("target/authoring")
+}
+
+/// Runs `faultline` in `dir` with its own state directory and [`shared_target`] as cargo's
+/// target directory (for `hub build`); asserts the exit code.
 fn faultline(dir: &Path, args: &[&str], code: i32) -> String {
     let out = Command::new(BIN)
         .current_dir(dir)
-        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env("CARGO_TARGET_DIR", shared_target())
         .arg("--state-dir")
         .arg(dir.join("state"))
         .args(args)
@@ -85,7 +91,7 @@ fn a_new_fault_goes_from_an_empty_directory_to_a_signed_hub_run() {
         .unwrap();
     let work = work.path();
     assert!(!work.starts_with(repo_root()));
-    let target = work.join("target");
+    let target = shared_target();
 
     let made = faultline(work, &["new", "fault", "e2e-nap"], 0);
     assert!(made.contains("made fault `e2e-nap`"), "{made}");
@@ -387,9 +393,57 @@ fn hub_build_refuses_what_it_can_before_compiling() {
         e.contains("enables neither the `fault` nor the `probe`"),
         "{e}"
     );
-    assert!(!bare.join("target").exists(), "it compiled first");
+    let fingerprints = shared_target().join("wasm32-wasip2/release/.fingerprint");
+    let compiled = std::fs::read_dir(&fingerprints)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("bare-"));
+    assert!(!compiled, "it compiled first");
     // The index is as init wrote it.
     let index_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
     assert_eq!(index_json["serial"], 1);
+}
+
+/// Every other template (the `process` fault is the test above): it builds for wasm32 with one
+/// `cargo build`, passes its mock-host tests natively, and is a component the host accepts,
+/// importing the capability the template is for.
+#[test]
+fn every_template_builds_and_passes_its_tests() {
+    let work = tempfile::Builder::new()
+        .prefix("templates-")
+        .tempdir()
+        .unwrap();
+    let work = work.path();
+    let target = shared_target();
+    for (kind, capability, name, tests) in [
+        ("fault", "network", "tpl-lag", 2),
+        ("fault", "cgroup", "tpl-cap", 2),
+        ("probe", "outbound", "tpl-up", 2),
+        ("probe", "process", "tpl-ps", 1),
+    ] {
+        faultline(work, &["new", kind, name, "--capability", capability], 0);
+        let dir = work.join(name);
+        cargo(&dir, &target, &["build"]);
+        let ran = cargo(&dir, &target, &["host-test"]);
+        assert!(
+            ran.contains(&format!("test result: ok. {tests} passed")),
+            "{name}: {ran}"
+        );
+        let wasm = target.join(format!(
+            "wasm32-wasip2/debug/{}.wasm",
+            name.replace('-', "_")
+        ));
+        let inspected = faultline(work, &["inspect", &wasm.display().to_string()], 0);
+        assert!(
+            inspected.contains(&format!("kind         {kind}")),
+            "{inspected}"
+        );
+        let caps = inspected
+            .lines()
+            .find(|l| l.starts_with("capabilities"))
+            .unwrap_or_default();
+        assert!(caps.contains(capability), "{name}: {inspected}");
+    }
 }

@@ -528,7 +528,10 @@ async fn out_of_scope_targets_are_denied_naming_the_rule() {
     let reason = denied(&host, c::NETWORK_LOSS, &network_policy(), &params).await;
     assert!(reason.contains(r#"traffic on ["lo"]"#), "{reason}");
     assert!(
-        reason.ends_with("is outside the scope granted to network-loss@0.1.2 (grant 1 (*))"),
+        reason.ends_with(&format!(
+            "is outside the scope granted to {} (grant 1 (*))",
+            faultline_tests::components::release("network-loss")
+        )),
         "{reason}"
     );
 

@@ -41,7 +41,10 @@ async fn an_ungranted_interface_is_refused_at_load() {
         faultline_tests::load_fault(&host, &wasm(c::PROCESS_PAUSE), &Policy::default()).await,
     );
     assert!(
-        msg.starts_with("component imports 'faultline:contract/process@0.1.1', which the policy does not grant to process-pause@0.1.2"),
+        msg.starts_with(&format!(
+            "component imports 'faultline:contract/process@0.1.1', which the policy does not grant to {}",
+            faultline_tests::components::release("process-pause")
+        )),
         "{msg}"
     );
 }
@@ -276,10 +279,16 @@ async fn out_of_scope_processes_are_denied_naming_the_rule() {
     for (pid, expected) in [
         (
             other.pid(),
-            "is outside the scope granted to process-pause@0.1.2 (grant 1 (*))",
+            format!(
+                "is outside the scope granted to {} (grant 1 (*))",
+                faultline_tests::components::release("process-pause")
+            ),
         ),
-        (1, "pid 1 is never in scope"),
-        (own, "is the agent or one of its ancestors, never in scope"),
+        (1, "pid 1 is never in scope".to_string()),
+        (
+            own,
+            "is the agent or one of its ancestors, never in scope".to_string(),
+        ),
     ] {
         let params = format!(r#"{{"pid": {pid}}}"#);
         let e = plugin
@@ -289,7 +298,7 @@ async fn out_of_scope_processes_are_denied_naming_the_rule() {
         // `find` leaves out-of-scope processes out; so does the pause, which then finds none.
         let text = e.to_string();
         assert!(
-            text.contains(expected) || text.contains("no process in scope"),
+            text.contains(&expected) || text.contains("no process in scope"),
             "pid {pid}: {text}"
         );
     }
@@ -380,7 +389,10 @@ async fn a_hub_entry_whose_component_lies_about_its_name_is_refused_naming_both(
     let msg = refusal(host.load_fault(&bytes, &listed_as_kill, &grant_all).await);
     assert_eq!(
         msg,
-        "hub faultline lists this component as process-kill@0.1.0, but it describes itself as process-pause@0.1.2: refused"
+        format!(
+            "hub faultline lists this component as process-kill@0.1.0, but it describes itself as {}: refused",
+            faultline_tests::components::release("process-pause")
+        )
     );
     let wrong_version = faultline::policy::Identity::from_hub(
         "faultline",
@@ -390,7 +402,10 @@ async fn a_hub_entry_whose_component_lies_about_its_name_is_refused_naming_both(
     );
     let msg = refusal(host.load_fault(&bytes, &wrong_version, &grant_all).await);
     assert!(
-        msg.contains("as process-pause@0.2.0, but it describes itself as process-pause@0.1.2"),
+        msg.contains(&format!(
+            "as process-pause@0.2.0, but it describes itself as {}",
+            faultline_tests::components::release("process-pause")
+        )),
         "{msg}"
     );
 }
@@ -401,7 +416,13 @@ async fn a_probe_cannot_be_loaded_as_a_fault() {
     let msg = refusal(
         faultline_tests::load_fault(&host, &wasm(c::PROBE_PROCESS), &Policy::default()).await,
     );
-    assert_eq!(msg, "probe-process@0.1.2 is a probe, not a fault");
+    assert_eq!(
+        msg,
+        format!(
+            "{} is a probe, not a fault",
+            faultline_tests::components::release("probe-process")
+        )
+    );
 }
 
 #[tokio::test]

@@ -17,14 +17,20 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_faultline-e2e");
 
-/// A capability context for `process-pause@0.1.2` from a verified hub, under `policy`: the
+/// `process-pause`'s version as its sources build it.
+fn pause_version() -> semver::Version {
+    let release = faultline_tests::components::release("process-pause");
+    release.split('@').nth(1).unwrap().parse().unwrap()
+}
+
+/// A capability context for `process-pause` (its version as built) from a verified hub, under `policy`: the
 /// test process is its agent.
 fn context(policy: &str, dir: &std::path::Path) -> Context {
     let policy = Policy::parse(policy).unwrap();
     let who = Identity::from_hub(
         "test",
         "process-pause",
-        "0.1.2".parse().unwrap(),
+        pause_version(),
         &format!("sha256:{}", "b".repeat(64)),
     );
     Context {
@@ -41,12 +47,12 @@ fn context(policy: &str, dir: &std::path::Path) -> Context {
     }
 }
 
-/// The bundled-for-tests `process-pause`, loaded as the hub release `process-pause@0.1.2`.
+/// The bundled-for-tests `process-pause`, loaded as its hub release.
 async fn load_pause(host: &faultline::host::Host, policy: &Policy) -> FaultPlugin {
     use sha2::Digest;
     let bytes = wasm(c::PROCESS_PAUSE);
     let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
-    let who = Identity::from_hub("test", "process-pause", "0.1.2".parse().unwrap(), &digest);
+    let who = Identity::from_hub("test", "process-pause", pause_version(), &digest);
     match host.load(&bytes, &who, policy).await.unwrap() {
         Plugin::Fault(f) => f,
         Plugin::Probe(_) => panic!("process-pause loaded as a probe"),
@@ -202,11 +208,17 @@ fn a_signal_no_covering_grant_lists_is_denied_naming_the_signal_and_rule() {
     );
     assert_eq!(
         denial(cx.signal_process(target.pid(), Signal::Kill)),
-        "SIGKILL is not among the signals granted to process-pause@0.1.2 (grant 1 (process-pause@^0.1))"
+        format!(
+            "SIGKILL is not among the signals granted to {} (grant 1 (process-pause@^0.1))",
+            faultline_tests::components::release("process-pause")
+        )
     );
     assert_eq!(
         denial(cx.signal_process(other.pid(), Signal::Stop)),
-        "SIGSTOP is not among the signals granted to process-pause@0.1.2 (grant 2 (*), grant 3 (*))"
+        format!(
+            "SIGSTOP is not among the signals granted to {} (grant 2 (*), grant 3 (*))",
+            faultline_tests::components::release("process-pause")
+        )
     );
     assert_eq!(target.state(), 'S');
     assert_eq!(other.state(), 'S');
@@ -237,7 +249,10 @@ fn a_stress_kind_no_grant_lists_starts_nothing() {
     };
     assert_eq!(
         denial(cx.start_stress_workers(spec)),
-        "memory stress is not among the stress kinds granted to process-pause@0.1.2 (grant 1 (*))"
+        format!(
+            "memory stress is not among the stress kinds granted to {} (grant 1 (*))",
+            faultline_tests::components::release("process-pause")
+        )
     );
     assert!(cx.journal.outstanding(None).is_empty());
 }

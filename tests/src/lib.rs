@@ -9,6 +9,16 @@ use std::path::PathBuf;
 /// Paths of the guest components `build.rs` built from source.
 pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
+
+    /// `name@version` of a published fault or probe as its sources build it.
+    pub fn release(name: &str) -> String {
+        let version = VERSIONS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{name} is not a published fault or probe"));
+        format!("{name}@{version}")
+    }
 }
 
 /// Whether privileged tests may run here. When not root, prints the skip reason and returns
