@@ -23,6 +23,9 @@ pub struct StoreState {
     pub(super) table: ResourceTable,
     pub(super) limits: super::limits::Limiter,
     pub(super) cap: Context,
+    /// Keeps the epoch ticker running while the store (and so a call) exists; an idle host
+    /// has no ticker wake-ups.
+    pub(super) _awake: super::engine::Awake,
 }
 
 impl WasiView for StoreState {

@@ -133,7 +133,7 @@ pub struct Host {
     log: LogSink,
     routes: Routes,
     gate: Arc<tokio::sync::RwLock<()>>,
-    _ticker: engine::Ticker,
+    ticker: engine::Ticker,
 }
 
 /// While alive, sends one execution's plug-in log lines to a sink of its own.
@@ -173,7 +173,7 @@ impl Host {
             global(line);
         });
         let host = Host {
-            _ticker: engine::Ticker::start(&engine)?,
+            ticker: engine::Ticker::start(&engine)?,
             engine,
             backends: Arc::new(Backends::with_outbound(
                 config.worker_exe.clone(),
@@ -561,6 +561,7 @@ impl Host {
                 gate: self.gate.clone(),
                 deadline: None,
             },
+            _awake: self.ticker.awake(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
