@@ -1,5 +1,5 @@
 //! `faultline hub ...`: browse, pull and verify hub packages; for authors and curators, start
-//! a hub, make keys, build, sign, lint and yank.
+//! a hub, make keys, build, sign, lint, yank and renew.
 //!
 //! Exit codes: 0 ok; 1 a failure (lint or artefact findings, nothing found, a download that
 //! failed); 2 a usage or configuration error; 3 refused (no trust configured to verify with,
@@ -112,6 +112,15 @@ pub enum HubCommand {
         #[arg(long, default_value = "hub-index.json")]
         index: PathBuf,
     },
+    /// Move the index's expiry on (new serial and times) when nothing else changed.
+    Renew {
+        /// The index to renew.
+        #[arg(long, default_value = "hub-index.json")]
+        index: PathBuf,
+        /// How long it stays valid from now.
+        #[arg(long, default_value = "90d")]
+        valid_for: humantime::Duration,
+    },
     /// Bring a yanked release back.
     Unyank {
         /// `name@version` (an exact version).
@@ -212,6 +221,20 @@ pub async fn run(
         }
         HubCommand::Unyank { release, index } => {
             offload(out, move |out| yank_cmd(&index, &release, None, out)).await
+        }
+        HubCommand::Renew { index, valid_for } => {
+            offload(out, move |out| {
+                let renewed = edit::renew(&index, valid_for.into())?;
+                let _ = writeln!(
+                    out,
+                    "{} renewed: serial {}, valid until {}; sign it again (faultline hub sign)",
+                    index.display(),
+                    renewed.serial,
+                    renewed.expires
+                );
+                Ok(0)
+            })
+            .await
         }
         HubCommand::Sign { key, key_id, index } => {
             offload(out, move |out| sign_cmd(&key, key_id, &index, out)).await

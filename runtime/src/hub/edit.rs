@@ -1,5 +1,5 @@
 //! A curator's edits of an index: `faultline hub init` starts one, `hub yank` and `hub unyank`
-//! withdraw a release and bring it back. Each edit bumps the serial (agents refuse an index
+//! withdraw a release and bring it back, `hub renew` moves its expiry on. Each edit bumps the serial (agents refuse an index
 //! whose serial went back), renews `generated`, and removes the signature file, which no
 //! longer matches: sign again. Blocking file I/O: call from the blocking pool.
 
@@ -131,6 +131,22 @@ pub fn set_yanked(
     release.yanked = wanted;
     index.serial += 1;
     index.generated = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    write_index(path, &index)?;
+    Ok(index)
+}
+
+/// Renews the index at `path`: valid for `validity` from now, with a new serial and
+/// `generated`, so agents take it as the newer index; removes the stale signature. For an
+/// index whose content has not changed but whose `expires` is near (`hub build` renews only
+/// when something changed). Returns the index written.
+pub fn renew(path: &Path, validity: Duration) -> Result<Index, HubError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| HubError::io(format!("reading {}", path.display()), e))?;
+    let mut index = Index::parse(&bytes, &path.display().to_string())?;
+    let now = SystemTime::now();
+    index.serial += 1;
+    index.generated = humantime::format_rfc3339_seconds(now).to_string();
+    index.expires = humantime::format_rfc3339_seconds(now + validity).to_string();
     write_index(path, &index)?;
     Ok(index)
 }
