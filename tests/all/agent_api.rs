@@ -7,7 +7,8 @@
 //! The agent is started here with `faultline agent --listen 127.0.0.1:0 --tokens F` (a minimal
 //! spawn of its own; the shared `TestAgent` of tests/src/agent.rs covers the config file).
 
-use faultline_tests::{Sleeper, proc_state};
+use faultline_tests::Sleeper;
+use faultline_tests::wait_state;
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -220,20 +221,6 @@ fn pause(agent: &Agent, who: &str, pid: u32, duration: &str) -> Reply {
             r#"{{"component": "process-pause", "params": {{"pid": {pid}}}, "duration": "{duration}"}}"#
         )),
     )
-}
-
-/// Waits until `pid` settles in `state` (`sleep` passes through `R` after SIGCONT).
-fn wait_state(pid: u32, state: char, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if proc_state(pid) == state {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

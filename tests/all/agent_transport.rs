@@ -5,22 +5,11 @@
 use faultline::agent::auth::Role;
 use faultline_tests::Sleeper;
 use faultline_tests::agent::{Options, TestAgent, bin, call_tcp, parse_response};
+use faultline_tests::wait_state;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Waits until `pid` is in `state` (`/proc/<pid>/stat`).
-fn wait_state(pid: u32, state: char, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if faultline_tests::proc_state(pid) == state {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
 
 #[test]
 fn requests_without_a_valid_token_get_401_naming_why() {

@@ -5,7 +5,8 @@
 //! compiles, and a component importing more than it declares is refused by `inspect` and
 //! `hub build` alike.
 
-use faultline_tests::{Sleeper, proc_state, repo_root};
+use faultline_tests::wait_state;
+use faultline_tests::{Sleeper, repo_root};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -69,17 +70,6 @@ fn cargo(dir: &Path, target: &Path, args: &[&str]) -> String {
         dir.display()
     );
     t
-}
-
-fn wait_state(pid: u32, state: char, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if proc_state(pid) == state {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]

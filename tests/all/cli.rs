@@ -1,6 +1,7 @@
 //! The `faultline` binary end to end: real processes, real signals, exit codes.
 
-use faultline_tests::{Sleeper, components as c, proc_state, repo_root};
+use faultline_tests::wait_state;
+use faultline_tests::{Sleeper, components as c, repo_root};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,18 +38,6 @@ fn bundled(name: &str) -> String {
         .join(format!("hub/components/{name}-0.1.0.wasm"))
         .display()
         .to_string()
-}
-
-/// Waits until `pid` is in `state`, up to `limit`.
-fn wait_state(pid: u32, state: char, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if proc_state(pid) == state {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]

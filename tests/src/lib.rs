@@ -113,6 +113,22 @@ impl Drop for Sleeper {
     }
 }
 
+/// Waits until `pid` is in `state` (from `/proc/<pid>/stat`, polled every 10 ms), up to
+/// `limit`; whether it got there. `sleep` passes through `R` after SIGCONT, so a caller waiting
+/// for `S` sees it settle.
+pub fn wait_state(pid: u32, state: char, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if proc_state(pid) == state {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// The one-letter state of a process from `/proc/<pid>/stat` (`?` when it is gone).
 pub fn proc_state(pid: u32) -> char {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
