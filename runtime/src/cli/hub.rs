@@ -685,9 +685,7 @@ fn yank_cmd(
     };
     let (name, version) = release.split_once('@').ok_or_else(bad)?;
     let version = semver::Version::parse(version.trim_start_matches('=')).map_err(|_| bad())?;
-    let before = std::fs::read(index).ok();
-    let written = edit::set_yanked(index, name, &version, reason)?;
-    let changed = std::fs::read(index).ok() != before;
+    let (written, changed) = edit::set_yanked(index, name, &version, reason)?;
     let what = if reason.is_some() {
         "yanked"
     } else {

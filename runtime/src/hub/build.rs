@@ -605,7 +605,7 @@ fn select<'m>(
                     .unwrap_or_default()
             )));
         }
-        if !valid_package_name(name) {
+        if !super::index::is_identifier(name) {
             return Err(HubError::Config(format!(
                 "{name}: not a hub package name (lower-case letters, digits, `.`, `_` and `-`, \
                  starting with a letter or digit, at most 64)"
@@ -657,15 +657,6 @@ fn cdylib(package: &CargoPackage) -> Result<&CargoTarget, HubError> {
                 package.name
             ))
         })
-}
-
-fn valid_package_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= 64
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c))
 }
 
 /// Refuses before compiling an SDK whose contract this runtime does not implement, reading

@@ -28,13 +28,7 @@ pub fn new_index(
              agents key the cache and rollback protection by it"
         )));
     }
-    let mut chars = id.chars();
-    let valid = id.len() <= 64
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-    if !valid {
+    if !super::index::is_identifier(id) {
         return Err(HubError::Config(format!(
             "hub id {id:?} is not lower-case letters, digits, `.`, `_` and `-` starting with a \
              letter or digit (at most 64)"
@@ -85,14 +79,15 @@ pub fn init(path: &Path, id: &str, name: &str, validity: Duration) -> Result<Ind
 }
 
 /// Yanks `name@version` in the index at `path` with `reason` (`Some`), or brings it back
-/// (`None`). Returns the index written. Resolution skips a yanked release unless it is pinned
+/// (`None`). Returns the index and whether it changed (a yank that is already so writes
+/// nothing, keeping the serial and the signature). Resolution skips a yanked release unless it is pinned
 /// exactly; nothing is deleted, so pinned users keep working.
 pub fn set_yanked(
     path: &Path,
     name: &str,
     version: &semver::Version,
     reason: Option<&str>,
-) -> Result<Index, HubError> {
+) -> Result<(Index, bool), HubError> {
     if let Some(reason) = reason
         && (reason.trim().is_empty() || reason.len() > MAX_TEXT)
     {
@@ -123,16 +118,13 @@ pub fn set_yanked(
         reason: r.to_string(),
     });
     if release.yanked == wanted {
-        return Ok(index); // nothing to change: no new serial, the signature still holds
-    }
-    if reason.is_none() && release.yanked.is_none() {
-        return Ok(index);
+        return Ok((index, false));
     }
     release.yanked = wanted;
     index.serial += 1;
     index.generated = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     write_index(path, &index)?;
-    Ok(index)
+    Ok((index, true))
 }
 
 /// Renews the index at `path`: valid for `validity` from now, with a new serial and
@@ -192,7 +184,9 @@ mod tests {
         let package = &before.packages[0];
         let version = package.versions[0].version.clone();
 
-        let yanked = set_yanked(&path, &package.name, &version, Some("leaks a qdisc")).unwrap();
+        let (yanked, changed) =
+            set_yanked(&path, &package.name, &version, Some("leaks a qdisc")).unwrap();
+        assert!(changed);
         assert_eq!(yanked.serial, before.serial + 1);
         let release = &yanked.packages[0].versions[0];
         assert_eq!(release.yanked.as_ref().unwrap().reason, "leaks a qdisc");
@@ -203,11 +197,14 @@ mod tests {
         );
         // The same yank again changes nothing.
         std::fs::write(&sig, "kept").unwrap();
-        let again = set_yanked(&path, &package.name, &version, Some("leaks a qdisc")).unwrap();
+        let (again, changed) =
+            set_yanked(&path, &package.name, &version, Some("leaks a qdisc")).unwrap();
+        assert!(!changed);
         assert_eq!(again.serial, yanked.serial);
         assert!(sig.exists());
 
-        let back = set_yanked(&path, &package.name, &version, None).unwrap();
+        let (back, changed) = set_yanked(&path, &package.name, &version, None).unwrap();
+        assert!(changed);
         assert_eq!(back.serial, yanked.serial + 1);
         assert!(back.packages[0].versions[0].yanked.is_none());
 

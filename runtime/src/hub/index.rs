@@ -180,6 +180,17 @@ pub struct CapabilityDecl {
     pub scope: Option<Map<String, Value>>,
 }
 
+/// Whether `text` is an identifier of the index schema (`[a-z0-9][a-z0-9._-]{0,63}`): a hub id
+/// or a package name.
+pub(crate) fn is_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    text.len() <= 64
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+}
+
 fn schema_validator() -> Result<&'static jsonschema::Validator, HubError> {
     static VALIDATOR: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
     VALIDATOR
@@ -335,6 +346,23 @@ mod tests {
         v["schema_version"] = 2.into();
         let err = Index::parse(&serde_json::to_vec(&v).unwrap(), "t").unwrap_err();
         assert!(err.to_string().contains("schema_version 2"), "{err}");
+    }
+
+    #[test]
+    fn identifiers_follow_the_schema_pattern() {
+        for good in [
+            "acme",
+            "process-pause",
+            "a",
+            "0day",
+            "x.y_z-1",
+            &"a".repeat(64),
+        ] {
+            assert!(is_identifier(good), "{good}");
+        }
+        for bad in ["", "Acme", "-x", ".x", "a b", "a/b", "ä", &"a".repeat(65)] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
     }
 
     #[test]
