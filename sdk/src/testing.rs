@@ -411,6 +411,15 @@ fn disk(state: &State) -> crate::bindings::faultline::contract::filesystem::Disk
     })
 }
 
+/// The cgroup `pid` was placed in ([`MockHost::cgroup_of`]), else `/`.
+fn cgroup_of(s: &State, pid: u32) -> String {
+    s.cgroups
+        .iter()
+        .rev()
+        .find(|(p, _)| *p == pid)
+        .map_or_else(|| "/".to_string(), |(_, path)| path.clone())
+}
+
 /// Runs one call against this thread's mock: records it, applies a configured failure, or
 /// lets `answer` produce the result.
 fn call<T>(
@@ -569,14 +578,6 @@ pub(crate) mod host {
             ProcessInfo, Selector, Signal, StressSpec,
         };
 
-        fn cgroup_of(s: &State, pid: u32) -> String {
-            s.cgroups
-                .iter()
-                .rev()
-                .find(|(p, _)| *p == pid)
-                .map_or_else(|| "/".to_string(), |(_, path)| path.clone())
-        }
-
         pub fn find(selector: &Selector) -> Result<Vec<ProcessInfo>, Error> {
             call("process/find", format!("{selector:?}"), |s| {
                 let matches = |p: &ProcessInfo| -> Result<bool, Error> {
@@ -661,11 +662,7 @@ pub(crate) mod host {
                         if !s.processes.iter().any(|p| p.pid == *pid) {
                             return Err(Error::TargetGone(format!("no process {pid}")));
                         }
-                        s.cgroups
-                            .iter()
-                            .rev()
-                            .find(|(p, _)| p == pid)
-                            .map_or_else(|| "/".to_string(), |(_, path)| path.clone())
+                        cgroup_of(s, *pid)
                     }
                 };
                 Ok(vec![CgroupInfo {
