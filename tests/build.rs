@@ -72,9 +72,9 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
     for dir in [
-        "sdk/src",
-        "sdk/wit",
-        "sdk/Cargo.toml",
+        "faults/sdk/src",
+        "faults/sdk/wit",
+        "faults/sdk/Cargo.toml",
         "faults/Cargo.toml",
         "faults/Cargo.lock",
     ] {
@@ -235,16 +235,12 @@ fn reproducible(cmd: &mut Command, root: &Path) {
     let cargo_home = std::env::var("CARGO_HOME")
         .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
     // `faultline hub build faults`'s flags, in its order (runtime/src/hub/build.rs,
-    // `reproducible_rustflags`): the workspace as /src, the SDK (a path dependency outside
-    // it) as /src/faultline-sdk, the cargo home as /cargo.
+    // `reproducible_rustflags`): the workspace as /src (the SDK is inside it, so there is no
+    // local dependency to remap), the cargo home as /cargo.
     let root = root.canonicalize().expect("canonical repository root");
     let flags = [
         "-Cdebuginfo=0".to_string(),
         format!("--remap-path-prefix={}=/src", root.join("faults").display()),
-        format!(
-            "--remap-path-prefix={}=/src/faultline-sdk",
-            root.join("sdk").display()
-        ),
         format!("--remap-path-prefix={cargo_home}=/cargo"),
     ];
     cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));

@@ -1,4 +1,4 @@
-//! Rust bindings of the WIT contract in `sdk/wit/`: the one `bindgen!` of the runtime.
+//! Rust bindings of the WIT contract in `faults/sdk/wit/`: the one `bindgen!` of the runtime.
 //!
 //! The host implements `faultline:contract@0.1.1`. Components built against 0.1.0 import
 //! `…@0.1.0` interfaces; wasmtime's linker is semver-aware and satisfies them with the 0.1.1
@@ -9,7 +9,7 @@
 /// The `fault` world: exports `describe`, `validate`, `inject`, `revert`.
 pub mod fault {
     wasmtime::component::bindgen!({
-        path: "../sdk/wit",
+        path: "../faults/sdk/wit",
         world: "fault",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -20,7 +20,7 @@ pub mod fault {
 /// world's, so only the exports are bound here.
 pub mod ticking {
     wasmtime::component::bindgen!({
-        path: "../sdk/wit",
+        path: "../faults/sdk/wit",
         world: "ticking-fault",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -39,7 +39,7 @@ pub mod ticking {
 /// The `probe` world: exports `describe`, `validate`, `check`.
 pub mod probe {
     wasmtime::component::bindgen!({
-        path: "../sdk/wit",
+        path: "../faults/sdk/wit",
         world: "probe",
         imports: { default: async | trappable },
         exports: { default: async },

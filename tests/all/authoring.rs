@@ -134,6 +134,12 @@ fn a_new_fault_goes_from_an_empty_directory_to_a_signed_hub_run() {
     );
     assert!(built.contains("e2e-nap@0.1.0 sha256:"), "{built}");
     assert!(built.contains("serial 2"), "{built}");
+    // The template's SDK is a path outside the new crate: its bytes depend on that path, and
+    // the curator is told so (the bundled hub keeps its SDK inside `faults/` for this reason).
+    assert!(
+        built.contains("note: faultline-sdk is a path dependency outside the workspace"),
+        "{built}"
+    );
     assert!(
         target.join("wasm32-wasip2/release/e2e_nap.wasm").is_file(),
         "hub build must build in CARGO_TARGET_DIR"
@@ -364,7 +370,7 @@ fn hub_build_refuses_what_it_can_before_compiling() {
         bare.join("Cargo.toml"),
         format!(
             "[package]\nname = \"bare\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nfaultline-sdk = {{ path = {:?} }}\n\n[workspace]\n",
-            repo_root().join("sdk").display().to_string()
+            repo_root().join("faults/sdk").display().to_string()
         ),
     )
     .unwrap();

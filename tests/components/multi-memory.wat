@@ -1,4 +1,4 @@
-;; A fault (world `fault` of sdk/wit/faultline.wit) with two core memories, each in its own core
+;; A fault (world `fault` of faults/sdk/wit/faultline.wit) with two core memories, each in its own core
 ;; module instance: `inject` grows the first memory by `duration-ms` pages (of 64 KiB) and then
 ;; the second by as many. Each memory alone stays under a cap of 2 × (1 + pages) pages, the two
 ;; together do not: a per-memory cap lets it through, a cap over the whole store stops it.

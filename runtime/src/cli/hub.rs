@@ -630,6 +630,9 @@ fn build_cmd(
     out: &mut dyn Write,
 ) -> Result<i32, HubError> {
     let report = build(&options, inspector)?;
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     for built in &report.built {
         let _ = writeln!(
             out,

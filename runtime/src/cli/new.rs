@@ -39,7 +39,7 @@ pub struct NewArgs {
     /// One line on what it does (the component's `SUMMARY`).
     #[arg(long)]
     pub summary: Option<String>,
-    /// The SDK as a path dependency: the `sdk/` directory of a Faultline checkout. Default:
+    /// The SDK as a path dependency: the `faults/sdk/` directory of a Faultline checkout. Default:
     /// the SDK this faultline was built from, when it is still there.
     #[arg(long, conflicts_with = "sdk_git")]
     pub sdk_path: Option<PathBuf>,
@@ -388,7 +388,7 @@ fn sdk_dependency(args: &NewArgs) -> Result<String, String> {
     }
     let path = match &args.sdk_path {
         Some(p) => p.clone(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../faults/sdk"),
     };
     let manifest = path.join("Cargo.toml");
     let is_sdk =
@@ -538,14 +538,14 @@ mod tests {
     /// the names are filled in), so the documentation never drifts from what `new` makes.
     #[test]
     fn the_sdk_readme_opens_with_the_process_template() {
-        let readme = include_str!("../../../sdk/README.md");
+        let readme = include_str!("../../../faults/sdk/README.md");
         let dir = tempfile::tempdir().unwrap();
         let (crate_dir, _) = make(&args(NewKind::Fault, "process-nap", &[], dir.path())).unwrap();
         let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).unwrap();
         let code = lib.split("\n#[cfg(test)]").next().unwrap();
         assert!(
             readme.contains(code.trim()),
-            "sdk/README.md must show the process template as `faultline new fault process-nap` \
+            "faults/sdk/README.md must show the process template as `faultline new fault process-nap` \
              makes it:\n{code}"
         );
         let tests = lib.split("\n#[cfg(test)]").nth(1).unwrap();

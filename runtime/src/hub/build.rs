@@ -79,6 +79,10 @@ pub struct BuildReport {
     pub index_changed: bool,
     /// The index's serial now.
     pub serial: u64,
+    /// What the curator should know: each path dependency outside the workspace, whose
+    /// absolute path cargo hashes into every symbol of it, so the components' bytes are
+    /// reproducible only from that same directory.
+    pub notes: Vec<String>,
 }
 
 /// What a component says of itself: its `describe()` answer, the world it exports and the
@@ -362,11 +366,20 @@ pub fn build(
     let selected = select(&metadata, &options.packages, &manifest)?;
     check_sdk_contract(&metadata)?;
 
-    let flags = reproducible_rustflags(
-        &metadata.workspace_root,
-        &local_dependencies(&metadata),
-        cargo_home().as_deref(),
-    );
+    let local = local_dependencies(&metadata);
+    let notes = local
+        .iter()
+        .map(|(name, dir)| {
+            format!(
+                "{name} is a path dependency outside the workspace ({}): cargo derives its \
+                 symbol hashes from that absolute path, so these bytes are reproducible only \
+                 from the same directory; a git or registry dependency, or a copy inside the \
+                 workspace, is reproducible anywhere",
+                dir.display()
+            )
+        })
+        .collect();
+    let flags = reproducible_rustflags(&metadata.workspace_root, &local, cargo_home().as_deref());
     for (package, _) in &selected {
         let mut command = cargo();
         command
@@ -447,6 +460,7 @@ pub fn build(
         built,
         index_changed: changed,
         serial: index.serial,
+        notes,
     })
 }
 

@@ -44,6 +44,73 @@ fn the_bundled_hub_matches_what_its_sources_build() {
     }
 }
 
+/// Copies the directory tree `from` to `to`, leaving out `target` directories.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        let dest = to.join(entry.file_name());
+        if kind.is_dir() {
+            if entry.file_name() != "target" {
+                copy_tree(&entry.path(), &dest);
+            }
+        } else {
+            assert!(kind.is_file(), "{}: not a plain file", entry.path().display());
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// Where the repository is checked out must not change the published bytes: CI clones it
+/// somewhere else than a developer does. `faults/` (with the SDK inside it) is copied to a
+/// directory of another depth and name, and `faultline hub build -p process-pause` there, in a
+/// fresh target directory, must reproduce the bundled artefact and leave the copied index as it
+/// was. (A path dependency outside the workspace would fail this: cargo hashes its absolute
+/// path into every symbol.)
+#[test]
+fn the_bundled_hub_rebuilds_byte_for_byte_from_another_directory() {
+    let root = repo_root();
+    let work = tempfile::tempdir().unwrap();
+    let elsewhere = work.path().join("some/other/checkout");
+    copy_tree(&root.join("faults"), &elsewhere.join("faults"));
+    let index = std::fs::read(root.join("hub-index.json")).unwrap();
+    std::fs::write(elsewhere.join("hub-index.json"), &index).unwrap();
+    let parsed = Index::parse(&index, "hub-index.json").unwrap_or_else(|e| panic!("{e}"));
+    let pause = &parsed
+        .packages
+        .iter()
+        .find(|p| p.name == "process-pause")
+        .expect("process-pause is bundled")
+        .versions[0];
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_faultline-e2e"));
+    cmd.current_dir(&elsewhere)
+        .env("CARGO_TARGET_DIR", work.path().join("target"))
+        .arg("--state-dir")
+        .arg(work.path().join("state"))
+        .args(["hub", "build", "faults", "-p", "process-pause"]);
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "hub build in the copy:\n{text}");
+    assert!(!text.contains("note:"), "{text}");
+    assert!(text.contains(&pause.digest.to_string()), "{text}");
+    assert!(text.contains("index unchanged"), "{text}");
+    assert_eq!(
+        std::fs::read(elsewhere.join("hub-index.json")).unwrap(),
+        index,
+        "the copied index changed"
+    );
+    let rebuilt = std::fs::read(elsewhere.join(&pause.urls[0])).unwrap();
+    assert_eq!(Digest::of(&rebuilt), pause.digest);
+}
+
 /// The committed artefact `url`, loaded through a real host and described.
 async fn inspect_committed(host: &faultline::host::Host, url: &str) -> faultline::host::Inspection {
     let bytes = std::fs::read(repo_root().join(url)).unwrap();

@@ -4,7 +4,7 @@
 #![allow(missing_docs)]
 
 wit_bindgen::generate!({
-    path: "../../../sdk/wit",
+    path: "../../../faults/sdk/wit",
     inline: "
         package test:bad-tick;
 

@@ -11,7 +11,7 @@ wit_bindgen::generate!({
             export inject: func(request: inject-request) -> result<list<u8>, error>;
         }
     "#,
-    path: "../../../sdk/wit",
+    path: "../../../faults/sdk/wit",
     generate_all,
 });
 

@@ -8,7 +8,7 @@
 //! `cargo test`. Implement the trait on a type and export it with the macro: the macro picks the
 //! world the component exports, and the component imports only the host functions it calls.
 //!
-//! `faultline new fault NAME` starts a crate; `sdk/README.md` walks through the lifecycle
+//! `faultline new fault NAME` starts a crate; `faults/sdk/README.md` walks through the lifecycle
 //! (describe, validate, inject that returns promptly, ticks, revert in a fresh instance with the
 //! state as bytes), the errors, testing and publishing.
 //!
