@@ -56,7 +56,11 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
                 copy_tree(&entry.path(), &dest);
             }
         } else {
-            assert!(kind.is_file(), "{}: not a plain file", entry.path().display());
+            assert!(
+                kind.is_file(),
+                "{}: not a plain file",
+                entry.path().display()
+            );
             std::fs::copy(entry.path(), &dest).unwrap();
         }
     }
