@@ -301,9 +301,10 @@ pub struct Context {
     pub log: LogSink,
     /// Changes this store made, oldest first.
     pub changes: Vec<EntryId>,
-    /// Held (shared) by every host call in flight on the blocking pool, taken (exclusive) by
-    /// whoever undoes the journal: a call whose guest was cut off still finishes its journalled
-    /// change before the undo looks at the journal, so nothing is applied after its revert.
+    /// This execution's gate: held (shared) by every host call in flight on the blocking pool,
+    /// taken (exclusive) by whoever undoes its journal entries: a call whose guest was cut off
+    /// still finishes its journalled change before the undo looks at the journal, so nothing is
+    /// applied after its revert.
     pub gate: Arc<tokio::sync::RwLock<()>>,
     /// When the call this store serves is cut off, if it has a deadline: host functions that
     /// wait (a program's timeout) never wait past it.

@@ -123,6 +123,39 @@ fn remember_own_endpoint(addr: std::net::SocketAddr, from_probes: bool) {
 /// Where one execution's plug-in log lines go, besides the host's own sink.
 type Routes = Arc<Mutex<HashMap<String, LogSink>>>;
 
+/// One execution's gate: held (shared) by each of its host calls in flight on the blocking
+/// pool, taken (exclusive) while its journal entries are undone.
+type Gate = Arc<tokio::sync::RwLock<()>>;
+
+/// The gates of the executions that have a store or an undo under way. Per execution, so the
+/// reverts of many executions (an emergency stop of a thousand held faults) run side by side
+/// instead of each waiting for every other execution's calls.
+#[derive(Default)]
+struct Gates {
+    table: HashMap<String, Gate>,
+    /// The table's size at which gates nobody holds any more are dropped (doubles with the
+    /// live ones, so pruning costs amortised O(1) per lookup).
+    prune_at: usize,
+}
+
+impl Gates {
+    fn of(&mut self, execution: &str) -> Gate {
+        if self.table.len() >= self.prune_at {
+            self.table.retain(|_, g| Arc::strong_count(g) > 1);
+            self.prune_at = (self.table.len() * 2).max(64);
+        }
+        self.table.entry(execution.to_string()).or_default().clone()
+    }
+
+    /// Every gate, in the order of their executions' ids (so two callers taking them all never
+    /// wait on each other crosswise).
+    fn all(&self) -> Vec<Gate> {
+        let mut all: Vec<(&String, &Gate)> = self.table.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter().map(|(_, g)| g.clone()).collect()
+    }
+}
+
 /// The component host: one engine, its cache, the journal and the OS backends.
 pub struct Host {
     engine: Engine,
@@ -132,7 +165,7 @@ pub struct Host {
     backends: Arc<Backends>,
     log: LogSink,
     routes: Routes,
-    gate: Arc<tokio::sync::RwLock<()>>,
+    gates: Mutex<Gates>,
     ticker: engine::Ticker,
 }
 
@@ -185,7 +218,7 @@ impl Host {
             journal,
             log,
             routes,
-            gate: Arc::default(),
+            gates: Mutex::default(),
         };
         for (addr, from_probes) in own_endpoints() {
             if from_probes && let Ok(outbound) = &host.backends.outbound {
@@ -331,20 +364,27 @@ impl Host {
     /// Compiles and checks a component and asks it to describe itself (with nothing granted:
     /// any call it makes is denied, so describing has no side effects).
     pub async fn inspect(&self, bytes: &[u8]) -> Result<Inspection, LoadError> {
+        Ok(self.inspect_linked(bytes).await?.0)
+    }
+
+    /// [`Host::inspect`], also handing back the linked component it described: what
+    /// [`Host::load`] runs, so a load links once.
+    async fn inspect_linked(&self, bytes: &[u8]) -> Result<(Inspection, Which), LoadError> {
         let (component, digest, cached) = self.compile(bytes).await?;
         let (kind, shape) = self.check(&component)?;
         let nothing = Arc::new(Grants::capabilities_only(&digest, &[]));
         let which = self.pre(kind, &component, &shape)?;
         let description = describe(self, &which, nothing).await?;
         check_declared(&shape, &description)?;
-        Ok(Inspection {
+        let inspection = Inspection {
             component,
             digest,
             cached,
             kind,
             shape,
             description,
-        })
+        };
+        Ok((inspection, which))
     }
 
     /// Loads a component for running: [`Host::inspect`], then matches the policy against
@@ -367,14 +407,16 @@ impl Host {
         policy: &Policy,
         wanted: Option<Kind>,
     ) -> Result<Plugin, LoadError> {
-        let Inspection {
-            component,
-            digest,
-            kind,
-            shape,
-            description,
-            ..
-        } = self.inspect(bytes).await?;
+        let (
+            Inspection {
+                digest,
+                kind,
+                shape,
+                description,
+                ..
+            },
+            which,
+        ) = self.inspect_linked(bytes).await?;
         if let Some(wanted) = wanted
             && wanted != kind
         {
@@ -394,7 +436,7 @@ impl Host {
             shape,
             grants,
         };
-        Ok(match self.pre(kind, &component, &info.shape)? {
+        Ok(match which {
             Which::Fault(pre, ticking) => Plugin::Fault(FaultPlugin { info, pre, ticking }),
             Which::Probe(pre) => Plugin::Probe(ProbePlugin { info, pre }),
         })
@@ -558,7 +600,7 @@ impl Host {
                 backends: self.backends.clone(),
                 log: self.log.clone(),
                 changes: Vec::new(),
-                gate: self.gate.clone(),
+                gate: self.gate(execution),
                 deadline: None,
             },
             _awake: self.ticker.awake(),
@@ -581,8 +623,29 @@ impl Host {
         self.undo_outstanding(None).await
     }
 
+    /// `execution`'s gate (a std mutex held only for the lookup, never across an await).
+    fn gate(&self, execution: &str) -> Gate {
+        self.gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .of(execution)
+    }
+
     async fn undo_outstanding(&self, execution: Option<String>) -> Vec<String> {
-        let _exclusive = self.gate.write().await;
+        // Only this execution's calls in flight are waited for; undoing everything waits for
+        // every execution's.
+        let gates = match &execution {
+            Some(id) => vec![self.gate(id)],
+            None => self
+                .gates
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .all(),
+        };
+        let mut _exclusive = Vec::with_capacity(gates.len());
+        for gate in gates {
+            _exclusive.push(gate.write_owned().await);
+        }
         let (journal, backends) = (self.journal.clone(), self.backends.clone());
         let undone = tokio::task::spawn_blocking(move || {
             undo_entries(&journal, &backends, execution.as_deref())
@@ -838,4 +901,66 @@ pub fn tracing_log() -> LogSink {
 /// Measures a duration, for reports.
 pub fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_gate_per_execution_kept_while_held_and_dropped_once_free() {
+        let mut gates = Gates::default();
+        let a = gates.of("ex-a");
+        assert!(Arc::ptr_eq(&a, &gates.of("ex-a")), "one gate per execution");
+        assert!(!Arc::ptr_eq(&a, &gates.of("ex-b")));
+        // A thousand executions come and go; only the held gate survives the pruning.
+        for i in 0..1000 {
+            drop(gates.of(&format!("ex-{i}")));
+        }
+        assert!(gates.table.len() <= 130, "{} gates kept", gates.table.len());
+        assert!(
+            Arc::ptr_eq(&a, &gates.of("ex-a")),
+            "a held gate is never dropped"
+        );
+        let names: Vec<String> = gates
+            .all()
+            .iter()
+            .map(|g| {
+                gates
+                    .table
+                    .iter()
+                    .find(|(_, h)| Arc::ptr_eq(g, h))
+                    .map(|(k, _)| k.clone())
+                    .unwrap()
+            })
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(
+            names, sorted,
+            "all() hands gates out in the order of their ids"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_undo_of_one_execution_waits_only_for_that_executions_calls() {
+        let gates = Mutex::new(Gates::default());
+        let of = |x: &str| gates.lock().unwrap().of(x);
+        // A call of ex-a is in flight (its pass held).
+        let pass = of("ex-a").read_owned().await;
+        // ex-b's undo goes ahead at once.
+        let b = of("ex-b");
+        let got = tokio::time::timeout(Duration::from_secs(5), b.write()).await;
+        assert!(got.is_ok(), "ex-b waited for ex-a's call");
+        drop(got);
+        // ex-a's undo waits until the call is done.
+        let a = of("ex-a");
+        assert!(
+            a.try_write().is_err(),
+            "ex-a's undo ran beside its own call"
+        );
+        drop(pass);
+        assert!(a.try_write().is_ok());
+    }
 }
