@@ -32,6 +32,9 @@ struct Params {
     inject: Mode,
     #[serde(default)]
     revert: Mode,
+    /// Log lines `inject` writes before it returns: host calls to time (the host bench).
+    #[serde(default)]
+    logs: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +76,9 @@ impl Fault for Misbehave {
         let mut changes = Vec::new();
         if let Some(pid) = params.pid {
             changes.extend(process::send_signal(pid, process::Signal::Stop)?);
+        }
+        for _ in 0..params.logs {
+            faultline_sdk::log::info("misbehave: a line");
         }
         misbehave(params.inject)?;
         Ok(State {
