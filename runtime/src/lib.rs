@@ -15,4 +15,5 @@ pub mod experiment;
 pub mod host;
 pub mod hub;
 pub mod journal;
+pub mod memory;
 pub mod policy;

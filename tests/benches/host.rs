@@ -175,9 +175,9 @@ fn mean(n: u32, mut f: impl FnMut()) -> Duration {
 
 fn ratio_line(what: &str, ours: Duration, floor: Duration) {
     println!(
-        "{what}: faultline {:.3} ms, floor {:.3} ms, ratio {:.2}x",
-        ours.as_secs_f64() * 1e3,
-        floor.as_secs_f64() * 1e3,
+        "{what}: faultline {:.1} µs, floor {:.1} µs, ratio {:.2}x",
+        ours.as_secs_f64() * 1e6,
+        floor.as_secs_f64() * 1e6,
         ours.as_secs_f64() / floor.as_secs_f64()
     );
 }
