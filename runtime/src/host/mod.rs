@@ -132,7 +132,9 @@ type Gate = Arc<tokio::sync::RwLock<()>>;
 /// instead of each waiting for every other execution's calls.
 #[derive(Default)]
 struct Gates {
-    table: HashMap<String, Gate>,
+    /// By execution id: in id order, so two callers taking every gate never wait on each
+    /// other crosswise.
+    table: std::collections::BTreeMap<String, Gate>,
     /// The table's size at which gates nobody holds any more are dropped (doubles with the
     /// live ones, so pruning costs amortised O(1) per lookup).
     prune_at: usize,
@@ -147,12 +149,9 @@ impl Gates {
         self.table.entry(execution.to_string()).or_default().clone()
     }
 
-    /// Every gate, in the order of their executions' ids (so two callers taking them all never
-    /// wait on each other crosswise).
+    /// Every gate, in the order of their executions' ids.
     fn all(&self) -> Vec<Gate> {
-        let mut all: Vec<(&String, &Gate)> = self.table.iter().collect();
-        all.sort_by(|a, b| a.0.cmp(b.0));
-        all.into_iter().map(|(_, g)| g.clone()).collect()
+        self.table.values().cloned().collect()
     }
 }
 
@@ -623,12 +622,16 @@ impl Host {
         self.undo_outstanding(None).await
     }
 
-    /// `execution`'s gate (a std mutex held only for the lookup, never across an await).
-    fn gate(&self, execution: &str) -> Gate {
+    /// The gate table (a std mutex held only for a lookup, never across an await).
+    fn gates(&self) -> std::sync::MutexGuard<'_, Gates> {
         self.gates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .of(execution)
+    }
+
+    /// `execution`'s gate.
+    fn gate(&self, execution: &str) -> Gate {
+        self.gates().of(execution)
     }
 
     async fn undo_outstanding(&self, execution: Option<String>) -> Vec<String> {
@@ -636,11 +639,7 @@ impl Host {
         // every execution's.
         let gates = match &execution {
             Some(id) => vec![self.gate(id)],
-            None => self
-                .gates
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .all(),
+            None => self.gates().all(),
         };
         let mut _exclusive = Vec::with_capacity(gates.len());
         for gate in gates {
