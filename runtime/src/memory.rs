@@ -3,7 +3,8 @@
 //! glibc's malloc keeps freed memory in its arenas (one per thread that allocated, up to eight
 //! per core) for reuse. A run allocates from the tokio workers and the blocking pool, so after a
 //! burst of runs an agent would otherwise sit at its peak for the rest of its life.
-//! [`release_free_memory`] is called once when the last run ends.
+//! [`release_free_memory`] is called when a host's last execution ends
+//! ([`crate::host::Running`]): an agent's runs and its experiments' faults alike.
 //!
 //! The one other module with `unsafe` (besides the compile cache): a single FFI call.
 

@@ -253,26 +253,12 @@ impl Agent {
         // A task of its own: should it panic, the execution's guard still reverts the run and
         // publishes its outcome, so stops and shutdown never wait forever.
         tokio::spawn(execution.run());
-        let (metrics, agent) = (self.metrics.clone(), self.clone());
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             run.handle.finished().await;
             metrics.run_ended(&run.view());
-            // The last run is over: what its calls allocated goes back to the kernel, so an
-            // agent returns to its idle footprint after a burst of runs.
-            if agent.active_runs() == 0 {
-                let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
-            }
         });
         Ok(id)
-    }
-
-    /// Runs not yet finished.
-    fn active_runs(&self) -> usize {
-        lock(&self.state)
-            .runs
-            .values()
-            .filter(|r| !r.is_final())
-            .count()
     }
 
     /// One run.

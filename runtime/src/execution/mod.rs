@@ -469,6 +469,7 @@ impl Execution {
             state: None,
             armed: true,
         };
+        let _running = host.running();
         let logs = shared.clone();
         let _route = host.route_logs(
             &spec.id,

@@ -165,7 +165,27 @@ pub struct Host {
     log: LogSink,
     routes: Routes,
     gates: Mutex<Gates>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
     ticker: engine::Ticker,
+}
+
+/// While alive, an execution runs on this host. When the last one ends, the heap its calls
+/// freed goes back to the kernel ([`crate::memory::release_free_memory`], on the blocking
+/// pool), so an agent returns to its idle footprint after a burst of runs or experiments.
+pub struct Running {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let last = self
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1;
+        if last && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(crate::memory::release_free_memory);
+        }
+    }
 }
 
 /// While alive, sends one execution's plug-in log lines to a sink of its own.
@@ -218,6 +238,7 @@ impl Host {
             log,
             routes,
             gates: Mutex::default(),
+            running: Arc::default(),
         };
         for (addr, from_probes) in own_endpoints() {
             if from_probes && let Ok(outbound) = &host.backends.outbound {
@@ -226,6 +247,15 @@ impl Host {
             host.backends.network.protect(addr);
         }
         Ok(host)
+    }
+
+    /// Counts an execution as running until the returned guard is dropped.
+    pub fn running(&self) -> Running {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Running {
+            count: self.running.clone(),
+        }
     }
 
     /// Sends `execution`'s plug-in log lines to `sink` too, until the returned route is dropped.
@@ -940,6 +970,20 @@ mod tests {
             names, sorted,
             "all() hands gates out in the order of their ids"
         );
+    }
+
+    #[tokio::test]
+    async fn executions_are_counted_until_their_guards_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(HostConfig::new(dir.path().to_path_buf()), tracing_log()).unwrap();
+        let count = || host.running.load(std::sync::atomic::Ordering::Acquire);
+        let (a, b) = (host.running(), host.running());
+        assert_eq!(count(), 2);
+        drop(a);
+        assert_eq!(count(), 1);
+        // The last one hands freed memory back on the blocking pool; the count is 0 at once.
+        drop(b);
+        assert_eq!(count(), 0);
     }
 
     #[tokio::test]
