@@ -24,11 +24,11 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use faultline::contract::fault::{Fault, FaultPre};
 use faultline::contract::types::InjectRequest;
+use faultline::host::cache::CompileCache;
 use faultline::host::{FaultPlugin, Host};
 use faultline::policy::Policy;
 use faultline_tests::components as c;
 use sha2::Digest as _;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
@@ -104,9 +104,9 @@ fn bare_linker(engine: &Engine, component: &Component) -> Linker<Bare> {
 
 /// The floor's whole warm load: find the artefact by the component's digest, map it, link,
 /// instantiate, `describe`.
-async fn floor_load(engine: &Engine, cache: &Path, bytes: &[u8]) -> String {
+async fn floor_load(engine: &Engine, cache: &CompileCache, bytes: &[u8]) -> String {
     let hex = hex::encode(sha2::Sha256::digest(bytes));
-    let path = artefact(cache, &hex);
+    let path = cache.artefact_path(&hex);
     // SAFETY: the file is the output of `Component::serialize` for this engine's exact
     // configuration, written by the host's compile cache in this run's private directory a
     // moment ago and checked by it; nobody else writes there.
@@ -117,19 +117,6 @@ async fn floor_load(engine: &Engine, cache: &Path, bytes: &[u8]) -> String {
     let fault = pre.instantiate_async(&mut store).await.unwrap();
     let d = fault.call_describe(&mut store).await.unwrap();
     d.name
-}
-
-/// The compiled artefact the host's cache holds for the component with digest `hex`.
-fn artefact(cache: &Path, hex: &str) -> PathBuf {
-    std::fs::read_dir(cache)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(hex) && n.ends_with(".cwasm"))
-        })
-        .unwrap_or_else(|| panic!("no artefact for {hex} in {}", cache.display()))
 }
 
 /// One instance's `inject` with `params` on the floor; returns the state.
@@ -185,7 +172,8 @@ fn ratio_line(what: &str, ours: Duration, floor: Duration) {
 fn host_bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (host, dir) = faultline_tests::host();
-    let cache = dir.path().join("cache");
+    // The host's own cache, for the artefact paths it writes (the floor reads the same files).
+    let cache = CompileCache::new(&dir.path().join("cache"), host.engine()).unwrap();
     let engine = host.engine().clone();
     let pause = faultline_tests::wasm(c::PROCESS_PAUSE);
     let misbehave = faultline_tests::wasm(c::MISBEHAVE);
@@ -209,7 +197,8 @@ fn host_bench(c: &mut Criterion) {
     // SAFETY: as in `floor_load`: the host's own artefact for this engine, in this run's
     // private cache directory.
     let misbehave_component =
-        unsafe { Component::deserialize_file(&engine, artefact(&cache, &misbehave_hex)) }.unwrap();
+        unsafe { Component::deserialize_file(&engine, cache.artefact_path(&misbehave_hex)) }
+            .unwrap();
     let floor_pre = FaultPre::new(
         bare_linker(&engine, &misbehave_component)
             .instantiate_pre(&misbehave_component)

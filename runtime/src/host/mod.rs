@@ -178,10 +178,7 @@ pub struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let last = self
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
-            == 1;
+        let last = self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1;
         if last && let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn_blocking(crate::memory::release_free_memory);
         }
